@@ -1,0 +1,45 @@
+"""Triton kernels for Mamba-1 training: each beside its reference in the op's own folder.
+
+Each kernel module is imported on first use, so that importing mambalab never needs Triton, and a
+CPU-only machine runs them under ``TRITON_INTERPRET=1`` (tests only: the interpreter is slow).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+
+import torch
+
+_EXPORTS = {
+    "selective_scan_triton": "mambalab.ops.triton.selective_scan",
+    "causal_conv1d_triton": "mambalab.ops.triton.causal_conv1d",
+    "rms_norm_triton": "mambalab.ops.triton.rms_norm",
+    "mamba_inner_triton": "mambalab.ops.triton.mamba_inner",
+}
+
+
+def unavailable_reason(device: torch.device | str | None = None) -> str | None:
+    """Why the Triton kernels cannot run on ``device``, or None when they can."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed (pip install triton)"
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return f"the GPU has compute capability {major}.x; the Triton kernels need 8.0 or newer"
+        return None
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    return "Triton kernels run on CUDA GPUs (or on the CPU under TRITON_INTERPRET=1, for tests)"
+
+
+def available(device: torch.device | str | None = None) -> bool:
+    return unavailable_reason(device) is None
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
