@@ -1,0 +1,311 @@
+"""Triton depthwise causal conv1d (Mamba's short conv), forward and backward, with document starts.
+
+out[b, d, t] = act(bias[d] + sum_k weight[d, k] * x[b, d, t - (W - 1) + k])
+
+Positions before 0 read ``initial_state`` (B, D, W - 1) (oldest first), or zero without one. With
+``doc_starts`` (B, L) bool, an input before the latest document start at or before t counts as
+zero, so packed documents do not see each other through the conv window (a start at t = 0 also
+hides the initial state). The kernels take any strides; the output keeps a channel-last memory
+layout when x has one (as a slice of the in_proj output does), so x_proj reads it without a copy.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+_BLOCK_D = 64
+_BLOCK_L = 64
+
+
+@triton.jit
+def _load_x(x_ptr, init_ptr, b, offs_d, pos, mask_d, seg, D, L,
+            stride_xb, stride_xd, stride_xl, stride_ib, stride_id, stride_il,
+            W: tl.constexpr, HAS_INIT: tl.constexpr):
+    """x at positions ``pos`` (BLOCK_L,) as fp32 (BLOCK_D, BLOCK_L); the initial state below 0,
+    zero outside the sequence or before the document start ``seg`` of each output position."""
+    ok = (pos >= seg) & (pos < L)
+    in_seq = ok & (pos >= 0)
+    val = tl.load(x_ptr + b * stride_xb + offs_d[:, None] * stride_xd + pos[None, :] * stride_xl,
+                  mask=mask_d[:, None] & in_seq[None, :], other=0.0).to(tl.float32)
+    if HAS_INIT:
+        in_init = ok & (pos < 0) & (pos >= -(W - 1))
+        ipos = pos + (W - 1)
+        val += tl.load(init_ptr + b * stride_ib + offs_d[:, None] * stride_id
+                       + ipos[None, :] * stride_il,
+                       mask=mask_d[:, None] & in_init[None, :], other=0.0).to(tl.float32)
+    return val
+
+
+@triton.jit
+def _seg_start(seg_ptr, b, pos, L, stride_sb, HAS_DOC: tl.constexpr, W: tl.constexpr):
+    """The latest document start at or before each output position (-W: none, all inputs count)."""
+    if HAS_DOC:
+        return tl.load(seg_ptr + b * stride_sb + pos, mask=(pos >= 0) & (pos < L), other=-W)
+    return tl.full(pos.shape, -W, tl.int32)
+
+
+@triton.jit
+def _conv_fwd_kernel(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, out_ptr, D, L,
+                     stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+                     stride_ib, stride_id, stride_il, stride_sb,
+                     stride_ob, stride_od, stride_ol,
+                     W: tl.constexpr, SILU: tl.constexpr, HAS_BIAS: tl.constexpr,
+                     HAS_INIT: tl.constexpr, HAS_DOC: tl.constexpr,
+                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    b = tl.program_id(0)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    pos = tl.program_id(2) * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask_d = offs_d < D
+    seg = _seg_start(seg_ptr, b, pos, L, stride_sb, HAS_DOC, W)
+    acc = tl.zeros((BLOCK_D, BLOCK_L), dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+    for k in tl.static_range(W):
+        wk = tl.load(w_ptr + offs_d * stride_wd + k * stride_wk, mask=mask_d, other=0.0)
+        xk = _load_x(x_ptr, init_ptr, b, offs_d, pos - (W - 1) + k, mask_d, seg, D, L,
+                     stride_xb, stride_xd, stride_xl, stride_ib, stride_id, stride_il,
+                     W, HAS_INIT)
+        acc += wk.to(tl.float32)[:, None] * xk
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    tl.store(out_ptr + b * stride_ob + offs_d[:, None] * stride_od + pos[None, :] * stride_ol,
+             acc.to(out_ptr.dtype.element_ty), mask=mask_d[:, None] & (pos < L)[None, :])
+
+
+@triton.jit
+def _dpre_at(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr, b, offs_d, p, mask_d, D, L,
+             stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+             stride_ib, stride_id, stride_il, stride_sb, stride_gb, stride_gd, stride_gl,
+             W: tl.constexpr, SILU: tl.constexpr, HAS_BIAS: tl.constexpr,
+             HAS_INIT: tl.constexpr, HAS_DOC: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Gradient at the pre-activation of output positions ``p`` (zero outside [0, L))."""
+    valid = (p >= 0) & (p < L)
+    g = tl.load(dout_ptr + b * stride_gb + offs_d[:, None] * stride_gd + p[None, :] * stride_gl,
+                mask=mask_d[:, None] & valid[None, :], other=0.0).to(tl.float32)
+    if SILU:
+        seg = _seg_start(seg_ptr, b, p, L, stride_sb, HAS_DOC, W)
+        pre = tl.zeros(g.shape, dtype=tl.float32)
+        if HAS_BIAS:
+            pre += tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)[:, None]
+        for k in tl.static_range(W):
+            wk = tl.load(w_ptr + offs_d * stride_wd + k * stride_wk, mask=mask_d, other=0.0)
+            pre += wk.to(tl.float32)[:, None] * _load_x(
+                x_ptr, init_ptr, b, offs_d, p - (W - 1) + k, mask_d, seg, D, L,
+                stride_xb, stride_xd, stride_xl, stride_ib, stride_id, stride_il, W, HAS_INIT)
+        sig = tl.sigmoid(pre)
+        g = g * sig * (1.0 + pre * (1.0 - sig))
+    return g
+
+
+@triton.jit
+def _dx_at(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr, b, offs_d, q, mask_d, D, L,
+           stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+           stride_ib, stride_id, stride_il, stride_sb, stride_gb, stride_gd, stride_gl,
+           W: tl.constexpr, SILU: tl.constexpr, HAS_BIAS: tl.constexpr,
+           HAS_INIT: tl.constexpr, HAS_DOC: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Gradient of the inputs at positions ``q``: each feeds outputs q .. q + W - 1."""
+    dx = tl.zeros((BLOCK_D, q.shape[0]), dtype=tl.float32)
+    for j in tl.static_range(W):
+        p = q + j
+        g = _dpre_at(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr, b, offs_d, p, mask_d,
+                     D, L, stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+                     stride_ib, stride_id, stride_il, stride_sb, stride_gb, stride_gd, stride_gl,
+                     W, SILU, HAS_BIAS, HAS_INIT, HAS_DOC, BLOCK_D)
+        seg = _seg_start(seg_ptr, b, p, L, stride_sb, HAS_DOC, W)
+        wk = tl.load(w_ptr + offs_d * stride_wd + (W - 1 - j) * stride_wk, mask=mask_d, other=0.0)
+        dx += tl.where((q >= seg)[None, :], wk.to(tl.float32)[:, None] * g, 0.0)
+    return dx
+
+
+@triton.jit
+def _conv_bwd_kernel(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr,
+                     dx_ptr, dinit_ptr, dw_part_ptr, db_part_ptr, D, L,
+                     stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+                     stride_ib, stride_id, stride_il, stride_sb,
+                     stride_gb, stride_gd, stride_gl, stride_dxb, stride_dxd, stride_dxl,
+                     W: tl.constexpr, W_POW2: tl.constexpr, SILU: tl.constexpr,
+                     HAS_BIAS: tl.constexpr, HAS_INIT: tl.constexpr, HAS_DOC: tl.constexpr,
+                     BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+    b = tl.program_id(0)
+    pid_l = tl.program_id(2)
+    offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    pos = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    mask_d = offs_d < D
+    dx = _dx_at(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr, b, offs_d, pos, mask_d, D, L,
+                stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+                stride_ib, stride_id, stride_il, stride_sb, stride_gb, stride_gd, stride_gl,
+                W, SILU, HAS_BIAS, HAS_INIT, HAS_DOC, BLOCK_D)
+    tl.store(dx_ptr + b * stride_dxb + offs_d[:, None] * stride_dxd + pos[None, :] * stride_dxl,
+             dx.to(dx_ptr.dtype.element_ty), mask=mask_d[:, None] & (pos < L)[None, :])
+    if HAS_INIT:
+        if pid_l == 0:
+            ipos = tl.arange(0, W_POW2)
+            dinit = _dx_at(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr, b, offs_d,
+                           ipos - (W - 1), mask_d, D, L,
+                           stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+                           stride_ib, stride_id, stride_il, stride_sb,
+                           stride_gb, stride_gd, stride_gl,
+                           W, SILU, HAS_BIAS, HAS_INIT, HAS_DOC, BLOCK_D)
+            # dinit is contiguous (B, D, W - 1), allocated by the wrapper
+            tl.store(dinit_ptr + b * D * (W - 1) + offs_d[:, None] * (W - 1) + ipos[None, :],
+                     dinit.to(dinit_ptr.dtype.element_ty),
+                     mask=mask_d[:, None] & (ipos < W - 1)[None, :])
+    # Partial sums of dweight and dbias over this tile's output positions, one row per (b, pid_l):
+    # summed by the wrapper, which keeps the result deterministic (no atomics).
+    g = _dpre_at(x_ptr, w_ptr, bias_ptr, init_ptr, seg_ptr, dout_ptr, b, offs_d, pos, mask_d,
+                 D, L, stride_xb, stride_xd, stride_xl, stride_wd, stride_wk,
+                 stride_ib, stride_id, stride_il, stride_sb, stride_gb, stride_gd, stride_gl,
+                 W, SILU, HAS_BIAS, HAS_INIT, HAS_DOC, BLOCK_D)
+    seg = _seg_start(seg_ptr, b, pos, L, stride_sb, HAS_DOC, W)
+    row = b * tl.num_programs(2) + pid_l
+    for k in tl.static_range(W):
+        xk = _load_x(x_ptr, init_ptr, b, offs_d, pos - (W - 1) + k, mask_d, seg, D, L,
+                     stride_xb, stride_xd, stride_xl, stride_ib, stride_id, stride_il,
+                     W, HAS_INIT)
+        tl.store(dw_part_ptr + row * D * W + offs_d * W + k, tl.sum(g * xk, axis=1), mask=mask_d)
+    if HAS_BIAS:
+        tl.store(db_part_ptr + row * D + offs_d, tl.sum(g, axis=1), mask=mask_d)
+
+
+def _like_layout(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An empty (B, D, L) tensor, channel-last in memory when x is (so x_proj reads it directly)."""
+    bsz, dim, seqlen = x.shape
+    dtype = dtype or x.dtype
+    if x.stride(1) == 1 and seqlen > 1:
+        return torch.empty(bsz, seqlen, dim, device=x.device, dtype=dtype).transpose(1, 2)
+    return torch.empty(bsz, dim, seqlen, device=x.device, dtype=dtype)
+
+
+def segment_starts(doc_starts: torch.Tensor | None, width: int) -> torch.Tensor | None:
+    """(B, L) bool -> (B, L) int32: the latest document start at or before each position
+    (-width where none has been seen, so that every input counts)."""
+    if doc_starts is None:
+        return None
+    seqlen = doc_starts.shape[-1]
+    idx = torch.arange(seqlen, device=doc_starts.device, dtype=torch.int32)
+    marked = torch.where(doc_starts.bool(), idx, torch.full_like(idx, -width))
+    return marked.cummax(dim=-1).values.to(torch.int32).contiguous()
+
+
+def _check(x, weight, bias, activation, initial_state, doc_starts) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"causal_conv1d: x must be (B, D, L), got shape {tuple(x.shape)}")
+    bsz, dim, seqlen = x.shape
+    if weight.dim() != 2 or weight.shape[0] != dim:
+        raise ValueError(f"causal_conv1d: weight must be (D={dim}, W), got {tuple(weight.shape)}; "
+                         "squeeze a Conv1d weight (D, 1, W) with weight[:, 0]")
+    if bias is not None and tuple(bias.shape) != (dim,):
+        raise ValueError(f"causal_conv1d: bias must be ({dim},), got {tuple(bias.shape)}")
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"causal_conv1d: activation must be 'silu' or None, got {activation!r}")
+    width = weight.shape[1]
+    if initial_state is not None and tuple(initial_state.shape) != (bsz, dim, width - 1):
+        raise ValueError(f"causal_conv1d: initial_state must be (B, D, W - 1) = "
+                         f"{(bsz, dim, width - 1)}, got {tuple(initial_state.shape)}")
+    if doc_starts is not None and tuple(doc_starts.shape) != (bsz, seqlen):
+        raise ValueError(f"causal_conv1d: doc_starts must be (B, L) = {(bsz, seqlen)}, "
+                         f"got {tuple(doc_starts.shape)}")
+
+
+def _no_strides(t: torch.Tensor | None, n: int) -> tuple[int, ...]:
+    return tuple(t.stride()) if t is not None else (0,) * n
+
+
+def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      initial_state: torch.Tensor | None, seg: torch.Tensor | None,
+                      silu: bool, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Low-level forward: x (B, D, L), weight (D, W), seg from ``segment_starts`` -> (B, D, L)."""
+    bsz, dim, seqlen = x.shape
+    width = weight.shape[1]
+    out = _like_layout(x) if out is None else out
+    grid = (bsz, triton.cdiv(dim, _BLOCK_D), triton.cdiv(seqlen, _BLOCK_L))
+    _conv_fwd_kernel[grid](
+        x, weight, bias if bias is not None else weight, initial_state if initial_state is not None
+        else x, seg if seg is not None else x, out, dim, seqlen,
+        *x.stride(), *weight.stride(), *_no_strides(initial_state, 3),
+        seg.stride(0) if seg is not None else 0, *out.stride(),
+        W=width, SILU=silu, HAS_BIAS=bias is not None, HAS_INIT=initial_state is not None,
+        HAS_DOC=seg is not None, BLOCK_D=_BLOCK_D, BLOCK_L=_BLOCK_L)
+    return out
+
+
+def causal_conv1d_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                      initial_state: torch.Tensor | None, seg: torch.Tensor | None,
+                      dout: torch.Tensor, silu: bool, dx: torch.Tensor | None = None):
+    """Low-level backward (recomputes the pre-activation) -> dx, dweight, dbias, dinitial_state.
+
+    ``dx`` may be given pre-allocated (a slice of dxz in the fused mixer)."""
+    bsz, dim, seqlen = x.shape
+    width = weight.shape[1]
+    dx = _like_layout(x) if dx is None else dx
+    n_l = triton.cdiv(seqlen, _BLOCK_L)
+    dw_part = torch.empty(bsz * n_l, dim, width, device=x.device, dtype=torch.float32)
+    db_part = torch.empty(bsz * n_l, dim, device=x.device, dtype=torch.float32) \
+        if bias is not None else None
+    dinit = torch.empty(bsz, dim, width - 1, device=x.device, dtype=initial_state.dtype) \
+        if initial_state is not None else None
+    grid = (bsz, triton.cdiv(dim, _BLOCK_D), n_l)
+    _conv_bwd_kernel[grid](
+        x, weight, bias if bias is not None else weight,
+        initial_state if initial_state is not None else x, seg if seg is not None else x, dout,
+        dx, dinit if dinit is not None else dx, dw_part, db_part if db_part is not None else dw_part,
+        dim, seqlen, *x.stride(), *weight.stride(), *_no_strides(initial_state, 3),
+        seg.stride(0) if seg is not None else 0, *dout.stride(), *dx.stride(),
+        W=width, W_POW2=triton.next_power_of_2(max(width - 1, 1)), SILU=silu,
+        HAS_BIAS=bias is not None, HAS_INIT=initial_state is not None, HAS_DOC=seg is not None,
+        BLOCK_D=_BLOCK_D, BLOCK_L=_BLOCK_L)
+    dweight = dw_part.sum(0).to(weight.dtype)
+    dbias = db_part.sum(0).to(bias.dtype) if bias is not None else None
+    return dx, dweight, dbias, dinit
+
+
+class _CausalConv1dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, initial_state, seg, silu):
+        out = causal_conv1d_fwd(x, weight, bias, initial_state, seg, silu)
+        ctx.save_for_backward(x, weight, bias, initial_state, seg)
+        ctx.silu = silu
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, bias, initial_state, seg = ctx.saved_tensors
+        dx, dweight, dbias, dinit = causal_conv1d_bwd(x, weight, bias, initial_state, seg,
+                                                      dout, ctx.silu)
+        return dx, dweight, dbias, dinit, None, None
+
+
+def final_conv_state(x: torch.Tensor, initial_state: torch.Tensor | None,
+                     doc_starts: torch.Tensor | None, width: int) -> torch.Tensor:
+    """The last W - 1 inputs (B, D, W - 1), zeroed before the last document start, so decoding the
+    next token continues the last document only. Plain PyTorch: tiny, and differentiable as is."""
+    bsz, dim, seqlen = x.shape
+    prev = initial_state if initial_state is not None else x.new_zeros(bsz, dim, width - 1)
+    window = torch.cat([prev.to(x.dtype), x], dim=-1)[..., -(width - 1):]  # (B, D, W-1)
+    if doc_starts is None:
+        return window
+    # position of each window slot in the sequence (negative: from the initial state)
+    slot_pos = torch.arange(seqlen - (width - 1), seqlen, device=x.device)
+    idx = torch.arange(seqlen, device=x.device)
+    last_start = torch.where(doc_starts.bool(), idx, torch.full_like(idx, -width)).amax(-1)
+    keep = slot_pos[None, :] >= last_start[:, None]  # (B, W-1)
+    return window * keep[:, None, :].to(window.dtype)
+
+
+def causal_conv1d_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                         activation: str | None = "silu",
+                         initial_state: torch.Tensor | None = None,
+                         doc_starts: torch.Tensor | None = None,
+                         return_final_state: bool = False):
+    """x (B, D, L) any strides, weight (D, W) -> (B, D, L) [, final_state (B, D, W - 1)].
+
+    Differentiable in x, weight, bias and initial_state; see the module docstring for the
+    semantics of ``initial_state`` and ``doc_starts``."""
+    _check(x, weight, bias, activation, initial_state, doc_starts)
+    width = weight.shape[1]
+    seg = segment_starts(doc_starts, width)
+    out = _CausalConv1dFn.apply(x, weight, bias, initial_state, seg, activation is not None)
+    if return_final_state:
+        return out, final_conv_state(x, initial_state, doc_starts, width)
+    return out

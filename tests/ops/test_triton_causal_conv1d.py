@@ -1,0 +1,147 @@
+"""Triton causal conv1d against a plain fp64 loop: outputs and every gradient, with document
+starts, initial states, odd lengths, strided inputs, fp32 and bf16 (CPU: TRITON_INTERPRET=1)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")
+
+
+def conv_ref(x, weight, bias, activation, initial_state, doc_starts):
+    """fp64 loop: out[t] = act(bias + sum_k w[k] x[t - (W-1) + k]), inputs before the latest
+    document start (or before 0 without an initial state) counting as zero."""
+    x, weight = x.double(), weight.double()
+    bsz, dim, seqlen = x.shape
+    width = weight.shape[1]
+    prev = initial_state.double() if initial_state is not None else x.new_zeros(bsz, dim, width - 1)
+    xp = torch.cat([prev, x], dim=-1)  # (B, D, W-1+L): index t + W-1 is position t
+    outs = []
+    for t in range(seqlen):
+        acc = bias.double()[None, :].expand(bsz, dim) if bias is not None else x.new_zeros(bsz, dim)
+        for k in range(width):
+            q = t - (width - 1) + k
+            keep = torch.ones(bsz, dtype=torch.float64)
+            if doc_starts is not None:
+                for b in range(bsz):
+                    starts = [s for s in range(t + 1) if doc_starts[b, s]]
+                    if starts and q < starts[-1]:
+                        keep[b] = 0.0
+            acc = acc + weight[:, k][None, :] * xp[:, :, q + width - 1] * keep[:, None]
+        outs.append(acc)
+    out = torch.stack(outs, dim=-1)
+    return F.silu(out) if activation == "silu" else out
+
+
+def _case(seed, bsz, dim, seqlen, width, dtype, with_bias, with_init, with_docs, channel_last):
+    g = torch.Generator().manual_seed(seed)
+    if channel_last:  # a slice of a (B, L, 2D) tensor, as the mixer's in_proj output is
+        x = torch.randn(bsz, seqlen, 2 * dim, generator=g).to(dtype).transpose(1, 2)[:, :dim]
+    else:
+        x = torch.randn(bsz, dim, seqlen, generator=g).to(dtype)
+    weight = (torch.randn(dim, width, generator=g) * 0.5)
+    bias = torch.randn(dim, generator=g) if with_bias else None
+    init = torch.randn(bsz, dim, width - 1, generator=g).to(dtype) if with_init else None
+    docs = (torch.rand(bsz, seqlen, generator=g) < 0.15) if with_docs else None
+    if docs is not None:
+        docs[0, 0] = True
+        docs[-1, seqlen - 1] = True
+    return x, weight, bias, init, docs
+
+
+TOL = {torch.float32: dict(atol=1e-4, rtol=1e-4), torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias,with_init,with_docs,channel_last,activation,seqlen", [
+    (True, False, False, False, "silu", 67),
+    (False, True, True, True, "silu", 37),
+    (True, True, False, True, None, 5),
+    (True, False, True, False, None, 70),
+])
+def test_matches_reference(dtype, with_bias, with_init, with_docs, channel_last, activation,
+                           seqlen):
+    from mambalab.ops.triton import causal_conv1d_triton
+
+    bsz, dim, width = 2, 70, 4
+    x, weight, bias, init, docs = _case(0, bsz, dim, seqlen, width, dtype, with_bias, with_init,
+                                        with_docs, channel_last)
+    leaves = [t for t in (x, weight, bias, init) if t is not None]
+    for t in leaves:
+        t.requires_grad_(True)
+    out, final = causal_conv1d_triton(x, weight, bias, activation=activation, initial_state=init,
+                                      doc_starts=docs, return_final_state=True)
+    ref = conv_ref(x, weight, bias, activation, init, docs)
+    assert out.dtype == dtype and not out.isnan().any()
+    torch.testing.assert_close(out.double(), ref, **TOL[dtype])
+
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    grads = torch.autograd.grad(out, leaves, dout)
+    ref_leaves = [t.detach().double().requires_grad_(True) for t in leaves]
+    it = iter(ref_leaves)
+    rx, rw = next(it), next(it)
+    rb = next(it) if bias is not None else None
+    ri = next(it) if init is not None else None
+    ref_grads = torch.autograd.grad(conv_ref(rx, rw, rb, activation, ri, docs), ref_leaves,
+                                    dout.double())
+    names = ["x", "weight"] + (["bias"] if bias is not None else []) + \
+        (["init"] if init is not None else [])
+    for leaf, got in zip(leaves, grads):
+        assert got.dtype == leaf.dtype and got.shape == leaf.shape
+    for name, got, want in zip(names, grads, ref_grads):
+        scale = want.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(got.double() / scale, want / scale, **TOL[dtype],
+                                   msg=lambda m, n=name: f"d{n}: {m}")
+
+    # the final state is the last W-1 inputs, zeroed before the last document start
+    xp = torch.cat([init if init is not None else x.new_zeros(bsz, dim, width - 1), x], -1)
+    want_final = xp[..., -(width - 1):].clone()
+    if docs is not None:
+        for b in range(bsz):
+            starts = docs[b].nonzero().flatten().tolist()
+            if starts:
+                for i, q in enumerate(range(seqlen - width + 1, seqlen)):
+                    if q < starts[-1]:
+                        want_final[b, :, i] = 0
+    torch.testing.assert_close(final, want_final)
+
+
+def test_bad_input_names_the_problem():
+    from mambalab.ops.triton import causal_conv1d_triton
+
+    x = torch.randn(1, 4, 8)
+    with pytest.raises(ValueError, match="weight must be"):
+        causal_conv1d_triton(x, torch.randn(4, 1, 4))
+    with pytest.raises(ValueError, match="activation"):
+        causal_conv1d_triton(x, torch.randn(4, 4), activation="gelu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_full_size_gpu(dtype):
+    """Layer shape of Mamba-130M (D=1536, W=4, L=2048), against PyTorch's own conv1d."""
+    os.environ.pop("TRITON_INTERPRET", None)
+    from mambalab.ops.triton import causal_conv1d_triton
+
+    bsz, dim, seqlen, width = 4, 1536, 2048, 4
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(bsz, seqlen, 2 * dim, device="cuda", generator=g).to(dtype)
+    x = x.transpose(1, 2)[:, :dim].requires_grad_(True)
+    weight = torch.randn(dim, width, device="cuda", generator=g).requires_grad_(True)
+    bias = torch.randn(dim, device="cuda", generator=g).requires_grad_(True)
+    out = causal_conv1d_triton(x, weight, bias, activation="silu")
+    xr, wr, br = (t.detach().float().requires_grad_(True) for t in (x, weight, bias))
+    ref = F.silu(F.conv1d(xr, wr[:, None], br, padding=width - 1, groups=dim)[..., :seqlen])
+    tol = TOL[dtype]
+    torch.testing.assert_close(out.float(), ref, **tol)
+    dout = torch.randn_like(ref)
+    got = torch.autograd.grad(out, (x, weight, bias), dout.to(dtype))
+    want = torch.autograd.grad(ref, (xr, wr, br), dout)
+    for a, b in zip(got, want):
+        scale = b.abs().max()
+        torch.testing.assert_close(a.float() / scale, b / scale, **tol)
