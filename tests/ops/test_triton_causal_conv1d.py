@@ -111,6 +111,20 @@ def test_matches_reference(dtype, with_bias, with_init, with_docs, channel_last,
     torch.testing.assert_close(final, want_final)
 
 
+def test_writes_every_element(monkeypatch):
+    """Every buffer the kernels allocate starts as NaN: an element left unwritten shows."""
+    from mambalab.ops.triton import causal_conv1d_triton
+
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
+    x, weight, bias, init, docs = _case(2, 2, 67, 131, 4, torch.float32, True, True, True, True)
+    leaves = [t.requires_grad_(True) for t in (x, weight, bias, init)]
+    out = causal_conv1d_triton(x, weight, bias, initial_state=init, doc_starts=docs)
+    assert not out.isnan().any()
+    grads = torch.autograd.grad(out.square().sum(), leaves)
+    assert not any(g.isnan().any() for g in grads)
+
+
 def test_bad_input_names_the_problem():
     from mambalab.ops.triton import causal_conv1d_triton
 
