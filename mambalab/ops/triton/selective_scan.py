@@ -1,0 +1,140 @@
+"""Triton selective scan for Mamba-1, forward and backward (design and timings:
+docs/kernels/selective_scan.md).
+
+    h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * u_t          (h reset to 0 where a document starts)
+    y_t = (sum_n C_t[n] h_t[n] + D * u_t) * silu(z_t)
+    delta = softplus(delta + delta_bias) when delta_softplus
+
+Shapes: u, delta, z (B, D, L), any strides (a transposed view of a (B, L, 2D) projection works);
+A (D, N) fp32; B, C (B, N, L); D, delta_bias (D,) fp32; initial_state (B, D, N) fp32; doc_starts
+(B, L) bool. The state is fp32; inputs bf16, fp16 or fp32; y has u's dtype.
+
+Entry points:
+- ``selective_scan_triton(...)`` -> y or (y, last_state): autograd-aware; gradients for u, delta, A,
+  B, C, D, z, delta_bias and initial_state (and through last_state).
+- ``selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+  doc_starts, return_last_state)`` -> (y, last_state | None, states): the raw forward, no autograd.
+  ``states`` (B, n_chunks, D, N) fp32 holds h at the start of every chunk; keep it (or recompute
+  it by calling the forward again) for the backward.
+- ``selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, doc_starts, states,
+  dlast_state=None)`` -> dict with du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state
+  (None for an absent input). du, ddelta, dz are contiguous (B, D, L) in their input's dtype; dB, dC
+  come back in B's and C's dtype.
+The fused mixer (``mamba_inner_triton``) calls the two raw functions inside its own autograd
+Function: it can drop ``states`` and rerun ``selective_scan_fwd`` in its backward.
+"""
+from __future__ import annotations
+
+import torch
+
+from mambalab.ops.triton.selective_scan_bwd import scan_bwd_launch
+from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
+
+# Tile sizes: BLOCK_T must be the same in forward and backward (the saved states are per chunk).
+# Chosen on an H100 by scripts/bench_scan.py; see docs/kernels/selective_scan.md.
+CONFIG = {"block_t": 32, "fwd_block_d": 8, "fwd_warps": 4, "bwd_block_d": 8, "bwd_warps": 4}
+
+
+def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
+    batch, dim, seqlen = u.shape
+    if delta.shape != u.shape or (z is not None and z.shape != u.shape):
+        raise ValueError(f"delta and z must have u's shape {tuple(u.shape)}, got "
+                         f"{tuple(delta.shape)} and {None if z is None else tuple(z.shape)}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"A must be (dim={dim}, dstate), got {tuple(A.shape)}")
+    dstate = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        if t.shape != (batch, dstate, seqlen):
+            raise ValueError(f"{name} must be (batch, dstate, seqlen) = {(batch, dstate, seqlen)}, "
+                             f"got {tuple(t.shape)}; pass a (B, 1, N, L) group as .squeeze(1)")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.shape != (dim,):
+            raise ValueError(f"{name} must be ({dim},), got {tuple(t.shape)}")
+    if initial_state is not None and initial_state.shape != (batch, dim, dstate):
+        raise ValueError(f"initial_state must be {(batch, dim, dstate)}, "
+                         f"got {tuple(initial_state.shape)}")
+    if doc_starts is not None and doc_starts.shape != (batch, seqlen):
+        raise ValueError(f"doc_starts must be (batch, seqlen) = {(batch, seqlen)}, "
+                         f"got {tuple(doc_starts.shape)}")
+    tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts)
+               if t is not None]
+    if any(t.device != u.device for t in tensors):
+        raise ValueError("all selective-scan inputs must be on one device; move them with .to(u.device)")
+
+
+def _prep(A, D, delta_bias, initial_state, doc_starts):
+    """Small per-channel tensors go in as contiguous fp32; doc_starts as uint8 (B, L)."""
+    f32 = lambda t: None if t is None else t.detach().to(torch.float32).contiguous()  # noqa: E731
+    docs = None if doc_starts is None else doc_starts.to(torch.uint8)
+    return f32(A), f32(D), f32(delta_bias), f32(initial_state), docs
+
+
+def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
+                       initial_state=None, doc_starts=None, return_last_state=False,
+                       save_states=True):
+    """Raw forward: (y, last_state | None, states | None). See the module docstring."""
+    _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts)
+    A, D, delta_bias, initial_state, doc_starts = _prep(A, D, delta_bias, initial_state, doc_starts)
+    return scan_fwd_launch(
+        u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
+        delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
+        save_states=save_states, return_last_state=return_last_state,
+        block_d=CONFIG["fwd_block_d"], block_t=CONFIG["block_t"], num_warps=CONFIG["fwd_warps"])
+
+
+def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                       delta_softplus=True, doc_starts=None, states=None, dlast_state=None):
+    """Raw backward: a dict of gradients. See the module docstring."""
+    if states is None:
+        raise ValueError("selective_scan_bwd needs the states from selective_scan_fwd(save_states=True)")
+    A32, D32, bias32, _, docs = _prep(A, D, delta_bias, None, doc_starts)
+    if dlast_state is not None:
+        dlast_state = dlast_state.to(torch.float32).contiguous()
+    grads = scan_bwd_launch(
+        dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
+        delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
+        block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], num_warps=CONFIG["bwd_warps"])
+    grads["dB"] = grads["dB"].to(B.dtype)
+    grads["dC"] = grads["dC"].to(C.dtype)
+    grads["dA"] = grads["dA"].to(A.dtype)
+    if D is not None:
+        grads["dD"] = grads["dD"].to(D.dtype)
+    if delta_bias is not None:
+        grads["ddelta_bias"] = grads["ddelta_bias"].to(delta_bias.dtype)
+    return grads
+
+
+class SelectiveScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
+                delta_softplus, return_last_state):
+        y, last, states = selective_scan_fwd(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
+            return_last_state=return_last_state)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
+                              states)
+        ctx.delta_softplus = delta_softplus
+        if return_last_state:
+            return y, last
+        return y
+
+    @staticmethod
+    def backward(ctx, dy, *rest):
+        u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts, states = ctx.saved_tensors
+        dlast = rest[0] if rest else None
+        g = selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus,
+                               doc_starts, states, dlast)
+        dh0 = g["dinitial_state"].to(initial_state.dtype) if initial_state is not None else None
+        return (g["du"], g["ddelta"], g["dA"], g["dB"], g["dC"], g["dD"], g["dz"],
+                g["ddelta_bias"], dh0, None, None, None)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                          delta_softplus=True, initial_state=None, doc_starts=None,
+                          return_last_state=False):
+    """y (B, D, L), or (y, last_state (B, D, N) fp32) with return_last_state. See the module
+    docstring for the recurrence and the shapes."""
+    return SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
+                                 delta_softplus, return_last_state)
