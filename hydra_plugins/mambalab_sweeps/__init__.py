@@ -1,0 +1,2 @@
+"""mambalab's Hydra launcher plugins (Hydra finds plugins only under the `hydra_plugins` namespace
+package; the logic lives in `mambalab.sweeps`)."""
