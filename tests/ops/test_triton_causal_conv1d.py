@@ -130,7 +130,7 @@ def test_bad_input_names_the_problem():
 
     x = torch.randn(1, 4, 8)
     with pytest.raises(ValueError, match="weight must be"):
-        causal_conv1d_triton(x, torch.randn(4, 1, 4))
+        causal_conv1d_triton(x, torch.randn(4, 2, 4))
     with pytest.raises(ValueError, match="activation"):
         causal_conv1d_triton(x, torch.randn(4, 4), activation="gelu")
 

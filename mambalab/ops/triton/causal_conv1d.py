@@ -194,7 +194,7 @@ def _check(x, weight, bias, activation, initial_state, doc_starts) -> None:
     bsz, dim, seqlen = x.shape
     if weight.dim() != 2 or weight.shape[0] != dim:
         raise ValueError(f"causal_conv1d: weight must be (D={dim}, W), got {tuple(weight.shape)}; "
-                         "squeeze a Conv1d weight (D, 1, W) with weight[:, 0]")
+                         "or nn.Conv1d's (D, 1, W)")
     if bias is not None and tuple(bias.shape) != (dim,):
         raise ValueError(f"causal_conv1d: bias must be ({dim},), got {tuple(bias.shape)}")
     if activation not in (None, "silu", "swish"):
@@ -298,10 +298,12 @@ def causal_conv1d_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
                          initial_state: torch.Tensor | None = None,
                          doc_starts: torch.Tensor | None = None,
                          return_final_state: bool = False):
-    """x (B, D, L) any strides, weight (D, W) -> (B, D, L) [, final_state (B, D, W - 1)].
+    """x (B, D, L) any strides, weight (D, W) or (D, 1, W) -> (B, D, L) [, final_state (B, D, W - 1)].
 
     Differentiable in x, weight, bias and initial_state; see the module docstring for the
     semantics of ``initial_state`` and ``doc_starts``."""
+    if weight.dim() == 3 and weight.shape[1] == 1:  # nn.Conv1d's (D, 1, W)
+        weight = weight[:, 0]
     _check(x, weight, bias, activation, initial_state, doc_starts)
     width = weight.shape[1]
     seg = segment_starts(doc_starts, width)

@@ -1,0 +1,147 @@
+"""The fused Mamba-1 mixer on Triton kernels: conv -> x_proj -> dt_proj -> selective scan -> out_proj.
+
+Same math as mamba_ssm's ``mamba_inner_fn`` (and ``mambalab.ops.mamba_inner.reference``), as one
+autograd Function that keeps little for the backward: the in_proj output ``xz`` (which autograd
+holds anyway for in_proj's own weight gradient) and the small ``x_dbl`` (B*L, R + 2N). The conv
+output, delta, the scan output and the scan's chunk states are recomputed in the backward, so
+activation memory per layer is below mamba_ssm's (which also keeps the scan output, (B, D, L)).
+
+Layouts: when ``xz`` is a transposed view of a (B, L, 2D) in_proj output (channel-last), the conv
+writes channel-last too, so x_proj, dt_proj and out_proj read and write rows without copies.
+Under autocast the projection weights are cast to the autocast dtype, as mamba_inner_fn does; the
+conv weights, A, D and delta_bias stay fp32 and are read in fp32 inside the kernels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mambalab.ops.triton.causal_conv1d import causal_conv1d_bwd, causal_conv1d_fwd, segment_starts
+from mambalab.ops.triton.selective_scan import selective_scan_bwd, selective_scan_fwd
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return None
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, L) -> (B*L, C) rows; a view when t is channel-last in memory."""
+    return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+
+def _empty_like_layout(xz: torch.Tensor) -> torch.Tensor:
+    bsz, channels, seqlen = xz.shape
+    if xz.stride(1) == 1 and seqlen > 1:
+        return torch.empty(bsz, seqlen, channels, device=xz.device, dtype=xz.dtype).transpose(1, 2)
+    return torch.empty(bsz, channels, seqlen, device=xz.device, dtype=xz.dtype)
+
+
+def _scan_inputs(x_dbl, delta_proj_weight, bsz, seqlen, rank, n_state):
+    """delta (B, D, L), B and C (B, N, L): strided views of row-major projections (no copies)."""
+    delta = F.linear(x_dbl[:, :rank], delta_proj_weight)                  # (B*L, D)
+    delta = delta.view(bsz, seqlen, -1).transpose(1, 2)
+    b_mat = x_dbl[:, rank:rank + n_state].view(bsz, seqlen, n_state).transpose(1, 2)
+    c_mat = x_dbl[:, rank + n_state:].view(bsz, seqlen, n_state).transpose(1, 2)
+    return delta, b_mat, c_mat
+
+
+class MambaInnerFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight,
+                out_proj_weight, out_proj_bias, A, D, delta_bias, doc_starts):
+        cast = _autocast_dtype(xz.device)
+        if cast is not None:
+            x_proj_weight = x_proj_weight.to(cast)
+            delta_proj_weight = delta_proj_weight.to(cast)
+            out_proj_weight = out_proj_weight.to(cast)
+            out_proj_bias = out_proj_bias.to(cast) if out_proj_bias is not None else None
+            xz = xz.to(cast)
+        bsz, _, seqlen = xz.shape
+        rank, n_state = delta_proj_weight.shape[1], A.shape[1]
+        conv_w = conv1d_weight.reshape(conv1d_weight.shape[0], -1)           # (D, W)
+        seg = segment_starts(doc_starts, conv_w.shape[1])
+        with torch.autocast(xz.device.type, enabled=False):
+            x, z = xz.chunk(2, dim=1)                                         # (B, D, L) each
+            conv_out = causal_conv1d_fwd(x, conv_w, conv1d_bias, None, seg, silu=True)
+            x_dbl = F.linear(_rows(conv_out), x_proj_weight)                 # (B*L, R + 2N)
+            delta, b_mat, c_mat = _scan_inputs(x_dbl, delta_proj_weight, bsz, seqlen, rank,
+                                               n_state)
+            y, _, _ = selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias,
+                                         True, None, doc_starts, save_states=False)
+            out = F.linear(_rows(y), out_proj_weight, out_proj_bias)         # (B*L, d_model)
+        ctx.save_for_backward(xz, conv_w, conv1d_bias, x_dbl, x_proj_weight, delta_proj_weight,
+                              out_proj_weight, A, D, delta_bias, doc_starts, seg)
+        ctx.has_out_bias = out_proj_bias is not None
+        ctx.conv_shape = conv1d_weight.shape
+        return out.view(bsz, seqlen, -1)
+
+    @staticmethod
+    def backward(ctx, dout):                                                 # (B, L, d_model)
+        (xz, conv_w, conv_b, x_dbl, x_proj_weight, delta_proj_weight, out_proj_weight, A, D,
+         delta_bias, doc_starts, seg) = ctx.saved_tensors
+        bsz, _, seqlen = xz.shape
+        rank, n_state = delta_proj_weight.shape[1], A.shape[1]
+        with torch.autocast(xz.device.type, enabled=False):
+            x, z = xz.chunk(2, dim=1)
+            dout = dout.reshape(bsz * seqlen, -1).to(out_proj_weight.dtype)  # (B*L, d_model)
+            # recompute what the forward dropped: conv output, delta, the scan's chunk states
+            conv_out = causal_conv1d_fwd(x, conv_w, conv_b, None, seg, silu=True)
+            delta, b_mat, c_mat = _scan_inputs(x_dbl, delta_proj_weight, bsz, seqlen, rank,
+                                               n_state)
+            y, _, states = selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias,
+                                              True, None, doc_starts, save_states=True)
+            dy = (dout @ out_proj_weight).view(bsz, seqlen, -1).transpose(1, 2)  # (B, D, L)
+            g = selective_scan_bwd(dy, conv_out, delta, A, b_mat, c_mat, D, z, delta_bias, True,
+                                   doc_starts, states)
+            del states
+            dout_proj_weight = dout.t() @ _rows(y)                            # (d_model, D)
+            dout_proj_bias = dout.sum(0) if ctx.has_out_bias else None
+            del y
+            dx_dbl = torch.empty_like(x_dbl)                                  # (B*L, R + 2N)
+            dx_dbl[:, rank:rank + n_state] = g["dB"].transpose(1, 2).reshape(-1, n_state)
+            dx_dbl[:, rank + n_state:] = g["dC"].transpose(1, 2).reshape(-1, n_state)
+            ddelta = _rows(g["ddelta"]).to(x_dbl.dtype)                       # (B*L, D)
+            ddelta_proj_weight = ddelta.t() @ x_dbl[:, :rank]                # (D, R)
+            torch.mm(ddelta, delta_proj_weight, out=dx_dbl[:, :rank])
+            del ddelta
+            dx_proj_weight = dx_dbl.t() @ _rows(conv_out)                    # (R + 2N, D)
+            dconv = g["du"]                                                   # (B, D, L)
+            dconv += (dx_dbl @ x_proj_weight).view(bsz, seqlen, -1).transpose(1, 2)
+            dxz = _empty_like_layout(xz)
+            dx, dz = dxz.chunk(2, dim=1)
+            dz.copy_(g["dz"])
+            _, dconv_w, dconv_b, _ = causal_conv1d_bwd(x, conv_w, conv_b, None, seg, dconv,
+                                                       silu=True, dx=dx)
+        return (dxz, dconv_w.reshape(ctx.conv_shape), dconv_b, dx_proj_weight,
+                ddelta_proj_weight, dout_proj_weight, dout_proj_bias, g["dA"], g["dD"],
+                g["ddelta_bias"], None)
+
+
+def mamba_inner_triton(xz: torch.Tensor, conv1d_weight: torch.Tensor,
+                       conv1d_bias: torch.Tensor | None, x_proj_weight: torch.Tensor,
+                       delta_proj_weight: torch.Tensor, out_proj_weight: torch.Tensor,
+                       out_proj_bias: torch.Tensor | None, A: torch.Tensor, D: torch.Tensor | None,
+                       delta_bias: torch.Tensor | None,
+                       doc_starts: torch.Tensor | None = None) -> torch.Tensor:
+    """xz (B, 2 * D_inner, L) any strides -> out (B, L, d_model). Shapes as the reference:
+    conv1d_weight (D_inner, 1, W) or (D_inner, W), x_proj_weight (R + 2N, D_inner),
+    delta_proj_weight (D_inner, R), out_proj_weight (d_model, D_inner), A (D_inner, N)."""
+    if xz.dim() != 3 or xz.shape[1] % 2:
+        raise ValueError(f"mamba_inner: xz must be (B, 2 * D_inner, L), got {tuple(xz.shape)}")
+    d_inner = xz.shape[1] // 2
+    rank, n_state = delta_proj_weight.shape[1], A.shape[-1]
+    expect = {"conv1d_weight": (conv1d_weight.shape[0], d_inner),
+              "x_proj_weight": (tuple(x_proj_weight.shape), (rank + 2 * n_state, d_inner)),
+              "delta_proj_weight": (delta_proj_weight.shape[0], d_inner),
+              "out_proj_weight": (out_proj_weight.shape[1], d_inner), "A": (A.shape[0], d_inner)}
+    for name, (got, want) in expect.items():
+        if got != want:
+            raise ValueError(f"mamba_inner: {name} does not fit D_inner={d_inner}, dt_rank={rank}, "
+                             f"d_state={n_state} (got {got}, expected {want})")
+    if doc_starts is not None and tuple(doc_starts.shape) != (xz.shape[0], xz.shape[2]):
+        raise ValueError(f"mamba_inner: doc_starts must be (B, L) = {(xz.shape[0], xz.shape[2])}, "
+                         f"got {tuple(doc_starts.shape)}")
+    return MambaInnerFn.apply(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight,
+                              out_proj_weight, out_proj_bias, A, D, delta_bias, doc_starts)

@@ -1,0 +1,140 @@
+"""The fused Triton mixer against a plain fp64 composition: the output and the gradient of every
+input, fp32 and bf16 autocast, odd L, document starts, channel-last xz (CPU: TRITON_INTERPRET=1)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("triton")
+
+NAMES = ["xz", "conv1d_weight", "conv1d_bias", "x_proj_weight", "delta_proj_weight",
+         "out_proj_weight", "out_proj_bias", "A", "D", "delta_bias"]
+
+
+def mixer_ref(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, D, dt_bias, docs):
+    """fp64: conv (window cut at document starts) + silu, x_proj, softplus(dt_proj + bias),
+    the scan with its state reset at document starts, D skip, z gate, out_proj."""
+    xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, D, dt_bias = (
+        t.double() for t in (xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, D, dt_bias))
+    x, z = xz.chunk(2, dim=1)                                              # (B, Di, L)
+    bsz, d_inner, seqlen = x.shape
+    conv_w = conv_w.reshape(d_inner, -1)
+    width, n_state, rank = conv_w.shape[1], A.shape[1], dt_proj_w.shape[1]
+    seg = docs.long().cumsum(-1) if docs is not None else torch.zeros(bsz, seqlen, dtype=torch.long)
+    xp, segp = F.pad(x, (width - 1, 0)), F.pad(seg, (width - 1, 0))
+    conv = conv_b[None, :, None].expand(bsz, d_inner, seqlen)
+    for k in range(width):
+        same = (segp[:, k:k + seqlen] == seg)[:, None, :]
+        conv = conv + conv_w[:, k, None] * xp[..., k:k + seqlen] * same
+    conv = F.silu(conv)
+    x_dbl = conv.transpose(1, 2) @ x_proj_w.t()                            # (B, L, R + 2N)
+    dt, b_mat, c_mat = x_dbl.split([rank, n_state, n_state], dim=-1)
+    delta = F.softplus(dt @ dt_proj_w.t() + dt_bias)                       # (B, L, Di)
+    h = x.new_zeros(bsz, d_inner, n_state)
+    ys = []
+    for t in range(seqlen):
+        if docs is not None:
+            h = h * (~docs[:, t]).double()[:, None, None]
+        dt_t = delta[:, t, :, None]
+        h = torch.exp(dt_t * A) * h + dt_t * b_mat[:, t, None, :] * conv[:, :, t, None]
+        ys.append((h * c_mat[:, t, None, :]).sum(-1) + D * conv[:, :, t])
+    y = torch.stack(ys, dim=-1) * F.silu(z)
+    return y.transpose(1, 2) @ out_w.t() + out_b                           # (B, L, d_model)
+
+
+def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=4, docs=True):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s, scale=1.0: (torch.randn(*s, generator=g) * scale)  # noqa: E731
+    # xz as the transposed view of a (B, L, 2Di) in_proj output, the layout the model feeds
+    xz = r(bsz, seqlen, 2 * d_inner).transpose(1, 2)
+    params = [xz, r(d_inner, 1, width, scale=0.5), r(d_inner, scale=0.1),
+              r(rank + 2 * n_state, d_inner, scale=0.3), r(d_inner, rank, scale=0.5),
+              r(d_model, d_inner, scale=0.3), r(d_model, scale=0.1),
+              -torch.arange(1, n_state + 1, dtype=torch.float32).repeat(d_inner, 1),
+              torch.ones(d_inner), torch.rand(d_inner, generator=g) - 4.0]
+    doc_starts = (torch.rand(bsz, seqlen, generator=g) < 0.1) if docs else None
+    return params, doc_starts
+
+
+@pytest.mark.parametrize("dtype,seqlen,docs", [(torch.float32, 37, True),
+                                               (torch.float32, 16, False),
+                                               (torch.bfloat16, 33, True)])
+def test_matches_reference(dtype, seqlen, docs):
+    from mambalab.ops.triton import mamba_inner_triton
+
+    params, doc_starts = _inputs(0, 2, seqlen, docs=docs)
+    leaves = [p.detach().requires_grad_(True) for p in params]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        xz = leaves[0].to(dtype)  # under autocast the in_proj output is bf16
+        out = mamba_inner_triton(xz, *leaves[1:], doc_starts=doc_starts)
+    assert out.shape == (2, seqlen, 12) and out.dtype == dtype and not out.isnan().any()
+    ref_leaves = [p.detach().double().requires_grad_(True) for p in params]
+    ref = mixer_ref(*ref_leaves, doc_starts)
+    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(out.double(), ref, **tol)
+
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad(out, leaves, dout.to(dtype))
+    want = torch.autograd.grad(ref, ref_leaves, dout.double())
+    for name, leaf, a, b in zip(NAMES, leaves, grads, want):
+        assert a.shape == leaf.shape and a.dtype == leaf.dtype, name
+        assert not a.isnan().any(), name
+        scale = b.abs().max().clamp_min(1e-3)
+        torch.testing.assert_close(a.double() / scale, b / scale, **tol,
+                                   msg=lambda m, nm=name: f"d{nm}: {m}")
+
+
+def test_bad_shapes_name_the_problem():
+    from mambalab.ops.triton import mamba_inner_triton
+
+    params, _ = _inputs(0, 1, 8, docs=False)
+    params[3] = params[3][:-1]  # x_proj without the last C row
+    with pytest.raises(ValueError, match="x_proj_weight"):
+        mamba_inner_triton(*params)
+
+
+@pytest.mark.gpu
+def test_full_size_gpu_matches_composed_ops():
+    """Mamba-130M's mixer shape at B=2, L=2048, bf16 autocast, against the unfused composition
+    (Triton conv and scan through plain autograd), and no more memory than that composition."""
+    os.environ.pop("TRITON_INTERPRET", None)
+    from mambalab.ops.triton import causal_conv1d_triton, mamba_inner_triton, selective_scan_triton
+
+    torch.manual_seed(0)
+    params, doc_starts = _inputs(0, 2, 2048, d_model=768, d_inner=1536, n_state=16, rank=48)
+    params = [p.cuda() for p in params]
+    doc_starts = doc_starts.cuda()
+
+    def composed(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, D, dt_bias):
+        x, z = xz.chunk(2, dim=1)
+        x = causal_conv1d_triton(x, conv_w, conv_b, doc_starts=doc_starts)
+        x_dbl = F.linear(x.transpose(1, 2), x_proj_w)
+        dt, b_mat, c_mat = x_dbl.split([48, 16, 16], dim=-1)
+        delta = F.linear(dt, dt_proj_w).transpose(1, 2)
+        y = selective_scan_triton(x, delta, A, b_mat.transpose(1, 2), c_mat.transpose(1, 2), D,
+                                  z, dt_bias, True, doc_starts=doc_starts)
+        return F.linear(y.transpose(1, 2), out_w, out_b)
+
+    results, held = [], []
+    for fn in (lambda *a: mamba_inner_triton(*a, doc_starts=doc_starts), composed):
+        leaves = [p.detach().clone().requires_grad_(True) for p in params]
+        xz = leaves[0].bfloat16()
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = fn(xz, *leaves[1:])
+        held.append(torch.cuda.memory_allocated() - before)  # what the backward keeps alive
+        out.float().square().mean().backward()
+        results.append((out.float(), [p.grad.float() for p in leaves]))
+    (out_f, g_f), (out_c, g_c) = results
+    assert held[0] < held[1], f"fused mixer keeps {held[0]} bytes, the composition {held[1]}"
+    torch.testing.assert_close(out_f, out_c, atol=2e-2, rtol=2e-2)
+    for name, a, b in zip(NAMES, g_f, g_c):
+        scale = b.abs().max()
+        torch.testing.assert_close(a / scale, b / scale, atol=3e-2, rtol=3e-2,
+                                   msg=lambda m, nm=name: f"d{nm}: {m}")
