@@ -1,0 +1,117 @@
+"""Which implementation runs each op: one table, one resolution function.
+
+``kernels=auto`` on a CUDA device walks ``AUTO_PREFERENCE`` per op and takes the first
+implementation that can run there; on any other device it takes the reference. An explicit
+``kernels=cuda|triton|reference`` must run every op, or ``resolve_kernels`` raises with the reason
+and the fix. Reorder ``AUTO_PREFERENCE`` (and only it) once benchmarks say which path is fastest.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+
+import torch
+
+OPS: tuple[str, ...] = ("selective_scan", "causal_conv1d", "rms_norm", "mamba_inner")
+IMPLS: tuple[str, ...] = ("auto", "triton", "cuda", "reference")
+# The order ``auto`` tries on CUDA, fastest first. The one knob to turn after benchmarking.
+AUTO_PREFERENCE: tuple[str, ...] = ("triton", "cuda", "reference")
+
+INSTALL_KERNELS = 'pip install -e ".[kernels]" --no-build-isolation'
+
+# What the cuda implementation of each op imports: (module, attribute) pairs, all needed.
+_CUDA_IMPORTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "selective_scan": (("mamba_ssm.ops.selective_scan_interface", "selective_scan_fn"),),
+    "causal_conv1d": (("causal_conv1d", "causal_conv1d_fn"),),
+    "rms_norm": (("mamba_ssm.ops.triton.layer_norm", "layer_norm_fn"),),
+    # mamba_inner_fn runs the causal-conv1d CUDA kernel inside, so both packages are needed.
+    "mamba_inner": (("mamba_ssm.ops.selective_scan_interface", "mamba_inner_fn"),
+                    ("causal_conv1d", "causal_conv1d_fn")),
+}
+
+
+@functools.cache
+def _import_error(module: str, attr: str) -> str | None:
+    """None if ``module.attr`` imports, else why not (cached: imports are slow and stable)."""
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except Exception as exc:  # a broken CUDA build raises OSError/RuntimeError, not only ImportError
+        return f"{module}.{attr} does not import ({type(exc).__name__}: {exc})"
+    if obj is None:
+        return f"{module}.{attr} is None (the package was built without its CUDA extension)"
+    return None
+
+
+def _cuda_reason(op: str, device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return (f"the cuda kernels run on CUDA devices, and this one is {device.type!r} "
+                "(use kernels=auto or kernels=reference)")
+    for module, attr in _CUDA_IMPORTS[op]:
+        reason = _import_error(module, attr)
+        if reason is not None:
+            return f"{reason}; install the kernels with: {INSTALL_KERNELS}"
+    return None
+
+
+def _triton_reason(op: str, device: torch.device) -> str | None:
+    try:
+        triton_ops = importlib.import_module("mambalab.ops.triton")
+        reason = triton_ops.unavailable_reason(device)
+        if reason is not None:
+            return reason
+        getattr(triton_ops, f"{op}_triton")
+    except Exception as exc:  # the kernel module is written by others and may not exist yet
+        return f"mambalab.ops.triton.{op}_triton is unavailable ({type(exc).__name__}: {exc})"
+    return None
+
+
+def unavailable_reason(op: str, impl: str, device: torch.device | str) -> str | None:
+    """Why ``impl`` cannot run ``op`` on ``device``, or None when it can."""
+    device = torch.device(device)
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; the ops are {OPS}")
+    if impl == "reference":
+        return None
+    if impl == "cuda":
+        return _cuda_reason(op, device)
+    if impl == "triton":
+        return _triton_reason(op, device)
+    raise ValueError(f"unknown kernels={impl!r}; choose one of {IMPLS}")
+
+
+def resolve_op(op: str, requested: str, device: torch.device | str) -> str:
+    """The implementation of one op for ``requested`` on ``device``; raises if it cannot run."""
+    return resolve_kernels(requested, device)[op]
+
+
+def resolve_kernels(requested: str, device: torch.device | str) -> dict[str, str]:
+    """Map each op to the implementation that runs it: ``{op: "triton"|"cuda"|"reference"}``.
+
+    Raises ValueError naming every op that the explicit choice cannot run, why, and the fix.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return dict(_resolve_cached(requested, device))
+
+
+@functools.cache
+def _resolve_cached(requested: str, device: torch.device) -> tuple[tuple[str, str], ...]:
+    if requested not in IMPLS:
+        raise ValueError(f"kernels={requested!r} is not one of {IMPLS}")
+    chosen: list[tuple[str, str]] = []
+    if requested == "auto":
+        order = AUTO_PREFERENCE if device.type == "cuda" else ("reference",)
+        for op in OPS:
+            impl = next(i for i in order if unavailable_reason(op, i, device) is None)
+            chosen.append((op, impl))
+        return tuple(chosen)
+    failures = [(op, unavailable_reason(op, requested, device)) for op in OPS]
+    failures = [(op, why) for op, why in failures if why is not None]
+    if failures:
+        lines = "\n".join(f"  - {op}: {why}" for op, why in failures)
+        raise ValueError(
+            f"kernels={requested} cannot run on {device}:\n{lines}\n"
+            "Fix: install what is missing, or set model.kernels=auto (it takes the fastest "
+            "implementation that runs) or model.kernels=reference.")
+    return tuple((op, requested) for op in OPS)
