@@ -41,7 +41,7 @@ def evaluate_split(model: torch.nn.Module, data: Any, split: str, mode: str = "c
         raise ValueError(f"evaluation mode must be one of {MODES}, got {mode!r}")
     device = torch.device(device) if device is not None else model_device(model)
     seq_len = int(seq_len or data.seq_len)
-    batch_size = int(batch_size or data.batch_size)
+    batch_size = int(batch_size or getattr(data, "eval_batch_size", None) or data.batch_size)
     chunk_len = int(chunk_len or seq_len)
     metric = getattr(data, "metric", "perplexity")
     with eval_mode(model):
@@ -84,10 +84,19 @@ def _chunked(model: torch.nn.Module, data: Any, split: str, metric: str, mode: s
 
 
 def _scaled_text_counts(data: Any, split: str, tokens_scored: int) -> tuple[float, float]:
-    """The split's words and bytes times the fraction of its tokens scored here (0, 0 if unknown)."""
+    """The split's words and bytes times the fraction of its stream's targets scored here.
+
+    The stream is ``[eos] doc [eos] doc ... [eos]`` (``stream_tokens`` long), whose
+    ``stream_tokens - 1`` targets a full chunked pass scores, end-of-text separators included; the
+    separators' NLL counts against the documents' words and bytes, as it does in run_clm.
+    Returns (0, 0) when the split has no word or byte counts (synthetic data).
+    """
     stats_fn = getattr(data, "split_stats", None)
     stats = stats_fn(split) if stats_fn is not None else None
-    if not stats or not stats.get("tokens") or not stats.get("words") or not stats.get("bytes"):
+    if not stats or not stats.get("words") or not stats.get("bytes"):
         return 0.0, 0.0
-    fraction = tokens_scored / float(stats["tokens"])
+    targets = stats["stream_tokens"] - 1 if stats.get("stream_tokens") else stats.get("tokens")
+    if not targets:
+        return 0.0, 0.0
+    fraction = tokens_scored / float(targets)
     return float(stats["words"]) * fraction, float(stats["bytes"]) * fraction

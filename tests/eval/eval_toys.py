@@ -1,14 +1,14 @@
 """Tiny stand-ins with the MambaLM forward contract, whose NLL a test can compute independently."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mambalab.data import ByteTokenizer, TextDataModule
 
 
 @dataclass
@@ -80,83 +80,15 @@ class ToyRecurrentLM(nn.Module):
         return _loss(logits, targets, reduction) if targets is not None else Out(None, logits)
 
 
-class ByteTokenizer:
-    """UTF-8 bytes as ids 0..255, end-of-text 256."""
-
-    vocab_size = 257
-    eos_id = 256
-    name = "byte"
-
-    def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids: list[int]) -> str:
-        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
-
-
-class ListData:
-    """A data module over in-memory texts with the contract's evaluation surface.
-
-    The split's stream is the documents joined by end-of-text, starting with one, and
-    eval_loader cuts it into non-overlapping windows of seq_len + 1 tokens (inputs, targets).
-    """
-
-    metric = "perplexity"
-
-    def __init__(self, texts: list[str], seq_len: int = 8, batch_size: int = 2) -> None:
-        self.tokenizer = ByteTokenizer()
-        self.texts = texts
-        self.seq_len, self.batch_size = seq_len, batch_size
-        self.vocab_size = self.tokenizer.vocab_size
-
-    def stream(self) -> list[int]:
-        out = [self.tokenizer.eos_id]
-        for text in self.texts:
-            out += self.tokenizer.encode(text) + [self.tokenizer.eos_id]
-        return out
-
-    def documents(self, split: str) -> Iterator[np.ndarray]:
-        for text in self.texts:
-            yield np.asarray(self.tokenizer.encode(text) + [self.tokenizer.eos_id])
-
-    def split_stats(self, split: str) -> dict:
-        return {"tokens": len(self.stream()) - 1, "documents": len(self.texts),
-                "bytes": sum(len(t.encode()) for t in self.texts),
-                "words": sum(len(t.split()) for t in self.texts)}
-
-    def eval_loader(self, split, rank=0, world_size=1, max_batches=None, seq_len=None):
-        seq_len = seq_len or self.seq_len
-        stream = torch.tensor(self.stream())
-        n_windows = math.ceil((len(stream) - 1) / seq_len)
-        windows = []
-        for i in range(n_windows):
-            w = stream[i * seq_len: i * seq_len + seq_len + 1]
-            inp, tgt = w[:-1], w[1:]
-            pad = seq_len - len(inp)
-            windows.append((F.pad(inp, (0, pad), value=0), F.pad(tgt, (0, pad), value=-100)))
-        windows = windows[rank::world_size]
-        batches = [windows[i:i + self.batch_size] for i in range(0, len(windows), self.batch_size)]
-        for b, group in enumerate(batches):
-            if max_batches is not None and b >= max_batches:
-                return
-            yield {"input_ids": torch.stack([g[0] for g in group]),
-                   "targets": torch.stack([g[1] for g in group])}
-
-
-class CopyTask:
-    """A synthetic accuracy task: recall the first token at the last position (answer only)."""
-
-    metric = "accuracy"
-    tokenizer = None
-
-    def __init__(self, vocab_size: int = 8, seq_len: int = 12, batch_size: int = 3) -> None:
-        self.vocab_size, self.seq_len, self.batch_size = vocab_size, seq_len, batch_size
-
-    def eval_loader(self, split, rank=0, world_size=1, max_batches=None, seq_len=None):
-        seq_len = seq_len or self.seq_len
-        gen = torch.Generator().manual_seed(7)
-        for b in range(max_batches or 2):
-            ids = torch.randint(0, self.vocab_size, (self.batch_size, seq_len + 1), generator=gen)
-            targets = torch.full((self.batch_size, seq_len), -100)
-            targets[:, -1] = ids[:, 0]
-            yield {"input_ids": ids[:, :-1], "targets": targets}
+def text_data(tmp_path: Path, texts: list[str], seq_len: int = 8, batch_size: int = 2,
+              **kwargs) -> TextDataModule:
+    """The real text data module over a file the test writes: one document per blank-line block,
+    byte tokenizer (ids 0..255, end-of-text 256), cache under tmp_path; prepared."""
+    path = tmp_path / "docs.txt"
+    path.write_text("\n\n".join(texts) + "\n")
+    data = TextDataModule(tokenizer=ByteTokenizer(), train_files=str(path),
+                          validation_files=str(path), document_split="blank_line",
+                          seq_len=seq_len, batch_size=batch_size, cache_dir=str(tmp_path / "cache"),
+                          progress=False, pin_memory=False, **kwargs)
+    data.prepare()
+    return data

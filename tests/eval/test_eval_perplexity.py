@@ -6,35 +6,38 @@ import math
 import numpy as np
 import pytest
 import torch
-from eval_toys import BigramLM, ByteTokenizer, CopyTask, ListData, ToyRecurrentLM
+from eval_toys import BigramLM, ToyRecurrentLM, text_data
 
+from mambalab.data import ByteTokenizer, InductionHeadsDataModule
 from mambalab.eval import EvalTotals, count_bytes, count_words, evaluate_split
 from mambalab.eval.documents import EvalDocument
 from mambalab.eval.per_document import score_streaming, score_strided, strided_windows
 
+# The data module keeps each block's newline: the documents are "the café\n" and "a b  c\n".
 TEXTS = ["the café", "a b  c"]
+EOS = ByteTokenizer().eos_id
 
 
 def test_word_and_byte_counts_follow_lm_eval():
-    assert [count_words(t) for t in TEXTS] == [2, 3]
-    assert [count_bytes(t) for t in TEXTS] == [9, 6]  # "é" is two UTF-8 bytes
-    assert count_words(" leading space") == 3  # re.split keeps the empty first piece, as lm-eval
+    # lm-eval: len(re.split(r"\s+", text)); a trailing newline leaves an empty last piece.
+    assert [count_words(t + "\n") for t in TEXTS] == [3, 4]
+    assert [count_bytes(t + "\n") for t in TEXTS] == [10, 7]  # "é" is two UTF-8 bytes
+    assert count_words("no newline") == 2
 
 
 @pytest.mark.parametrize("mode", ["strided", "streaming"])
-def test_three_perplexities_match_a_hand_computation(mode):
-    tok = ByteTokenizer()
-    model = BigramLM(tok.vocab_size)
+def test_three_perplexities_match_a_hand_computation(tmp_path, mode):
+    data = text_data(tmp_path, TEXTS, seq_len=4, batch_size=2)
+    model = BigramLM(data.vocab_size)
     # By hand: each document's first byte is predicted from end-of-text, then byte from byte.
     nll = 0.0
     for text in TEXTS:
-        prev = tok.eos_id
-        for b in text.encode("utf-8"):
+        prev = EOS
+        for b in (text + "\n").encode("utf-8"):
             nll += model.token_nll(prev, b)
             prev = b
-    words, nbytes, tokens = 2 + 3, 9 + 6, 15
+    words, nbytes, tokens = 3 + 4, 10 + 7, 17
 
-    data = ListData(TEXTS, seq_len=4, batch_size=2)
     metrics = evaluate_split(model, data, "validation", mode=mode, stride=3).metrics()
     assert metrics["tokens"] == tokens and metrics["documents"] == 2
     assert metrics["loss"] == pytest.approx(nll / tokens, rel=1e-6)
@@ -49,20 +52,16 @@ def test_streaming_equals_one_full_forward_per_document():
     model = ToyRecurrentLM(tok.vocab_size).eval()
     texts = ["a longer first document, of forty bytes.", "short", "middle length one"]
     docs = [EvalDocument(np.asarray(tok.encode(t)), t) for t in texts]
-    expected = 0.0
+    cpu = torch.device("cpu")
     with torch.no_grad():
-        for doc in docs:
-            inp = torch.tensor([[tok.eos_id] + doc.ids[:-1].tolist()])
-            expected += model(inp, targets=torch.tensor([doc.ids.tolist()]), reduction="sum").loss.item()
-    with torch.no_grad():
-        streamed = score_streaming(model, docs, tok.eos_id, chunk_len=5, batch_size=2,
-                                   device=torch.device("cpu"))
-    assert streamed.tokens == sum(len(d.ids) for d in docs)
+        expected = sum(model(torch.tensor([[EOS] + d.ids[:-1].tolist()]),
+                             targets=torch.tensor([d.ids.tolist()]), reduction="sum").loss.item()
+                       for d in docs)
+        streamed = score_streaming(model, docs, EOS, chunk_len=5, batch_size=2, device=cpu)
+        # Strided windows longer than every document give each token the whole document too.
+        strided = score_strided(model, docs, EOS, seq_len=64, stride=16, batch_size=2, device=cpu)
+    assert streamed.tokens == strided.tokens == sum(len(d.ids) for d in docs)
     assert streamed.nll_sum == pytest.approx(expected, rel=1e-5)
-    # Strided windows longer than every document give each token the whole document too.
-    with torch.no_grad():
-        strided = score_strided(model, docs, tok.eos_id, seq_len=64, stride=16, batch_size=2,
-                                device=torch.device("cpu"))
     assert strided.nll_sum == pytest.approx(expected, rel=1e-5)
 
 
@@ -79,75 +78,73 @@ def test_strided_windows_score_every_token_once_with_enough_context():
         strided_windows(10, 4, 5)
 
 
-def test_strided_with_stride_equal_to_seq_len_equals_chunked():
-    # One document: the chunked stream [eos, doc] cut every seq_len is the strided windows' cut.
-    model = ToyRecurrentLM(257)
-    data = ListData(["one document that spans several windows"], seq_len=8, batch_size=3)
+def test_strided_with_stride_equal_to_seq_len_equals_chunked(tmp_path):
+    # One document: the chunked stream [eos, doc, eos] cut every seq_len is the strided cut.
+    data = text_data(tmp_path, ["one document that spans several windows"], seq_len=8)
+    model = ToyRecurrentLM(data.vocab_size)
     chunked = evaluate_split(model, data, "validation", mode="chunked")
     strided = evaluate_split(model, data, "validation", mode="strided", stride=8)
-    # chunked also scores the end-of-text that closes the document; strided scores the text only
-    assert chunked.tokens == strided.tokens + 1
-    data_no_eos_nll = chunked.nll_sum - _last_eos_nll(model, data)
-    assert strided.nll_sum == pytest.approx(data_no_eos_nll, rel=1e-5)
-
-
-def _last_eos_nll(model, data) -> float:
-    stream = data.stream()
-    seq_len = data.seq_len
-    last_window_start = ((len(stream) - 2) // seq_len) * seq_len
-    inp = torch.tensor([stream[last_window_start:-1]])
-    tgt = torch.full_like(inp, -100)
-    tgt[0, -1] = stream[-1]
+    # chunked also scores the end-of-text that closes the stream; strided scores the text only
+    stream = [EOS] + next(data.documents("validation")).tolist() + [EOS]
+    last_start = ((len(stream) - 2) // 8) * 8
+    inputs = torch.tensor([stream[last_start:-1]])
+    targets = torch.full_like(inputs, -100)
+    targets[0, -1] = EOS
     with torch.no_grad():
-        return model(inp, targets=tgt, reduction="sum").loss.item()
+        eos_nll = model(inputs, targets=targets, reduction="sum").loss.item()
+    assert chunked.tokens == strided.tokens + 1
+    assert strided.nll_sum == pytest.approx(chunked.nll_sum - eos_nll, rel=1e-5)
 
 
-def test_chunked_scales_words_and_bytes_to_the_scored_fraction():
-    data = ListData(TEXTS, seq_len=4, batch_size=1)
+def test_chunked_scales_words_and_bytes_to_the_scored_fraction(tmp_path):
+    data = text_data(tmp_path, TEXTS, seq_len=4, batch_size=1)
     stats = data.split_stats("validation")
-    full = evaluate_split(BigramLM(257), data, "validation")
-    assert full.tokens == stats["tokens"]
+    targets = stats["stream_tokens"] - 1
+    full = evaluate_split(BigramLM(data.vocab_size), data, "validation")
+    assert full.tokens == targets
     assert full.words == pytest.approx(stats["words"]) and full.bytes == pytest.approx(stats["bytes"])
-    part = evaluate_split(BigramLM(257), data, "validation", max_batches=2)
+    part = evaluate_split(BigramLM(data.vocab_size), data, "validation", max_batches=2)
     assert part.tokens == 8
-    assert part.words == pytest.approx(stats["words"] * 8 / stats["tokens"])
+    assert part.words == pytest.approx(stats["words"] * 8 / targets)
+    assert part.bytes == pytest.approx(stats["bytes"] * 8 / targets)
 
 
-def test_totals_reduce_over_ranks():
-    data = ListData(TEXTS, seq_len=4, batch_size=1)
-    model = BigramLM(257)
+def test_totals_reduce_over_ranks(tmp_path):
+    data = text_data(tmp_path, TEXTS + ["third one"], seq_len=4, batch_size=1)
+    model = BigramLM(data.vocab_size)
     whole = evaluate_split(model, data, "validation", mode="streaming")
     shards = [evaluate_split(model, data, "validation", mode="streaming", rank=r, world_size=2)
               for r in range(2)]
+    assert shards[0].documents == 2 and shards[1].documents == 1
     summed = shards[0] + shards[1]
     assert summed.tokens == whole.tokens and summed.nll_sum == pytest.approx(whole.nll_sum)
     # A fake two-rank all-reduce: the other rank holds shard 1; returned, or reduced in place.
     other = torch.tensor([shards[1].nll_sum, shards[1].tokens, shards[1].words, shards[1].bytes,
                           0, 0, shards[1].documents], dtype=torch.float64)
-    returned = shards[0].reduce(lambda t: t + other, device="cpu")
 
     def all_reduce_in_place(t):  # as torch.distributed.all_reduce: reduces t, returns None
         t.add_(other)
 
-    in_place = shards[0].reduce(all_reduce_in_place, device="cpu")
-    for reduced in (returned, in_place):
-        assert reduced.metrics() == pytest.approx(whole.metrics())
+    for reduce_fn in (lambda t: t + other, all_reduce_in_place):
+        assert shards[0].reduce(reduce_fn, device="cpu").metrics() == pytest.approx(whole.metrics())
 
 
 def test_accuracy_task_streaming_equals_chunked():
-    model = ToyRecurrentLM(8)
-    task = CopyTask(vocab_size=8, seq_len=12)
+    model = ToyRecurrentLM(16)
+    task = InductionHeadsDataModule(vocab_size=16, seq_len=24, eval_batch_size=4, eval_examples=8,
+                                    pin_memory=False)
     chunked = evaluate_split(model, task, "validation", mode="chunked")
     streamed = evaluate_split(model, task, "validation", mode="streaming", chunk_len=5)
     assert set(chunked.metrics()) == {"loss", "accuracy", "total"}
-    assert chunked.total == 2 * 3 and streamed.correct == chunked.correct
+    assert chunked.total == 8 and streamed.correct == chunked.correct
     assert streamed.nll_sum == pytest.approx(chunked.nll_sum, rel=1e-5)
 
 
-def test_bad_mode_and_empty_totals_are_named():
+def test_bad_mode_and_empty_totals_are_named(tmp_path):
     with pytest.raises(ValueError, match="mode must be one of"):
-        evaluate_split(BigramLM(257), ListData(TEXTS), "validation", mode="sliding")
+        evaluate_split(BigramLM(258), text_data(tmp_path, TEXTS), "validation", mode="sliding")
     with pytest.raises(ValueError, match="no tokens were scored"):
         EvalTotals().metrics()
+    task = InductionHeadsDataModule(vocab_size=16, seq_len=24, pin_memory=False)
     with pytest.raises(ValueError, match="synthetic"):
-        evaluate_split(ToyRecurrentLM(8), CopyTask(), "validation", mode="strided")
+        evaluate_split(ToyRecurrentLM(16), task, "validation", mode="strided")
