@@ -56,7 +56,8 @@ def samples_table(samples: list[dict[str, Any]]) -> Table:
 
 
 def print_tables(*tables: Table) -> None:
-    console = Console()
+    # Logs and pipes get the full table rather than 80 columns of truncated cells.
+    console = Console() if Console().is_terminal else Console(width=160)
     for table in tables:
         console.print(table)
 

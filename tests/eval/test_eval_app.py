@@ -1,0 +1,108 @@
+"""The evaluate app end to end: run directories, errors that name the problem, synthetic tasks."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mambalab.eval import evaluate_split
+from mambalab.eval.app import run_evaluation
+from mambalab.eval.config import register_eval_configs
+from mambalab.models import build_mamba_lm, load_pretrained, save_model
+
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+TEXTS = ["the café is open", "a b  c d", "third document here, with more words"]
+
+
+def evaluate(*overrides: str) -> dict:
+    register_eval_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("evaluate", overrides=["kernels=reference", *overrides])
+    return run_evaluation(cfg)
+
+
+def make_run(root: Path, data: dict, tokenizer: dict | None, vocab_size: int,
+             complete: bool = True) -> Path:
+    """A run directory as the trainer leaves it: config.yaml, one step folder, the latest pointer."""
+    config = {"data": data}
+    if tokenizer is not None:
+        config["tokenizer"] = tokenizer
+    root.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), root / "config.yaml")
+    step = root / "checkpoints" / "step_00000002"
+    save_model(build_mamba_lm(d_model=16, n_layer=2, vocab_size=vocab_size, d_state=4,
+                              kernels="reference"), step)
+    if complete:
+        (step / "COMPLETE").write_text("{}")
+    (root / "checkpoints" / "latest").write_text("step_00000002\n")
+    return root
+
+
+def text_run(tmp_path: Path, **kwargs) -> Path:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(TEXTS) + "\n")
+    data = {"_target_": "mambalab.data.TextDataModule", "train_files": str(corpus),
+            "validation_files": str(corpus), "document_split": "blank_line", "seq_len": 16,
+            "batch_size": 2, "cache_dir": str(tmp_path / "cache"), "progress": False,
+            "pin_memory": False}
+    return make_run(tmp_path / "run", data, {"_target_": "mambalab.data.ByteTokenizer"}, 258,
+                    **kwargs)
+
+
+def test_run_directory_gives_metrics_json_in_the_run(tmp_path):
+    run = text_run(tmp_path)
+    report = evaluate(f"ckpt={run}", "mode=[chunked,streaming]")
+    written = json.loads((run / "metrics.json").read_text())
+    assert written["results"].keys() == {"chunked", "streaming"}
+    streaming = written["results"]["streaming"]
+    assert streaming["documents"] == 3 and streaming["tokens"] == sum(len(t.encode()) + 1 for t in TEXTS)
+    for key in ("loss", "ppl", "word_ppl", "bpb", "byte_ppl", "seconds", "tokens_per_s"):
+        assert key in streaming
+    # The same numbers as evaluate_split on the same model and data.
+    from mambalab.data import ByteTokenizer, TextDataModule
+
+    data = TextDataModule(tokenizer=ByteTokenizer(), **{k: v for k, v in OmegaConf.load(
+        run / "config.yaml").data.items() if k != "_target_"})
+    direct = evaluate_split(load_pretrained(run, kernels="reference"), data, "validation",
+                            mode="streaming").metrics()
+    assert streaming["loss"] == pytest.approx(direct["loss"], rel=1e-5)
+    assert report["results"]["chunked"]["tokens"] == data.split_stats("validation")["stream_tokens"] - 1
+
+
+def test_missing_or_mismatched_checkpoint_names_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate(f"ckpt={tmp_path / 'no_such_run'}")
+    with pytest.raises(ValueError, match="incomplete: no COMPLETE marker"):
+        evaluate(f"ckpt={text_run(tmp_path, complete=False)}")
+    run = tmp_path / "run"
+    (run / "checkpoints" / "latest").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no checkpoints/latest pointer.*step_00000002"):
+        evaluate(f"ckpt={run}")
+    with pytest.raises(FileNotFoundError, match="no checkpoints/best"):
+        evaluate(f"ckpt={run}", "which=best")
+    # A checkpoint built for another tokenizer's vocabulary than the data's.
+    other = make_run(tmp_path / "other", OmegaConf.load(run / "config.yaml").data,
+                     {"_target_": "mambalab.data.ByteTokenizer"}, vocab_size=5000)
+    with pytest.raises(ValueError, match="embedding has 5000 rows but the data's tokenizer"):
+        evaluate(f"ckpt={other}")
+    # A saved model outside any run: no config.yaml to take the data from, so it must be named.
+    alone = shutil.copytree(other / "checkpoints" / "step_00000002", tmp_path / "alone")
+    with pytest.raises(ValueError, match="carries no tokenizer and no run config.yaml"):
+        evaluate(f"ckpt={alone}")
+    with pytest.raises(ValueError, match="pass data="):
+        evaluate(f"ckpt={alone}", "tokenizer=byte")
+
+
+def test_synthetic_task_accuracy_at_each_length(tmp_path):
+    data = {"_target_": "mambalab.data.InductionHeadsDataModule", "vocab_size": 16, "seq_len": 32,
+            "eval_batch_size": 4, "eval_examples": 4, "eval_lengths": [32, 96], "pin_memory": False}
+    run = make_run(tmp_path / "task", data, None, vocab_size=16)
+    report = evaluate(f"ckpt={run}", "chunk_len=40", f"out={tmp_path / 'out'}")
+    assert set(report["task"]) == {"32", "96"}
+    for metrics in report["task"].values():
+        assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["total"] == 4
+    assert (tmp_path / "out" / "metrics.json").is_file()
