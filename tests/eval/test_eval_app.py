@@ -106,3 +106,57 @@ def test_synthetic_task_accuracy_at_each_length(tmp_path):
     for metrics in report["task"].values():
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["total"] == 4
     assert (tmp_path / "out" / "metrics.json").is_file()
+
+
+def save_tiny_hf_model(folder: Path, texts: list[str]) -> tuple[object, object]:
+    """An HF MambaForCausalLM with its own byte-level BPE tokenizer (trained on ``texts``)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import MambaConfig, MambaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = MambaForCausalLM(MambaConfig(vocab_size=len(tokenizer), hidden_size=16,
+                                         num_hidden_layers=2, state_size=4, expand=2,
+                                         eos_token_id=tokenizer.eos_token_id))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model.eval(), tokenizer
+
+
+def test_baseline_with_its_own_tokenizer_scores_the_same_texts(tmp_path):
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    run = text_run(tmp_path)
+    hf_model, hf_tok = save_tiny_hf_model(tmp_path / "hf", TEXTS)
+    report = evaluate(f"ckpt={run}", f"baseline={tmp_path / 'hf'}", "mode=[chunked,streaming]")
+    ours, theirs = report["results"]["streaming"], report["baseline"]["results"]["streaming"]
+    assert set(report["baseline"]["results"]) == {"streaming"}  # chunked is per model's stream
+    # By hand with transformers itself: every document re-tokenized by the HF tokenizer, its first
+    # token predicted from end-of-text, summed over the documents.
+    nll, tokens = 0.0, 0
+    with torch.no_grad():
+        for text in TEXTS:
+            ids = hf_tok.encode(text + "\n", add_special_tokens=False)
+            logits = hf_model(torch.tensor([[hf_tok.eos_token_id] + ids])).logits[0, :-1]
+            nll += F.cross_entropy(logits.float(), torch.tensor(ids), reduction="sum").item()
+            tokens += len(ids)
+    assert tokens < ours["tokens"]  # BPE merges bytes: fewer tokens than the byte model scores
+    assert theirs["tokens"] == tokens
+    assert theirs["loss"] == pytest.approx(nll / tokens, rel=1e-4)
+    words = sum(len((t + "\n").split()) + 1 for t in TEXTS)  # lm-eval: "...\n" ends in ""
+    nbytes = sum(len((t + "\n").encode()) for t in TEXTS)
+    assert theirs["word_ppl"] == pytest.approx(math.exp(nll / words), rel=1e-4)
+    assert theirs["bpb"] == pytest.approx(nll / (nbytes * math.log(2)), rel=1e-4)
+    # The fair columns share their denominators: the ratio of bits/byte is the ratio of NLL sums.
+    ours_nll = ours["loss"] * ours["tokens"]
+    assert ours["bpb"] / theirs["bpb"] == pytest.approx(ours_nll / nll, rel=1e-4)
