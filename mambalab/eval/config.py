@@ -47,6 +47,7 @@ class ExportConfig:
     which: str = "latest"             # a run directory's checkpoint: latest | best
     tokenizer: Any = None             # default: the run's tokenizer
     dtype: str = "float32"            # float32 | bfloat16 | float16: the saved weights' dtype
+    verify: bool = True               # load the folder back with transformers, compare logits
 
 
 def register_eval_configs() -> None:

@@ -1,4 +1,5 @@
-"""Tiny stand-ins with the MambaLM forward contract, whose NLL a test can compute independently."""
+"""Test helpers: tiny stand-ins with the MambaLM forward contract (whose NLL a test can compute
+independently), the real text data module over written files, run directories, a tiny HF model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from mambalab.data import ByteTokenizer, TextDataModule
+from mambalab.models import build_mamba_lm, save_model
 
 
 @dataclass
@@ -92,3 +95,42 @@ def text_data(tmp_path: Path, texts: list[str], seq_len: int = 8, batch_size: in
                           progress=False, pin_memory=False, **kwargs)
     data.prepare()
     return data
+
+
+def make_run(root: Path, data: dict, tokenizer: dict | None, vocab_size: int,
+             complete: bool = True) -> Path:
+    """A run directory as the trainer leaves it: config.yaml, one step folder, the latest pointer."""
+    config = {"data": data}
+    if tokenizer is not None:
+        config["tokenizer"] = tokenizer
+    root.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), root / "config.yaml")
+    step = root / "checkpoints" / "step_00000002"
+    save_model(build_mamba_lm(d_model=16, n_layer=2, vocab_size=vocab_size, d_state=4,
+                              kernels="reference"), step)
+    if complete:
+        (step / "COMPLETE").write_text("{}")
+    (root / "checkpoints" / "latest").write_text("step_00000002\n")
+    return root
+
+
+def save_tiny_hf_model(folder: Path, texts: list[str]) -> tuple[object, object]:
+    """An HF MambaForCausalLM with its own byte-level BPE tokenizer (trained on ``texts``)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import MambaConfig, MambaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = MambaForCausalLM(MambaConfig(vocab_size=len(tokenizer), hidden_size=16,
+                                         num_hidden_layers=2, state_size=4, expand=2,
+                                         eos_token_id=tokenizer.eos_token_id))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model.eval(), tokenizer

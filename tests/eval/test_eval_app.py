@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from eval_toys import make_run, save_tiny_hf_model
 from omegaconf import OmegaConf
 
 from mambalab.eval import evaluate_split
 from mambalab.eval.app import run_evaluation
 from mambalab.eval.config import register_eval_configs
-from mambalab.models import build_mamba_lm, load_pretrained, save_model
+from mambalab.models import load_pretrained
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 TEXTS = ["the café is open", "a b  c d", "third document here, with more words"]
@@ -23,23 +24,6 @@ def evaluate(*overrides: str) -> dict:
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("evaluate", overrides=["kernels=reference", *overrides])
     return run_evaluation(cfg)
-
-
-def make_run(root: Path, data: dict, tokenizer: dict | None, vocab_size: int,
-             complete: bool = True) -> Path:
-    """A run directory as the trainer leaves it: config.yaml, one step folder, the latest pointer."""
-    config = {"data": data}
-    if tokenizer is not None:
-        config["tokenizer"] = tokenizer
-    root.mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create(config), root / "config.yaml")
-    step = root / "checkpoints" / "step_00000002"
-    save_model(build_mamba_lm(d_model=16, n_layer=2, vocab_size=vocab_size, d_state=4,
-                              kernels="reference"), step)
-    if complete:
-        (step / "COMPLETE").write_text("{}")
-    (root / "checkpoints" / "latest").write_text("step_00000002\n")
-    return root
 
 
 def text_run(tmp_path: Path, **kwargs) -> Path:
@@ -106,28 +90,6 @@ def test_synthetic_task_accuracy_at_each_length(tmp_path):
     for metrics in report["task"].values():
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["total"] == 4
     assert (tmp_path / "out" / "metrics.json").is_file()
-
-
-def save_tiny_hf_model(folder: Path, texts: list[str]) -> tuple[object, object]:
-    """An HF MambaForCausalLM with its own byte-level BPE tokenizer (trained on ``texts``)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import MambaConfig, MambaForCausalLM, PreTrainedTokenizerFast
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
-    torch.manual_seed(0)
-    model = MambaForCausalLM(MambaConfig(vocab_size=len(tokenizer), hidden_size=16,
-                                         num_hidden_layers=2, state_size=4, expand=2,
-                                         eos_token_id=tokenizer.eos_token_id))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return model.eval(), tokenizer
 
 
 def test_baseline_with_its_own_tokenizer_scores_the_same_texts(tmp_path):
