@@ -46,6 +46,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
                                                                      resolved, modes, device)
         tables.append(table)
     if cfg.samples or cfg.prompts:
+        out_dir.mkdir(parents=True, exist_ok=True)
         samples = _samples(cfg, model, data, tokenizer, device)
         write_samples(samples, out_dir / "samples.jsonl")
         report["samples"] = str(out_dir / "samples.jsonl")

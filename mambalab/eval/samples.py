@@ -34,10 +34,12 @@ def generate_samples(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[l
         if not prompt:
             raise ValueError(f"prompt {i} is empty after tokenization: give it some text")
         prompt_ids = torch.tensor([prompt], dtype=torch.long, device=device)  # (1, L)
+        eos_id = getattr(tokenizer, "eos_id", None)
         ids = generate(model, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature,
-                       top_k=top_k, top_p=top_p, seed=seed + i,
-                       eos_id=getattr(tokenizer, "eos_id", None))  # (1, L + new)
+                       top_k=top_k, top_p=top_p, seed=seed + i, eos_id=eos_id)  # (1, L + new)
         new = ids[0, len(prompt):].tolist()
+        if eos_id in new:  # the document ended: what follows is padding
+            new = new[: new.index(eos_id)]
         out.append({"prompt": tokenizer.decode(prompt), "completion": tokenizer.decode(new),
                     "prompt_tokens": len(prompt), "new_tokens": len(new), "seed": seed + i,
                     "temperature": temperature, "top_k": top_k, "top_p": top_p})

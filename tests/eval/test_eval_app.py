@@ -122,3 +122,17 @@ def test_baseline_with_its_own_tokenizer_scores_the_same_texts(tmp_path):
     # The fair columns share their denominators: the ratio of bits/byte is the ratio of NLL sums.
     ours_nll = ours["loss"] * ours["tokens"]
     assert ours["bpb"] / theirs["bpb"] == pytest.approx(ours_nll / nll, rel=1e-4)
+
+
+def test_samples_from_document_starts_and_prompts_are_saved(tmp_path):
+    run = text_run(tmp_path)
+    common = [f"ckpt={run}", "mode=streaming", "max_new_tokens=6", "prompt_tokens=4", "seed=3"]
+    evaluate(*common, "samples=2")
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt"] for s in samples] == ["the ", "a b "]  # 4 bytes of each document
+    assert all(s["new_tokens"] <= 6 and s["seed"] == 3 + i for i, s in enumerate(samples))
+    again = [f"ckpt={run}", "mode=streaming", "max_new_tokens=6", "seed=3", "prompts=[Hello]"]
+    evaluate(*again, f"out={tmp_path / 'p1'}")
+    evaluate(*again, f"out={tmp_path / 'p2'}")
+    first, second = ((tmp_path / d / "samples.jsonl").read_text() for d in ("p1", "p2"))
+    assert first == second and json.loads(first)["prompt"] == "Hello"  # seeded: reproducible
