@@ -1,0 +1,108 @@
+"""The benchmark's report: rich tables on the console, one JSON file for docs/performance.md."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def _fmt(value, spec: str, empty: str = "-") -> str:
+    return empty if value is None else format(value, spec)
+
+
+def training_table(rows: list[dict], peak_tflops: float, measured_peak_tflops: float) -> Table:
+    table = Table(title="Training throughput (median step after warm-up)")
+    for col in ("implementation", "batch", "tokens/s", f"MFU@{peak_tflops:g}",
+                f"MFU@{measured_peak_tflops:g}", "step ms", "peak GiB", "vs mamba_ssm", "note"):
+        table.add_column(col, justify="left" if col in ("implementation", "note") else "right")
+    for r in rows:
+        ok = r.get("status") == "ok"
+        note = ("best" if r.get("best") else "") if ok else f"{r['status']} (see below)"
+        table.add_row(escape(r["implementation"]), f"{r.get('batch_size', '-')}x{r.get('seq_len', '-')}",
+                      _fmt(r.get("tokens_per_s"), ",.0f"), _fmt(r.get("mfu"), ".1%"),
+                      _fmt(r.get("mfu_measured_peak"), ".1%"), _fmt(r.get("step_ms"), ".1f"),
+                      _fmt(r.get("peak_mem_gib"), ".1f"),
+                      _fmt(r.get("ratio_to_mamba_ssm"), ".2f") + ("x" if
+                                                                   r.get("ratio_to_mamba_ssm")
+                                                                   else ""),
+                      note)
+    return table
+
+
+def ops_table(rows: list[dict]) -> Table:
+    table = Table(title="Ops: forward and forward+backward (median, ms)")
+    for col in ("op", "shape", "implementation", "fwd ms", "fwd+bwd ms", "extra GiB", "note"):
+        table.add_column(col, justify="right" if "ms" in col or "GiB" in col else "left")
+    for r in rows:
+        ok = r.get("status") == "ok"
+        table.add_row(r["op"], r["shape"], escape(r["implementation"]), _fmt(r.get("fwd_ms"), ".3f"),
+                      _fmt(r.get("fwd_bwd_ms"), ".3f"), _fmt(r.get("peak_extra_gib"), ".2f"),
+                      "" if ok else f"{r['status']} (see below)")
+    return table
+
+
+def profile_table(profile: dict) -> Table:
+    table = Table(title=f"Step-time breakdown: {escape(profile['implementation'])} at "
+                        f"{profile['batch_size']}x{profile['seq_len']} "
+                        f"({profile['kernel_ms_per_step']:.1f} ms of kernels per step)")
+    for col in ("group", "ms/step", "share"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for g in profile["groups"]:
+        table.add_row(g["group"], f"{g['ms_per_step']:.2f}", f"{g['share']:.1%}")
+    return table
+
+
+def top_kernels_table(profile: dict) -> Table:
+    table = Table(title="Top kernels by GPU time")
+    for col in ("kernel", "group", "ms/step", "calls/step", "share"):
+        table.add_column(col, justify="left" if col in ("kernel", "group") else "right")
+    for k in profile["top_kernels"]:
+        table.add_row(escape(k["kernel"][:70]), k["group"], f"{k['ms_per_step']:.2f}",
+                      str(k["calls_per_step"]), f"{k['share']:.1%}")
+    return table
+
+
+def _print_reasons(console: Console, rows: list[dict], label) -> None:
+    """Why each row did not run: in full, under its table."""
+    for r in rows:
+        if r.get("status") != "ok":
+            console.print(escape(f"  {label(r)}: {r['status']}: {r.get('reason', '')}"),
+                          soft_wrap=True)
+
+
+def print_report(result: dict, console: Console | None = None) -> None:
+    # a log file is not a terminal: give the tables room instead of rich's 80 columns
+    console = console or Console(width=None if Console().is_terminal else 160)
+    env = result["environment"]
+    console.print(f"[bold]{env['device_name']}[/bold]  torch {env['torch']}  "
+                  f"triton {env.get('triton')}  mamba_ssm {env.get('mamba_ssm')}  "
+                  f"model {result['config']['model']}  params {result.get('params') or '-'}")
+    console.print(training_table(result["training"], result["config"]["peak_tflops"],
+                                 result["config"]["measured_peak_tflops"]))
+    _print_reasons(console, result["training"],
+                   lambda r: f"{r['implementation']} {r['batch_size']}x{r['seq_len']}")
+    if result.get("ops"):
+        console.print(ops_table(result["ops"]))
+        _print_reasons(console, result["ops"], lambda r: f"{r['op']} {r['implementation']}")
+    if result.get("profile"):
+        prof = result["profile"]
+        if prof.get("status", "ok") == "ok":
+            console.print(profile_table(prof))
+            console.print(top_kernels_table(prof))
+        else:
+            console.print(f"profile: {prof['status']}: {prof.get('reason')}")
+
+
+def write_json(result: dict, path: str) -> str:
+    """Atomic write (a half-written report never replaces a good one); returns the path."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,96 @@
+"""Time training steps of one implementation at one batch size on random tokens."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from mambalab.benchmarks.implementations import TrainImpl
+from mambalab.benchmarks.timing import (autocast, is_oom, median, peak_memory_gib, reset_memory,
+                                        synchronize)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Unique parameters (a tied embedding and head count once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device):
+    # fused AdamW on CUDA: one kernel per step for all parameters, as a tuned recipe runs
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95),
+                             fused=device.type == "cuda")
+
+
+def random_batch(batch_size: int, seq_len: int, vocab_size: int, device: torch.device,
+                 seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    tokens = torch.randint(0, vocab_size, (batch_size, seq_len + 1), generator=g)
+    tokens = tokens.to(device)
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()     # (B, L) each
+
+
+def _train_steps(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size: int,
+                 device: torch.device, warmup: int, steps: int, lr: float,
+                 mixed_precision: str, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = impl.build().to(device).train()
+    n_params = count_parameters(model)
+    optimizer = make_optimizer(model, lr, device)
+    input_ids, targets = random_batch(batch_size, seq_len, vocab_size, device, seed)
+
+    def step() -> torch.Tensor:
+        with autocast(device, mixed_precision):
+            loss = impl.loss(model, input_ids, targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    losses = [step() for _ in range(warmup)]
+    synchronize(device)
+    times_ms = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            losses.append(step())
+            end.record()
+            times_ms.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            losses.append(step())
+            times_ms.append((time.perf_counter() - t0) * 1e3)
+    synchronize(device)
+    if device.type == "cuda":
+        times_ms = [s.elapsed_time(e) for s, e in times_ms]
+    kernels = model.kernel_report() if hasattr(model, "kernel_report") else None
+    first, last = float(losses[0]), float(losses[-1])
+    del model, optimizer
+    step_ms = median(times_ms)
+    tokens = batch_size * seq_len
+    return {"status": "ok", "params": n_params, "step_ms": step_ms, "step_ms_all": times_ms,
+            "tokens_per_s": tokens / (step_ms / 1e3), "peak_mem_gib": peak_memory_gib(device),
+            "first_loss": first, "last_loss": last, "kernels": kernels}
+
+
+def bench_training(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size: int,
+                   device: torch.device, warmup: int, steps: int, lr: float,
+                   mixed_precision: str, seed: int) -> dict:
+    """One row: tokens/s, step time and peak memory, or the status oom / error with the reason.
+
+    Peak memory is torch.cuda.max_memory_allocated from a clean start: weights, gradients,
+    optimizer state and activations together."""
+    row = {"implementation": impl.name, "batch_size": batch_size, "seq_len": seq_len,
+           "tokens_per_step": batch_size * seq_len}
+    reset_memory(device)
+    try:
+        row.update(_train_steps(impl, batch_size, seq_len, vocab_size, device, warmup, steps, lr,
+                                mixed_precision, seed))
+    except Exception as exc:  # OOM is a result; anything else is reported, not fatal
+        oom = is_oom(exc)
+        row.update(status="oom" if oom else "error",
+                   reason=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                   peak_mem_gib=peak_memory_gib(device))
+        del exc
+    reset_memory(device)
+    return row
