@@ -1,10 +1,5 @@
 """Launchers Hydra discovers by scanning `hydra_plugins.*`; each is named by its `_target_` here."""
-from mambalab.sweeps.joblib_launcher import GpuJoblibLauncherImpl
 from mambalab.sweeps.ray_launcher import RayTaskLauncherImpl
-
-
-class GpuJoblibLauncher(GpuJoblibLauncherImpl):
-    """hydra-joblib-launcher with one GPU group per concurrent job (`conf/hydra/launcher/joblib.yaml`)."""
 
 
 class RayTaskLauncher(RayTaskLauncherImpl):

@@ -1,11 +1,12 @@
-"""Which GPUs a sweep's jobs run on: the visible devices, cut into one group per concurrent job,
-and a per-process claim on one group that lasts the life of the worker process.
+"""Which GPUs a sweep's jobs run on: the visible devices cut into groups (one group per job), and
+a claim on a group held by the worker process while its job runs.
 
-Why per process and not per job index: joblib's loky workers are reused, so one worker runs job 0
-and later job 3; CUDA reads `CUDA_VISIBLE_DEVICES` once, when the process first initialises it,
-so a worker can never move to another GPU. Each worker therefore claims a free group the first
-time it runs a job (an exclusive `flock` on `<sweep dir>/.gpu_slots/slot_<i>.lock`, released by
-the OS when the worker exits) and keeps it, so at most one job runs on each group at a time.
+Why claims and not the job's index: joblib's loky workers are reused (one worker runs job 0 and
+later job 3, in any order), and CUDA reads `CUDA_VISIBLE_DEVICES` once, when the process first
+initialises it, so a worker can never move to another GPU. A worker therefore claims a free group
+for its first job (an exclusive `flock` on `<sweep dir>/.gpu_slots/slot_<i>.lock`, which the OS
+drops if the worker dies), stays bound to that group, and re-claims the same group for its later
+jobs. At most one job runs on a group at a time; extra workers wait for a group to come free.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-_claimed: tuple[int, int] | None = None   # (slot index, open lock fd) of this process
+_bound_group: int | None = None   # the group this process's CUDA belongs to, after its first job
+_held_fd: int | None = None       # the lock of the group while a job runs
 
 
 def visible_gpus() -> list[str]:
@@ -31,26 +33,28 @@ def visible_gpus() -> list[str]:
 
 
 def gpu_groups(gpus: list[str], gpus_per_job: int) -> list[list[str]]:
-    """Consecutive groups of `gpus_per_job` devices; the remainder, if any, is left unused."""
+    """Consecutive groups of `gpus_per_job` devices; a remainder too small for a job is unused."""
     if gpus_per_job < 1:
-        raise ValueError(f"hydra.launcher.gpus_per_job={gpus_per_job}: must be >= 1 "
-                         "(set hydra.launcher.gpus=[] to run the jobs without GPU assignment)")
+        raise ValueError(f"gpus_per_job={gpus_per_job}: must be >= 1")
     if gpus and gpus_per_job > len(gpus):
-        raise ValueError(f"hydra.launcher.gpus_per_job={gpus_per_job} but only {len(gpus)} GPUs "
-                         f"are visible ({','.join(gpus)}): lower gpus_per_job or "
-                         "trainer.num_processes")
+        raise ValueError(f"each job needs {gpus_per_job} GPUs (trainer.num_processes) but only "
+                         f"{len(gpus)} are visible ({','.join(gpus)}): lower "
+                         "trainer.num_processes, or run on a machine with more GPUs")
     return [gpus[i:i + gpus_per_job] for i in range(0, len(gpus) - gpus_per_job + 1, gpus_per_job)]
 
 
-def claim_slot(slot_dir: Path, n_slots: int, timeout_s: float = 600.0) -> int:
-    """This process's slot index, claiming a free one on the first call (waits while all are held)."""
-    global _claimed
-    if _claimed is not None:
-        return _claimed[0]
+def acquire_group(slot_dir: Path, n_groups: int, poll_s: float = 0.5) -> int:
+    """Claim a GPU group for this process's next job, waiting while the ones it may take are held.
+
+    A process that already ran a job may only take its own group back (its CUDA is bound to it).
+    """
+    global _bound_group, _held_fd
+    if _held_fd is not None:
+        raise RuntimeError("this process already holds a GPU group: release it after each job")
     slot_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
+    candidates = [_bound_group] if _bound_group is not None else list(range(n_groups))
     while True:
-        for index in range(n_slots):
+        for index in candidates:
             fd = os.open(slot_dir / f"slot_{index}.lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,26 +62,30 @@ def claim_slot(slot_dir: Path, n_slots: int, timeout_s: float = 600.0) -> int:
                 os.close(fd)
                 continue
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-            _claimed = (index, fd)
+            os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode())
+            _held_fd, _bound_group = fd, index
             return index
-        # Every slot held: a worker of a previous batch has not exited yet. Wait for it.
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no free GPU slot in {slot_dir} after {timeout_s:.0f} s: another "
-                               "process of this sweep holds every GPU group; is the same sweep "
-                               "running twice?")
-        time.sleep(0.5)
+        # Every group this process may use is busy with another job: wait for one to finish.
+        time.sleep(poll_s)
+
+
+def release_group() -> None:
+    global _held_fd
+    if _held_fd is not None:
+        fcntl.flock(_held_fd, fcntl.LOCK_UN)
+        os.close(_held_fd)
+        _held_fd = None
 
 
 def assign_devices(devices: list[str]) -> None:
     """Point this process at `devices`, refusing if CUDA was already set up on other ones."""
     wanted = ",".join(devices)
-    torch = sys.modules.get("torch")   # only if already imported: importing it here costs time
+    torch = sys.modules.get("torch")   # only if imported already: importing it here costs time
     if torch is not None and torch.cuda.is_initialized() and \
             os.environ.get("CUDA_VISIBLE_DEVICES") != wanted:
         raise RuntimeError(
             f"CUDA was initialised in this worker (pid {os.getpid()}) before its GPUs were "
-            f"assigned; it cannot move to CUDA_VISIBLE_DEVICES={wanted}. Something touched CUDA "
+            f"assigned, so it cannot move to CUDA_VISIBLE_DEVICES={wanted}. Something touched CUDA "
             "at import time (a module-level torch.cuda call): move it into the task.")
     os.environ["CUDA_VISIBLE_DEVICES"] = wanted
 

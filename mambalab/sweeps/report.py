@@ -13,7 +13,8 @@ from mambalab.sweeps.results import JobResult
 CSV_COLUMNS = ("job", "overrides", "status", "step", "tokens", "best_val_loss", "best_val_ppl",
                "final_val_loss", "final_val_ppl", "tok_per_s", "wall_time_s", "gpus", "error",
                "path")
-_STATUS_STYLE = {"completed": "green", "failed": "bold red", "running": "yellow"}
+_STATUS_STYLE = {"completed": "green", "failed": "bold red", "running": "yellow",
+                 "interrupted": "magenta"}
 
 
 def _fmt(value: float | int | None, spec: str) -> str:
@@ -97,16 +98,19 @@ def write_csv(jobs: list[JobResult], swept: list[str], path: Path) -> None:
     tmp.replace(path)
 
 
+_WHY = {"running": "still running (or killed on another host)",
+        "interrupted": "killed while running: re-run the sweep to resume it",
+        "no summary": "killed before it wrote summary.json"}
+
+
 def print_failures(jobs: list[JobResult], console: Console) -> None:
-    """The jobs that did not complete, each with its folder and the first line of its error."""
+    """The jobs that did not complete, each with its folder and the line naming its error."""
     unfinished = [j for j in jobs if not j.ok]
     if not unfinished:
         return
     console.print(f"[bold red]{len(unfinished)} of {len(jobs)} jobs did not complete:[/]")
     for job in unfinished:
-        why = _error_line(job.error) or {"running": "still running, or killed before it ended",
-                                         "no summary": "killed before it wrote summary.json"
-                                         }.get(job.status, "no error recorded")
+        why = _error_line(job.error) or _WHY.get(job.status, "no error recorded")
         console.print(f"  [red]{job.status}[/] {' '.join(job.overrides) or job.path.name}\n"
                       f"      {job.path}\n      {why}", highlight=False)
     console.print("Re-run the same command to run them again: completed jobs are skipped.")

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-# Splits that count as validation in metrics.jsonl and in summary.json's metric blocks.
+# Splits that count as validation in metrics.jsonl, and the names of the validation metrics in
+# summary.json's `final`/`best` blocks (the train app writes `final.eval`).
 VAL_SPLITS = ("val", "valid", "validation")
+_VAL_BLOCKS = ("eval",) + VAL_SPLITS
 COMPLETED = "completed"
 FAILED = "failed"
 RUNNING = "running"
+# `running` in summary.json, but the process that held the run's lock is gone (killed).
+INTERRUPTED = "interrupted"
 # A folder Hydra created for the job but where the run never wrote its summary (killed at start).
 NO_SUMMARY = "no summary"
 _RUN_FILES = ("summary.json", "metrics.jsonl", "config.yaml")
@@ -100,19 +107,22 @@ def _number(value: Any) -> float | None:
 def _val_block(block: Any) -> dict[str, Any]:
     """The validation metrics in a summary's `final`/`best` block, nested or flat.
 
-    Accepts `{"val": {"loss": ..}}`, `{"val/loss": ..}`, `{"val_loss": ..}` and a block that is the
-    validation metrics itself (`{"loss": .., "ppl": ..}`).
+    Accepts `{"eval": {"loss": ..}}` (the train app's `final`), `{"val/loss": ..}`,
+    `{"val_loss": ..}`, and a block that is the metrics itself, possibly with a `metrics` dict
+    (the train app's `best`: `{"step", "loss", "metrics": {"loss", "ppl", ...}}`).
     """
     if not isinstance(block, dict):
         return {}
-    for split in VAL_SPLITS:
+    for split in _VAL_BLOCKS:
         if isinstance(block.get(split), dict):
             return block[split]
         for sep in ("/", "_"):
             prefixed = {k[len(split) + 1:]: v for k, v in block.items() if k.startswith(split + sep)}
             if prefixed:
                 return prefixed
-    return block if "loss" in block else {}
+    if "loss" not in block:
+        return {}
+    return {**block, **block["metrics"]} if isinstance(block.get("metrics"), dict) else block
 
 
 def _ppl(loss: float | None) -> float | None:
@@ -139,6 +149,43 @@ def _gpu_assignments(sweep_dir: Path) -> dict[str, str]:
     return found
 
 
+def _holder_is_dead(job_dir: Path) -> bool:
+    """Whether the run's `.lock` names a process on this host that no longer exists.
+
+    The train app writes `pid N on host H ...` into `<run>/.lock` and holds an flock on it while
+    it runs; the text stays after it dies. Reading it (rather than trying the lock) never gets in
+    the way of a job that is starting. On another host we cannot tell: False.
+    """
+    try:
+        text = (job_dir / ".lock").read_text()
+    except OSError:
+        return False
+    match = re.search(r"pid (\d+) on host (\S+)", text)
+    if not match or match.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _tokens_at(record: dict[str, Any], train: list[dict[str, Any]],
+               summary: dict[str, Any] | None) -> int:
+    """Tokens trained when an evaluation ran: its own `tokens`, else the train record of the same
+    step, else step x summary's `tokens_per_step`."""
+    if _number(record.get("tokens")) is not None:
+        return int(record["tokens"])
+    step = record.get("step")
+    for m in train:
+        if m.get("step") == step and _number(m.get("tokens")) is not None:
+            return int(m["tokens"])
+    per_step = _number((summary or {}).get("tokens_per_step"))
+    return int(step * per_step) if per_step and isinstance(step, int) else int(step or 0)
+
+
 def load_job(job_dir: Path) -> JobResult:
     """One job's result from its run directory."""
     summary = _read_json(job_dir / "summary.json")
@@ -148,7 +195,9 @@ def load_job(job_dir: Path) -> JobResult:
 
     job = JobResult(path=job_dir, overrides=_overrides(job_dir),
                     status=str(summary.get("status", NO_SUMMARY)) if summary else NO_SUMMARY)
-    job.val_curve = [(int(m.get("tokens") or 0), float(m["loss"])) for m in val]
+    if job.status == RUNNING and _holder_is_dead(job_dir):
+        job.status = INTERRUPTED
+    job.val_curve = [(_tokens_at(m, train, summary), float(m["loss"])) for m in val]
     if summary:
         job.error = summary.get("error") or None
         job.step = summary.get("step")

@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> float:
         for step in range(1, int(cfg.steps) + 1):
             # A made-up loss curve that depends on lr, so the plot and the table have something
             # to order.
-            loss = 5.0 - math.log1p(step * float(cfg.lr) * 1e3)
+            loss = 5.0 - math.log1p(step * float(cfg.optimizer.lr) * 1e3)
             f.write(json.dumps({"step": step, "split": "train", "loss": loss,
                                 "tokens": step * tokens_per_step, "tok_per_s": 1000.0}) + "\n")
             f.write(json.dumps({"step": step, "split": "val", "loss": loss + 0.1,
