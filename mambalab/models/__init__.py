@@ -4,9 +4,11 @@ from __future__ import annotations
 from mambalab.models.build import build_mamba_lm
 from mambalab.models.checkpoint import save_model
 from mambalab.models.config import MambaConfig
+from mambalab.models.export import export_hf
+from mambalab.models.generate import generate
 from mambalab.models.lm import MambaLM, MambaLMOutput
 from mambalab.models.pretrained import load_pretrained
 from mambalab.models.state import MambaState
 
 __all__ = ["MambaConfig", "MambaLM", "MambaLMOutput", "MambaState", "build_mamba_lm",
-           "load_pretrained", "save_model"]
+           "export_hf", "generate", "load_pretrained", "save_model"]

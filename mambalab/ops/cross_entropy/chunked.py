@@ -15,7 +15,8 @@ DEFAULT_CHUNK_ELEMENTS = 1 << 26
 
 def _chunk_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                ignore_index: int) -> torch.Tensor:
-    logits = F.linear(hidden, weight).float()                            # (n, V) fp32
+    logits = F.linear(hidden, weight)                                    # (n, V)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 (fp64 stays)
     return F.cross_entropy(logits, targets, ignore_index=ignore_index, reduction="none")
 
 

@@ -1,0 +1,56 @@
+"""Kernel resolution: auto picks what runs, an explicit choice that cannot run says why and how."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mambalab.ops import dispatch
+from mambalab.ops.dispatch import AUTO_PREFERENCE, OPS, resolve_kernels, unavailable_reason
+
+
+def test_auto_on_cpu_is_reference_for_every_op():
+    assert resolve_kernels("auto", "cpu") == {op: "reference" for op in OPS}
+    assert resolve_kernels("reference", "cpu") == {op: "reference" for op in OPS}
+    assert set(AUTO_PREFERENCE) == {"triton", "cuda", "reference"}
+
+
+def test_cuda_on_cpu_fails_with_reason_and_fix():
+    with pytest.raises(ValueError, match=r"(?s)kernels=cuda cannot run on cpu.*CUDA devices.*Fix"):
+        resolve_kernels("cuda", "cpu")
+
+
+def test_unknown_choice_and_unknown_op_are_errors():
+    with pytest.raises(ValueError, match="kernels='fast'"):
+        resolve_kernels("fast", "cpu")
+    with pytest.raises(ValueError, match="unknown op"):
+        unavailable_reason("attention", "reference", "cpu")
+
+
+def test_missing_mamba_ssm_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(dispatch, "_import_error", lambda m, a: f"{m}.{a} does not import")
+    reason = dispatch._cuda_reason("selective_scan", torch.device("cuda", 0))
+    assert "mamba_ssm" in reason and dispatch.INSTALL_KERNELS in reason
+
+
+def test_triton_reason_when_a_kernel_module_is_missing(monkeypatch):
+    import mambalab.ops.triton as triton_ops
+
+    monkeypatch.setattr(triton_ops, "unavailable_reason", lambda device=None: None)
+    monkeypatch.setitem(triton_ops._EXPORTS, "selective_scan_triton", "mambalab.ops.triton.nope")
+    reason = dispatch._triton_reason("selective_scan", torch.device("cpu"))
+    assert "selective_scan_triton is unavailable" in reason and "ModuleNotFoundError" in reason
+
+
+def test_auto_walks_the_preference_list_per_op(monkeypatch):
+    """On CUDA, each op takes the first implementation of AUTO_PREFERENCE that runs."""
+    runs = {("selective_scan", "triton"), ("rms_norm", "cuda"), ("mamba_inner", "cuda")}
+    monkeypatch.setattr(dispatch, "unavailable_reason",
+                        lambda op, impl, device: None if impl == "reference" or (op, impl) in runs
+                        else "no")
+    dispatch._resolve_cached.cache_clear()
+    try:
+        got = dict(dispatch._resolve_cached("auto", torch.device("cuda", 0)))
+    finally:
+        dispatch._resolve_cached.cache_clear()
+    assert got == {"selective_scan": "triton", "causal_conv1d": "reference",
+                   "rms_norm": "cuda", "mamba_inner": "cuda"}
