@@ -32,7 +32,10 @@ from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 
 # Tile sizes: BLOCK_T must be the same in forward and backward (the saved states are per chunk).
 # Chosen on an H100 by scripts/bench_scan.py; see docs/kernels/selective_scan.md.
-CONFIG = {"block_t": 32, "fwd_block_d": 8, "fwd_warps": 4, "bwd_block_d": 8, "bwd_warps": 4}
+# n_in: states per thread (the rest of N spread over lanes); block_d should be a multiple of
+# 32 // (N / n_in) * warps so that no warp splits the time axis.
+CONFIG = {"block_t": 16, "n_in": 4, "fwd_block_d": 16, "fwd_warps": 2, "bwd_block_d": 16,
+          "bwd_warps": 2}
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
@@ -81,7 +84,8 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
         delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
         save_states=save_states, return_last_state=return_last_state,
-        block_d=CONFIG["fwd_block_d"], block_t=CONFIG["block_t"], num_warps=CONFIG["fwd_warps"])
+        block_d=CONFIG["fwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["n_in"],
+        num_warps=CONFIG["fwd_warps"])
 
 
 def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
@@ -95,7 +99,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     grads = scan_bwd_launch(
         dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
         delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
-        block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], num_warps=CONFIG["bwd_warps"])
+        block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["n_in"],
+        num_warps=CONFIG["bwd_warps"])
     grads["dB"] = grads["dB"].to(B.dtype)
     grads["dC"] = grads["dC"].to(C.dtype)
     grads["dA"] = grads["dA"].to(A.dtype)

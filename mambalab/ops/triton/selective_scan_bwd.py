@@ -28,37 +28,41 @@ def _scan_bwd_kernel(
     sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sdy_b, sdy_d, sdy_l,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr, N_IN: tl.constexpr, N_OUT: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
+    # Tiles are 4-D (N_IN, BLOCK_T, BLOCK_D, N_OUT), state n = i * N_OUT + o, as in the forward.
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BD,)
-    offs_n = tl.arange(0, BLOCK_N)  # (BN,)
-    offs_t0 = tl.arange(0, BLOCK_T)  # (BT,)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_dn = mask_d[:, None] & mask_n[None, :]  # (BD, BN)
-    dn_off = offs_d[:, None] * dstate + offs_n[None, :]  # (BD, BN)
+    t0 = tl.arange(0, BLOCK_T)  # (T,)
+    d1 = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BD,)
+    n3 = (tl.arange(0, N_IN)[:, None, None] * N_OUT
+          + tl.arange(0, N_OUT)[None, None, :])  # (NI, 1, NO)
+    d3 = d1[None, :, None]  # (1, BD, 1)
+    mask_d = d1 < dim
+    mask_n3 = n3 < dstate
+    mask_dn = (d3 < dim) & mask_n3  # (NI, BD, NO)
+    dn_off = d3 * dstate + n3  # (NI, BD, NO)
 
-    A = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0).to(tl.float32)  # (BD, BN)
-    A2 = A * 1.4426950408889634
+    A = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0).to(tl.float32)[:, None, :, :]
+    A2 = A * 1.4426950408889634  # (NI, 1, BD, NO)
     if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        Dv = tl.load(D_ptr + d1, mask=mask_d, other=0.0).to(tl.float32)[None, :]  # (1, BD)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        bias = tl.load(bias_ptr + d1, mask=mask_d, other=0.0).to(tl.float32)[None, :]
 
-    u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
-    dt_base = dt_ptr + b * sdt_b + offs_d[:, None] * sdt_d
-    z_base = z_ptr + b * sz_b + offs_d[:, None] * sz_d
-    dy_base = dy_ptr + b * sdy_b + offs_d[:, None] * sdy_d
-    out_base = b * dim * seqlen + offs_d[:, None] * seqlen  # du, ddt, dz: contiguous (B, D, L)
-    B_base = B_ptr + b * sB_b + offs_n[:, None] * sB_n
-    C_base = C_ptr + b * sC_b + offs_n[:, None] * sC_n
-    dBC_base = b * dstate * seqlen + offs_n[:, None] * seqlen  # dB, dC: fp32 (B, N, L)
-    is_first_col = (offs_t0 == 0)[None, None, :]  # (1, 1, BT)
+    u_base = u_ptr + b * su_b + d1[None, :] * su_d  # (1, BD)
+    dt_base = dt_ptr + b * sdt_b + d1[None, :] * sdt_d
+    z_base = z_ptr + b * sz_b + d1[None, :] * sz_d
+    dy_base = dy_ptr + b * sdy_b + d1[None, :] * sdy_d
+    out_base = b * dim * seqlen + d1[None, :] * seqlen  # du, ddt, dz: contiguous (B, D, L)
+    B_base = B_ptr + b * sB_b + n3 * sB_n  # (NI, 1, NO)
+    C_base = C_ptr + b * sC_b + n3 * sC_n
+    dBC_base = b * dstate * seqlen + n3 * seqlen  # dB, dC: fp32 (B, N, L)
+    is_first_col = (t0 == 0)[None, :, None, None]  # (1, T, 1, 1)
+    is_last_col = (t0 == BLOCK_T - 1)[None, :, None, None]
 
-    g_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # g at the next chunk's start
-    dA_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    g_carry = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)  # g at the next chunk's start
+    dA_acc = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     if HAS_DLAST:
@@ -66,109 +70,111 @@ def _scan_bwd_kernel(
 
     for i in range(n_chunks):
         c = n_chunks - 1 - i
-        offs_t = c * BLOCK_T + offs_t0
-        mask_t = offs_t < seqlen
-        mask_dt = mask_d[:, None] & mask_t[None, :]  # (BD, BT)
-        mask_nt = mask_n[:, None] & mask_t[None, :]  # (BN, BT)
-        u = tl.load(u_base + offs_t[None, :] * su_l, mask=mask_dt, other=0.0).to(tl.float32)
-        dt_pre = tl.load(dt_base + offs_t[None, :] * sdt_l, mask=mask_dt, other=0.0).to(tl.float32)
+        t1 = c * BLOCK_T + t0  # (T,)
+        mask_t = t1 < seqlen
+        tc = t1[:, None]  # (T, 1)
+        mask_td = mask_t[:, None] & mask_d[None, :]  # (T, BD)
+        t3 = t1[None, :, None]  # (1, T, 1)
+        mask_nt = mask_n3 & (t3 < seqlen)  # (NI, T, NO)
+        u = tl.load(u_base + tc * su_l, mask=mask_td, other=0.0).to(tl.float32)  # (T, BD)
+        dt_pre = tl.load(dt_base + tc * sdt_l, mask=mask_td, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            dt_pre = dt_pre + bias[:, None]
+            dt_pre = dt_pre + bias
         if SOFTPLUS:
             dt = softplus(dt_pre)
         else:
             dt = dt_pre
-        Bt = tl.load(B_base + offs_t[None, :] * sB_l, mask=mask_nt, other=0.0).to(tl.float32)
-        Ct = tl.load(C_base + offs_t[None, :] * sC_l, mask=mask_nt, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + t3 * sB_l, mask=mask_nt, other=0.0).to(tl.float32)  # (NI, T, NO)
+        Ct = tl.load(C_base + t3 * sC_l, mask=mask_nt, other=0.0).to(tl.float32)
 
         # Recompute h_t in this chunk from the state saved at its start.
-        dA = tl.exp2(dt[:, None, :] * A2[:, :, None])  # (BD, BN, BT)
+        dA = tl.exp2(dt[None, :, :, None] * A2)  # (NI, T, BD, NO)
         if HAS_DOCS:
-            doc = tl.load(doc_ptr + b * sdoc_b + offs_t * sdoc_l, mask=mask_t, other=0)
-            dA = tl.where((doc != 0)[None, None, :], 0.0, dA)
-        dA = tl.where(mask_t[None, None, :], dA, 1.0)
-        dtu = dt * u  # (BD, BT)
-        dBu = dtu[:, None, :] * Bt[None, :, :]  # (BD, BN, BT)
+            doc = tl.load(doc_ptr + b * sdoc_b + t1 * sdoc_l, mask=mask_t, other=0)
+            dA = tl.where((doc != 0)[None, :, None, None], 0.0, dA)
+        dA = tl.where(mask_t[None, :, None, None], dA, 1.0)
+        dtu = dt * u  # (T, BD)
+        dBu = dtu[None, :, :, None] * Bt[:, :, None, :]  # (NI, T, BD, NO)
         h_start = tl.load(states_ptr + (b * n_chunks + c) * dim * dstate + dn_off,
-                          mask=mask_dn, other=0.0)
-        acum, hloc = tl.associative_scan((dA, dBu), axis=2, combine_fn=linear_combine)
-        hs = hloc + acum * h_start[:, :, None]  # (BD, BN, BT): h_t
+                          mask=mask_dn, other=0.0)  # (NI, BD, NO)
+        # The saved state enters through the first step, so the scan's b output is h_t.
+        _, hs = tl.associative_scan(
+            (dA, dBu + tl.where(is_first_col, dA * h_start[:, None, :, :], 0.0)),
+            axis=1, combine_fn=linear_combine)  # (NI, T, BD, NO): h_t
 
-        dy = tl.load(dy_base + offs_t[None, :] * sdy_l, mask=mask_dt, other=0.0).to(tl.float32)
+        dy = tl.load(dy_base + tc * sdy_l, mask=mask_td, other=0.0).to(tl.float32)  # (T, BD)
         if HAS_Z:
-            z = tl.load(z_base + offs_t[None, :] * sz_l, mask=mask_dt, other=0.0).to(tl.float32)
+            z = tl.load(z_base + tc * sz_l, mask=mask_td, other=0.0).to(tl.float32)
             sig = tl.sigmoid(z)
-            y_pre = tl.sum(hs * Ct[None, :, :], axis=1)  # (BD, BT)
+            y_pre = tl.sum(tl.sum(hs * Ct[:, :, None, :], axis=0), axis=2)  # (T, BD)
             if HAS_D:
-                y_pre += Dv[:, None] * u
+                y_pre += Dv * u
             dz = dy * y_pre * sig * (1.0 + z * (1.0 - sig))
-            tl.store(dz_ptr + out_base + offs_t[None, :], dz.to(dz_ptr.dtype.element_ty),
-                     mask=mask_dt)
+            tl.store(dz_ptr + out_base + tc, dz.to(dz_ptr.dtype.element_ty), mask=mask_td)
             dout = dy * z * sig
         else:
-            dout = dy  # (BD, BT)
+            dout = dy  # (T, BD)
+        # dC: summed over this program's channels, one atomic add per (n, t) per tile.
+        dC = tl.sum(hs * dout[None, :, :, None], axis=2)  # (NI, T, NO)
+        tl.atomic_add(dC_ptr + dBC_base + t3, dC, mask=mask_nt, sem="relaxed")
+        ha = hs - dBu  # (NI, T, BD, NO): a_t * h_{t-1}
 
         # Decay one step later, a_{t+1}: it links g_t to g_{t+1} (0 past the end).
-        offs_t1 = offs_t + 1
-        mask_t1 = offs_t1 < seqlen
-        mask_dt1 = mask_d[:, None] & mask_t1[None, :]
-        dt1 = tl.load(dt_base + offs_t1[None, :] * sdt_l, mask=mask_dt1, other=0.0).to(tl.float32)
+        t1n = t1 + 1
+        mask_t1 = t1n < seqlen
+        mask_td1 = mask_t1[:, None] & mask_d[None, :]
+        dt1 = tl.load(dt_base + t1n[:, None] * sdt_l, mask=mask_td1, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            dt1 = dt1 + bias[:, None]
+            dt1 = dt1 + bias
         if SOFTPLUS:
             dt1 = softplus(dt1)
-        dA1 = tl.exp2(dt1[:, None, :] * A2[:, :, None])  # (BD, BN, BT)
+        dA1 = tl.exp2(dt1[None, :, :, None] * A2)  # (NI, T, BD, NO)
         if HAS_DOCS:
-            doc1 = tl.load(doc_ptr + b * sdoc_b + offs_t1 * sdoc_l, mask=mask_t1, other=0)
-            dA1 = tl.where((doc1 != 0)[None, None, :], 0.0, dA1)
-        dA1 = tl.where(mask_t1[None, None, :], dA1, 0.0)
+            doc1 = tl.load(doc_ptr + b * sdoc_b + t1n * sdoc_l, mask=mask_t1, other=0)
+            dA1 = tl.where((doc1 != 0)[None, :, None, None], 0.0, dA1)
+        dA1 = tl.where(mask_t1[None, :, None, None], dA1, 0.0)
 
-        x = Ct[None, :, :] * dout[:, None, :]  # (BD, BN, BT): dL/dh_t through y_t
+        x = Ct[:, :, None, :] * dout[None, :, :, None]  # (NI, T, BD, NO): dL/dh_t through y_t
         if HAS_DLAST:
-            x += tl.where((offs_t == seqlen - 1)[None, None, :], dlast[:, :, None], 0.0)
-        # Reverse scan: the pairs combine from the end, g_t = x_t + a_{t+1} g_{t+1}.
-        prod, gloc = tl.associative_scan((dA1, x), axis=2, combine_fn=linear_combine,
-                                         reverse=True)
-        g = gloc + prod * g_carry[:, :, None]  # (BD, BN, BT)
-        g_carry = tl.sum(tl.where(is_first_col, g, 0.0), axis=2)
+            x += tl.where((t1 == seqlen - 1)[None, :, None, None], dlast[:, None, :, :], 0.0)
+        # g from the next chunk enters through the last step; then the reverse scan (pairs
+        # combined from the end) gives g_t = x_t + a_{t+1} g_{t+1}.
+        x += tl.where(is_last_col, dA1 * g_carry[:, None, :, :], 0.0)
+        _, g = tl.associative_scan((dA1, x), axis=1, combine_fn=linear_combine, reverse=True)
+        g_carry = tl.sum(tl.where(is_first_col, g, 0.0), axis=1)
 
-        # dB, dC: summed over this program's channels, one atomic add per (n, t) per tile.
-        dC = tl.sum(hs * dout[:, None, :], axis=0)  # (BN, BT)
-        dB = tl.sum(g * dtu[:, None, :], axis=0)  # (BN, BT)
-        tl.atomic_add(dC_ptr + dBC_base + offs_t[None, :], dC, mask=mask_nt, sem="relaxed")
-        tl.atomic_add(dB_ptr + dBC_base + offs_t[None, :], dB, mask=mask_nt, sem="relaxed")
-
-        gB = tl.sum(g * Bt[None, :, :], axis=1)  # (BD, BT)
-        ga = g * (hs - dBu)  # (BD, BN, BT): g_t * a_t * h_{t-1}
-        dA_acc += tl.sum(ga * dt[:, None, :], axis=2)
-        ddt = u * gB + tl.sum(ga * A[:, :, None], axis=1)  # (BD, BT)
+        dB = tl.sum(g * dtu[None, :, :, None], axis=2)  # (NI, T, NO)
+        tl.atomic_add(dB_ptr + dBC_base + t3, dB, mask=mask_nt, sem="relaxed")
+        gB = tl.sum(tl.sum(g * Bt[:, :, None, :], axis=0), axis=2)  # (T, BD)
+        ga = g * ha  # (NI, T, BD, NO): g_t * a_t * h_{t-1}
+        dA_acc += tl.sum(ga * dt[None, :, :, None], axis=1)
+        ddt = u * gB + tl.sum(tl.sum(ga * A, axis=0), axis=2)  # (T, BD)
         du = dt * gB
         if HAS_D:
-            du += Dv[:, None] * dout
-            dD_acc += tl.sum(dout * u, axis=1)
+            du += Dv * dout
+            dD_acc += tl.sum(dout * u, axis=0)
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(dt_pre)
-        ddt = tl.where(mask_dt, ddt, 0.0)
-        dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + out_base + offs_t[None, :], du.to(du_ptr.dtype.element_ty), mask=mask_dt)
-        tl.store(ddt_ptr + out_base + offs_t[None, :], ddt.to(ddt_ptr.dtype.element_ty),
-                 mask=mask_dt)
+        ddt = tl.where(mask_td, ddt, 0.0)
+        dbias_acc += tl.sum(ddt, axis=0)
+        tl.store(du_ptr + out_base + tc, du.to(du_ptr.dtype.element_ty), mask=mask_td)
+        tl.store(ddt_ptr + out_base + tc, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_td)
 
     # Gradient of the initial state: through a_0 (0 when a document starts at t = 0).
-    dt0 = tl.load(dt_base, mask=mask_d[:, None], other=0.0).to(tl.float32)  # (BD, 1)
+    dt0 = tl.load(dt_ptr + b * sdt_b + d3 * sdt_d, mask=d3 < dim, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        dt0 = dt0 + bias[:, None]
+        dt0 = dt0 + tl.load(bias_ptr + d3, mask=d3 < dim, other=0.0)
     if SOFTPLUS:
         dt0 = softplus(dt0)
-    a0 = tl.exp2(dt0 * A2)  # (BD, BN)
+    a0 = tl.exp2(dt0 * A2.reshape(N_IN, BLOCK_D, N_OUT))  # (NI, BD, NO)
     if HAS_DOCS:
         doc0 = tl.load(doc_ptr + b * sdoc_b)
         a0 = tl.where(doc0 != 0, 0.0, a0)
     part = b * dim * dstate + dn_off
     tl.store(dh0_ptr + part, a0 * g_carry, mask=mask_dn)
     tl.store(dA_ptr + part, dA_acc, mask=mask_dn)
-    tl.store(dD_ptr + b * dim + offs_d, dD_acc, mask=mask_d)
-    tl.store(dbias_ptr + b * dim + offs_d, dbias_acc, mask=mask_d)
+    tl.store(dD_ptr + b * dim + d1, dD_acc, mask=mask_d)
+    tl.store(dbias_ptr + b * dim + d1, dbias_acc, mask=mask_d)
 
 
 def scan_bwd_launch(
@@ -176,7 +182,7 @@ def scan_bwd_launch(
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, block_d: int, block_t: int,
-    num_warps: int,
+    n_in: int, num_warps: int,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward; returns the gradients by name, partial sums already reduced."""
     batch, dim, seqlen = u.shape
@@ -196,6 +202,8 @@ def scan_bwd_launch(
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
+    bn = triton.next_power_of_2(dstate)
+    n_in = min(n_in, bn)
     grid = (triton.cdiv(dim, block_d), batch)
     _scan_bwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else A, zz,
@@ -207,7 +215,7 @@ def scan_bwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None,
-        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate), BLOCK_T=block_t,
+        BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t,
         num_warps=num_warps,
     )
     return {

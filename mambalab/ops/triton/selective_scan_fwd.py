@@ -1,6 +1,6 @@
 """Forward kernel of the Triton selective scan (Mamba-1): one program per (channel block, batch).
 
-A program holds a tile of BLOCK_D channels x BLOCK_N states x BLOCK_T time steps, scans the tile
+A program holds a tile of BLOCK_D channels x N states x BLOCK_T time steps, scans the tile
 along time with ``tl.associative_scan`` on the pairs (decay, input), folds in the state carried from
 the previous chunk, reduces over the states against C for y, and carries the last column on. The
 state at the start of every chunk is written to ``states`` (fp32, (B, n_chunks, D, N)) so that the
@@ -37,72 +37,82 @@ def _scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr, N_IN: tl.constexpr, N_OUT: tl.constexpr, BLOCK_T: tl.constexpr,
 ):
+    # Tiles are 4-D (N_IN, BLOCK_T, BLOCK_D, N_OUT), state n = i * N_OUT + o. Triton's default
+    # layout spreads the lanes over the last two axes and keeps the first two in each thread, so
+    # the time scan and part of the sum over n run in registers without shuffles.
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BD,)
-    offs_n = tl.arange(0, BLOCK_N)  # (BN,)
-    offs_t0 = tl.arange(0, BLOCK_T)  # (BT,)
-    mask_d = offs_d < dim
-    mask_n = offs_n < dstate
-    mask_dn = mask_d[:, None] & mask_n[None, :]  # (BD, BN)
+    t0 = tl.arange(0, BLOCK_T)  # (T,)
+    d1 = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BD,)
+    n3 = (tl.arange(0, N_IN)[:, None, None] * N_OUT
+          + tl.arange(0, N_OUT)[None, None, :])  # (NI, 1, NO)
+    d3 = d1[None, :, None]  # (1, BD, 1)
+    mask_d = d1 < dim
+    mask_n3 = n3 < dstate
+    mask_dn = (d3 < dim) & mask_n3  # (NI, BD, NO)
+    dn_off = d3 * dstate + n3  # (NI, BD, NO) offsets in a (D, N) slab
 
     # log2(e) folded into A, so the decay is one exp2 per (d, n, t).
-    A2 = tl.load(A_ptr + offs_d[:, None] * dstate + offs_n[None, :], mask=mask_dn, other=0.0)
-    A2 = A2.to(tl.float32) * 1.4426950408889634  # (BD, BN)
+    A2 = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0).to(tl.float32) * 1.4426950408889634
+    A2 = A2[:, None, :, :]  # (NI, 1, BD, NO)
     if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        Dv = tl.load(D_ptr + d1, mask=mask_d, other=0.0).to(tl.float32)[None, :]  # (1, BD)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    dn_off = offs_d[:, None] * dstate + offs_n[None, :]  # (BD, BN) offsets in a (D, N) slab
+        bias = tl.load(bias_ptr + d1, mask=mask_d, other=0.0).to(tl.float32)[None, :]
     if HAS_H0:
         h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn, other=0.0).to(tl.float32)
     else:
-        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        h = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)
 
-    u_base = u_ptr + b * su_b + offs_d[:, None] * su_d
-    dt_base = dt_ptr + b * sdt_b + offs_d[:, None] * sdt_d
-    z_base = z_ptr + b * sz_b + offs_d[:, None] * sz_d
-    y_base = y_ptr + b * dim * seqlen + offs_d[:, None] * seqlen
-    B_base = B_ptr + b * sB_b + offs_n[:, None] * sB_n
-    C_base = C_ptr + b * sC_b + offs_n[:, None] * sC_n
-    is_last_col = (offs_t0 == BLOCK_T - 1)[None, None, :]  # (1, 1, BT)
+    u_base = u_ptr + b * su_b + d1[None, :] * su_d  # (1, BD)
+    dt_base = dt_ptr + b * sdt_b + d1[None, :] * sdt_d
+    z_base = z_ptr + b * sz_b + d1[None, :] * sz_d
+    y_base = y_ptr + b * dim * seqlen + d1[None, :] * seqlen
+    B_base = B_ptr + b * sB_b + n3 * sB_n  # (NI, 1, NO)
+    C_base = C_ptr + b * sC_b + n3 * sC_n
+    is_first_col = (t0 == 0)[None, :, None, None]  # (1, T, 1, 1)
+    is_last_col = (t0 == BLOCK_T - 1)[None, :, None, None]
 
     for c in range(n_chunks):
-        offs_t = c * BLOCK_T + offs_t0
-        mask_t = offs_t < seqlen
-        mask_dt = mask_d[:, None] & mask_t[None, :]  # (BD, BT)
-        mask_nt = mask_n[:, None] & mask_t[None, :]  # (BN, BT)
-        u = tl.load(u_base + offs_t[None, :] * su_l, mask=mask_dt, other=0.0).to(tl.float32)
-        dt = tl.load(dt_base + offs_t[None, :] * sdt_l, mask=mask_dt, other=0.0).to(tl.float32)
+        t1 = c * BLOCK_T + t0  # (T,)
+        mask_t = t1 < seqlen
+        tc = t1[:, None]  # (T, 1)
+        mask_td = mask_t[:, None] & mask_d[None, :]  # (T, BD)
+        t3 = t1[None, :, None]  # (1, T, 1)
+        mask_nt = mask_n3 & (t3 < seqlen)  # (NI, T, NO)
+        u = tl.load(u_base + tc * su_l, mask=mask_td, other=0.0).to(tl.float32)  # (T, BD)
+        dt = tl.load(dt_base + tc * sdt_l, mask=mask_td, other=0.0).to(tl.float32)
         if HAS_BIAS:
-            dt = dt + bias[:, None]
+            dt = dt + bias
         if SOFTPLUS:
             dt = softplus(dt)
-        Bt = tl.load(B_base + offs_t[None, :] * sB_l, mask=mask_nt, other=0.0).to(tl.float32)
-        Ct = tl.load(C_base + offs_t[None, :] * sC_l, mask=mask_nt, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + t3 * sB_l, mask=mask_nt, other=0.0).to(tl.float32)  # (NI, T, NO)
+        Ct = tl.load(C_base + t3 * sC_l, mask=mask_nt, other=0.0).to(tl.float32)
 
-        dA = tl.exp2(dt[:, None, :] * A2[:, :, None])  # (BD, BN, BT)
+        dA = tl.exp2(dt[None, :, :, None] * A2)  # (NI, T, BD, NO)
         if HAS_DOCS:
-            doc = tl.load(doc_ptr + b * sdoc_b + offs_t * sdoc_l, mask=mask_t, other=0)
-            dA = tl.where((doc != 0)[None, None, :], 0.0, dA)  # a document starts: forget h
+            doc = tl.load(doc_ptr + b * sdoc_b + t1 * sdoc_l, mask=mask_t, other=0)
+            dA = tl.where((doc != 0)[None, :, None, None], 0.0, dA)  # a document starts: forget h
         # Past the end the pair is the identity (1, 0), so the last column holds the final state.
-        dA = tl.where(mask_t[None, None, :], dA, 1.0)
-        dBu = (dt * u)[:, None, :] * Bt[None, :, :]  # (BD, BN, BT); 0 past the end (u = 0)
+        dA = tl.where(mask_t[None, :, None, None], dA, 1.0)
+        dBu = (dt * u)[None, :, :, None] * Bt[:, :, None, :]  # 0 past the end (u = 0)
 
         if SAVE_STATES:
             tl.store(states_ptr + (b * n_chunks + c) * dim * dstate + dn_off, h, mask=mask_dn)
-        acum, hloc = tl.associative_scan((dA, dBu), axis=2, combine_fn=linear_combine)
-        hs = hloc + acum * h[:, :, None]  # (BD, BN, BT): h_t
-        y = tl.sum(hs * Ct[None, :, :], axis=1)  # (BD, BT)
+        # The carried state enters through the first step, so the scan's b output is h_t itself
+        # (and its a output dies at once: fewer live registers than folding it in afterwards).
+        dBu += tl.where(is_first_col, dA * h[:, None, :, :], 0.0)
+        _, hs = tl.associative_scan((dA, dBu), axis=1, combine_fn=linear_combine)
+        y = tl.sum(tl.sum(hs * Ct[:, :, None, :], axis=0), axis=2)  # (T, BD)
         if HAS_D:
-            y += Dv[:, None] * u
+            y += Dv * u
         if HAS_Z:
-            z = tl.load(z_base + offs_t[None, :] * sz_l, mask=mask_dt, other=0.0).to(tl.float32)
+            z = tl.load(z_base + tc * sz_l, mask=mask_td, other=0.0).to(tl.float32)
             y = y * z * tl.sigmoid(z)
-        tl.store(y_base + offs_t[None, :], y.to(y_ptr.dtype.element_ty), mask=mask_dt)
-        h = tl.sum(tl.where(is_last_col, hs, 0.0), axis=2)  # (BD, BN)
+        tl.store(y_base + tc, y.to(y_ptr.dtype.element_ty), mask=mask_td)
+        h = tl.sum(tl.where(is_last_col, hs, 0.0), axis=1)  # (NI, BD, NO)
 
     if STORE_LAST:
         tl.store(last_ptr + b * dim * dstate + dn_off, h, mask=mask_dn)
@@ -112,7 +122,8 @@ def scan_fwd_launch(
     *, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
-    save_states: bool, return_last_state: bool, block_d: int, block_t: int, num_warps: int,
+    save_states: bool, return_last_state: bool, block_d: int, block_t: int, n_in: int,
+    num_warps: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward. Returns (y (B, D, L) in u's dtype, last_state (B, D, N) fp32 or None,
     states (B, n_chunks, D, N) fp32 or None); inputs are already validated."""
@@ -127,6 +138,8 @@ def scan_fwd_launch(
     zz = z if z is not None else u  # a valid pointer when the flag is off; never read
     docs = doc_starts if doc_starts is not None else u
     sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
+    bn = triton.next_power_of_2(dstate)
+    n_in = min(n_in, bn)
     grid = (triton.cdiv(dim, block_d), batch)
     _scan_fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else A, zz,
@@ -138,7 +151,7 @@ def scan_fwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
-        BLOCK_D=block_d, BLOCK_N=triton.next_power_of_2(dstate), BLOCK_T=block_t,
+        BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t,
         num_warps=num_warps,
     )
     return y, last, states
