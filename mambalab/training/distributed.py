@@ -1,0 +1,67 @@
+"""Processes: the Accelerator (DDP or FSDP), and `trainer.num_processes=N`, where the app starts
+its own workers through torch.distributed.run with the same overrides and the run directory it
+already decided (so every rank agrees on it)."""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+log = logging.getLogger(__name__)
+
+# Set in the workers the app starts itself: their parent holds the run-directory lock.
+PARENT_HOLDS_LOCK = "MAMBALAB_PARENT_HOLDS_LOCK"
+
+
+def launched_world_size() -> int:
+    """Processes in this job as the launcher (torchrun / accelerate launch) declared them."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def env_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def build_accelerator(mixed_precision: str, strategy: str) -> Accelerator:
+    kwargs: dict = {"mixed_precision": mixed_precision, "cpu": not torch.cuda.is_available()}
+    if strategy == "fsdp" and launched_world_size() > 1:
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        # Each Mamba block (a residual layer) is one FSDP unit; original parameter names kept so
+        # that parameter groups and checkpoints use the model's own names.
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
+            sharding_strategy="FULL_SHARD", auto_wrap_policy="transformer_based_wrap",
+            transformer_cls_names_to_wrap=["Block", "MambaBlock"], use_orig_params=True,
+            state_dict_type="FULL_STATE_DICT", sync_module_states=True,
+        )
+    else:
+        kwargs["kwargs_handlers"] = [DistributedDataParallelKwargs(find_unused_parameters=False)]
+    return Accelerator(**kwargs)
+
+
+def launch_workers(num_processes: int, run_dir: Path, task_overrides: list[str]) -> int:
+    """Re-run this app as `num_processes` workers on this host; returns their exit code.
+
+    The workers get the same overrides plus `hydra.run.dir=<run_dir>` so they use exactly the
+    directory this process chose (and locked), whatever its mode (single run or a sweep job)."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={num_processes}", "-m", "mambalab.train",
+        *task_overrides, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null",
+    ]
+    env = {**os.environ, PARENT_HOLDS_LOCK: str(os.getpid())}
+    log.info("starting %d workers: %s", num_processes, " ".join(cmd))
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except BaseException:
+        # Forward our stop to the workers (they checkpoint on SIGTERM), then wait for them.
+        proc.terminate()
+        proc.wait()
+        raise

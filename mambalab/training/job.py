@@ -1,0 +1,100 @@
+"""One Hydra job around the training function: validation, the run directory (skip if completed,
+lock, fresh start), worker launch for trainer.num_processes, and what a failure leaves behind.
+
+In a multirun (a sweep) a job's exception must not stop the sweep: it is recorded in the job's
+summary.json ({"status": "failed", "error": ...}) and the job returns; the sweep's callback reports
+failed jobs and sets the exit code. In a single run the exception propagates (non-zero exit).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mambalab.config import TrainerConfig, validate_targets
+from mambalab.training.console import print_config_tree
+from mambalab.training.distributed import PARENT_HOLDS_LOCK, env_rank, launch_workers, launched_world_size
+from mambalab.training.run_dir import RunDir
+from mambalab.training.trainer import TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+# Arguments the entry point passes at instantiation, not the YAML (see validate_targets).
+RUNTIME_ARGS = {"data": ["tokenizer"], "model": ["vocab_size"]}
+
+# trainer.interrupt_at_step exits with EX_TEMPFAIL ("try again": re-run to resume); signals 128+n.
+EXIT_INTERRUPTED = 75
+
+
+def _is_multirun() -> bool:
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not under Hydra (tests calling run_job directly)
+        return False
+
+
+def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunDir], dict[str, Any]],
+            run_dir: str | None = None) -> dict[str, Any] | None:
+    """Run `train_fn(cfg, trainer_config, run_dir)` as one job; returns its summary."""
+    rank = env_rank()
+    if rank == 0:
+        print_config_tree(cfg)
+    validate_targets(cfg, provided=RUNTIME_ARGS)
+    trainer_cfg: TrainerConfig = instantiate(cfg.trainer, _convert_="all")
+    run = RunDir(run_dir or HydraConfig.get().runtime.output_dir)
+    multirun = _is_multirun()
+    locked_here = False
+    try:
+        if trainer_cfg.resume != "false" and run.is_completed():
+            print(f"{run.path}: already completed (summary.json); skipping. "
+                  "Use trainer.resume=false to train it again.", flush=True)
+            return run.read_summary()
+        if rank == 0 and PARENT_HOLDS_LOCK not in os.environ:
+            run.acquire_lock()
+            locked_here = True
+        if rank == 0:
+            if trainer_cfg.resume == "false" and PARENT_HOLDS_LOCK not in os.environ:
+                removed = run.clear_run_state()
+                if removed:
+                    log.info("trainer.resume=false: removed %s from %s", ", ".join(removed), run.path)
+            (run.path / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        world = launched_world_size()
+        if trainer_cfg.num_processes > 1 and world == 1:
+            code = launch_workers(trainer_cfg.num_processes, run.path,
+                                  list(HydraConfig.get().overrides.task))
+            summary = run.read_summary() or {}
+            if code != 0:
+                raise RuntimeError(f"{trainer_cfg.num_processes} workers exited with code {code}; "
+                                   f"their logs are above and in {run.path}")
+            return summary
+        if trainer_cfg.num_processes > 1 and world != trainer_cfg.num_processes:
+            raise ValueError(f"trainer.num_processes={trainer_cfg.num_processes} but the launcher "
+                             f"started {world} processes; make them agree (or leave the default 1 "
+                             "with accelerate launch)")
+        return train_fn(cfg, trainer_cfg, run)
+    except TrainingInterrupted as exc:
+        log.warning("%s", exc)
+        if multirun and exc.reason == "trainer.interrupt_at_step":
+            return run.read_summary()
+        signum = {"SIGTERM": 15, "SIGINT": 2}.get(exc.reason)
+        sys.exit(128 + signum if signum else EXIT_INTERRUPTED)
+    except Exception as exc:
+        if rank == 0:
+            summary = run.read_summary() or {}
+            if summary.get("status") != "failed":  # the trainer records its own failures
+                run.update_summary(status="failed", error=f"{type(exc).__name__}: {exc}")
+        if not multirun:
+            raise
+        log.error("job %s failed; the sweep goes on:\n%s", run.path, traceback.format_exc())
+        return run.read_summary()
+    finally:
+        if locked_here:
+            run.release_lock()

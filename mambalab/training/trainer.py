@@ -1,0 +1,273 @@
+"""The training loop. It reads as: set up, resume, then step and run the hooks until done.
+
+The work lives in components: Stepper (accumulation, clipping, OOM retry), NonFiniteGuard,
+Checkpointer + RunDir (atomic checkpoints, lock, summary), hooks (log, evaluate, checkpoint,
+sample), loggers, StopRequest (SIGTERM/SIGINT), Throughput (tokens/s, MFU).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mambalab.config import ConfigError, TrainerConfig
+from mambalab.training import resume as ckpt_io
+from mambalab.training.checkpointer import Checkpointer, CheckpointError
+from mambalab.training.distributed import build_accelerator
+from mambalab.training.evaluation import evaluate
+from mambalab.training.hooks import CheckpointHook, EvalHook, LogHook, LossWindow, SampleHook
+from mambalab.training.loggers import JsonlLogger, Logger
+from mambalab.training.metrics import Throughput, memory_gib, peak_flops_per_device
+from mambalab.training.nan_guard import NonFiniteGuard
+from mambalab.training.progress import ProgressBar
+from mambalab.training.run_dir import RunDir
+from mambalab.training.signals import StopRequest
+from mambalab.training.state import TrainState
+from mambalab.training.step import Stepper
+
+log = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT or trainer.interrupt_at_step: a checkpoint was saved, the run can resume."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"interrupted at step {step} ({reason}); checkpoint saved: re-run the same "
+                         "command to resume")
+        self.step, self.reason = step, reason
+
+
+class Trainer:
+    def __init__(self, *, model: torch.nn.Module, data: Any,
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
+                 loggers: list[Logger], config: TrainerConfig, run_dir: RunDir, seed: int,
+                 tokenizer: Any = None, resolved_config: dict[str, Any] | None = None) -> None:
+        """optimizer: called as optimizer(model=...); scheduler: scheduler(optimizer=, total_steps=)."""
+        self.raw_model, self.data = model, data
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loggers = loggers if any(isinstance(lg, JsonlLogger) for lg in loggers) else [JsonlLogger(), *loggers]
+        self.config, self.run_dir, self.seed = config, run_dir, seed
+        self.tokenizer, self.resolved_config = tokenizer, resolved_config or {}
+        self.state = TrainState()
+        self.stop = StopRequest()
+        self.last_train: dict[str, Any] = {}
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.config
+        self.accelerator = acc = build_accelerator(cfg.mixed_precision, cfg.strategy)
+        self.rank, self.world_size, self.device = acc.process_index, acc.num_processes, acc.device
+        self.data.prepare()
+        self.loader = self.data.train_loader(rank=self.rank, world_size=self.world_size, seed=self.seed)
+        self.accum, self.tokens_per_step, self.total_steps = self._plan()
+        model = self.raw_model.to(self.device)
+        optimizer = self.optimizer_factory(model=model)
+        self.scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=self.total_steps)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.unwrapped_model = acc.unwrap_model(self.model)
+        self.stepper = Stepper(acc, self.model, self.optimizer, cfg.grad_clip, cfg.oom_retry)
+        self.guard = NonFiniteGuard(cfg.max_bad_steps)
+        self.checkpointer = Checkpointer(self.run_dir.checkpoints, self.rank, self.world_size,
+                                         cfg.keep_last, barrier=acc.wait_for_everyone)
+        self._last_saved: tuple[int, Path] | None = None
+        n_params = sum(p.numel() for p in self.unwrapped_model.parameters())
+        peak = cfg.peak_flops or peak_flops_per_device(self.device, cfg.mixed_precision)
+        self.throughput = Throughput(6.0 * n_params, peak * self.world_size if peak else None)
+        self.window = LossWindow()
+        self.hooks = [
+            LogHook(cfg.log_every),
+            EvalHook(cfg.eval_every, cfg.eval_at_end, cfg.eval_split, cfg.eval_max_batches),
+            SampleHook(cfg.sample_every, cfg.sample_prompt, cfg.sample_tokens,
+                       self.tokenizer if getattr(self.data, "task", "lm") == "lm" else None),
+            CheckpointHook(cfg.checkpoint_every),
+        ]
+        kernels = getattr(self.unwrapped_model, "kernel_report", lambda: {})()
+        if self.rank == 0:
+            log.info("model: %s parameters; kernels: %s", f"{n_params:,}", kernels or "n/a")
+            log.info("%d processes x batch %d x seq %d x accumulation %d = %s tokens per step; "
+                     "%d steps", self.world_size, self.data.batch_size, self.data.seq_len, self.accum,
+                     f"{self.tokens_per_step:,}", self.total_steps)
+        self.info = {"parameters": n_params, "kernels": kernels, "world_size": self.world_size,
+                     "grad_accum_steps": self.accum, "tokens_per_step": self.tokens_per_step,
+                     "total_steps": self.total_steps, "peak_flops_per_device": peak}
+
+    def _plan(self) -> tuple[int, int, int]:
+        """Gradient accumulation, tokens per optimizer step, and the step to stop at."""
+        cfg = self.config
+        micro_tokens = self.data.batch_size * self.data.seq_len
+        if cfg.tokens_per_step is not None:
+            per_pass = micro_tokens * self.world_size
+            if cfg.tokens_per_step % per_pass:
+                raise ConfigError(
+                    f"trainer.tokens_per_step={cfg.tokens_per_step} is not a multiple of data.batch_size "
+                    f"x data.seq_len x processes = {self.data.batch_size} x {self.data.seq_len} x "
+                    f"{self.world_size} = {per_pass}; pick a multiple of {per_pass}")
+            accum = cfg.tokens_per_step // per_pass
+        else:
+            accum = cfg.grad_accum_steps
+        tokens_per_step = accum * micro_tokens * self.world_size
+        limits = []
+        if cfg.max_steps is not None:
+            limits.append(cfg.max_steps)
+        if cfg.max_tokens is not None:
+            limits.append(math.ceil(cfg.max_tokens / tokens_per_step))
+        if cfg.epochs is not None:
+            limits.append(math.ceil(cfg.epochs * self.loader.batches_per_epoch / accum))
+        return accum, tokens_per_step, max(1, min(limits))
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, step: int) -> Path:
+        if self._last_saved is not None and self._last_saved[0] == step:
+            return self._last_saved[1]
+        self.state.micro_splits = self.stepper.micro_splits
+        self.state.guard = self.guard.state_dict()
+        self.state.wall_time_s = self._wall_time()
+        folder = ckpt_io.save(self, step)
+        self._last_saved = (step, folder)
+        if self.rank == 0:
+            self.run_dir.update_summary(**self._summary("running"))
+        return folder
+
+    def _resume(self) -> None:
+        if self.config.resume == "false":
+            return
+        found = self.checkpointer.load_latest(lambda folder: ckpt_io.read(self, folder))
+        if found is None:
+            if self.config.resume == "true":
+                raise CheckpointError(f"trainer.resume=true but {self.run_dir.checkpoints} holds no "
+                                      "complete checkpoint; use trainer.resume=auto to start fresh")
+            return
+        folder, loaded = found
+        ckpt_io.apply(self, loaded)
+        self.stepper.micro_splits = self.state.micro_splits
+        self.guard.load_state_dict(self.state.guard)
+        self._last_saved = (self.state.step, folder)
+        if self.rank == 0:
+            log.info("resumed from %s (step %d, %s tokens)", folder, self.state.step, f"{self.state.tokens:,}")
+
+    # --- the loop -------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train to the end; returns summary.json's content. Raises TrainingInterrupted after a
+        SIGTERM/SIGINT checkpoint, NonFiniteLossError after max_bad_steps, or what failed."""
+        self._setup()
+        self._resume()
+        self._attempt_start, self._wall_base = time.perf_counter(), self.state.wall_time_s
+        self.epoch = getattr(self.loader, "epoch", 0)
+        if self.rank == 0:
+            for lg in self.loggers:
+                lg.start(self.run_dir.path, self.resolved_config, self.state.step)
+            self.run_dir.update_summary(**self._summary("running"))
+        self.progress = ProgressBar(self.total_steps, self.state.step,
+                                    self.config.progress_bar and self.rank == 0)
+        self.stop.install()
+        status, error = "failed", None
+        try:
+            self._train()
+            status = "completed"
+        except TrainingInterrupted:
+            status = "interrupted"
+            raise
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.stop.uninstall()
+            self.progress.close()
+            if self.rank == 0:
+                self.run_dir.update_summary(**self._summary(status), error=error)
+                for lg in self.loggers:
+                    try:
+                        lg.finish(status)
+                    except Exception as exc:  # a logger must not hide the run's own error
+                        log.warning("logger %s failed to finish: %s", type(lg).__name__, exc)
+        return self.run_dir.read_summary() or {}
+
+    def _train(self) -> None:
+        cfg = self.config
+        batches = iter(self.loader)
+        self.model.train()
+        while self.state.step < self.total_steps:
+            step = self.state.step + 1
+            micro = [next(batches) for _ in range(self.accum)]
+            result = self.stepper.run(micro, inject_nan=step in cfg.debug_inject_nan_at_steps)
+            self.state.step = step
+            self.state.tokens += self.tokens_per_step
+            self.epoch = getattr(self.loader, "epoch", 0)
+            self.scheduler.step()
+            self.throughput.add(self.tokens_per_step)
+            self.guard.record(result.finite, step)
+            if not result.finite:
+                log.warning("step %d: non-finite loss or gradient (%d in a row): update skipped",
+                            step, self.guard.in_a_row)
+                if self.guard.exhausted:
+                    self.save_checkpoint(step)
+                    raise self.guard.error(step)
+            self.window.add(result.loss, result.grad_norm)
+            last = step == self.total_steps
+            for hook in self.hooks:
+                if hook.due(step, last):
+                    hook(self, step)
+            reason = self._stop_reason(step)
+            if reason and not last:
+                self.save_checkpoint(step)
+                raise TrainingInterrupted(step, reason)
+        if self.state.step == self.total_steps and self._last_saved and self._last_saved[0] < self.state.step:
+            self.save_checkpoint(self.state.step)
+
+    def _stop_reason(self, step: int) -> str | None:
+        local = self.stop.requested or step == self.config.interrupt_at_step
+        if self.world_size > 1:
+            flag = torch.tensor([float(local)], device=self.device)
+            local = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        if not local:
+            return None
+        if self.stop.signum is not None:
+            import signal
+
+            return signal.Signals(self.stop.signum).name
+        return "trainer.interrupt_at_step" if step == self.config.interrupt_at_step else "a signal on another rank"
+
+    # --- helpers used by the hooks --------------------------------------------------------------
+    def evaluate(self, split: str, max_batches: int | None) -> dict[str, float]:
+        def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+            return self.accelerator.reduce(t, reduction="sum")
+        # FSDP needs its wrapper to gather parameters; otherwise the plain module avoids DDP's
+        # forward bookkeeping (accelerate's autocast is on the module itself).
+        fsdp = self.config.strategy == "fsdp" and self.world_size > 1
+        return evaluate(self.model if fsdp else self.unwrapped_model, self.data, split,
+                        max_batches, self.rank, self.world_size, self.device, all_reduce_sum)
+
+    def emit(self, metrics: dict[str, Any], step: int) -> None:
+        if metrics.get("split") == "train":
+            self.last_train = metrics
+        if self.rank != 0:
+            return
+        for lg in self.loggers:
+            lg.log(metrics, step)
+
+    def memory_gib(self) -> float | None:
+        return memory_gib(self.device)
+
+    def _wall_time(self) -> float:
+        return self._wall_base + time.perf_counter() - self._attempt_start
+
+    def _summary(self, status: str) -> dict[str, Any]:
+        wall = self._wall_time() if hasattr(self, "_attempt_start") else self.state.wall_time_s
+        return {
+            "status": status, "run_dir": str(self.run_dir.path), "step": self.state.step,
+            "total_steps": getattr(self, "total_steps", None), "tokens": self.state.tokens,
+            "wall_time_s": round(wall, 2), "tok_per_s": round(self.state.tokens / wall, 1) if wall > 0 else None,
+            "skipped_steps": self.guard.total if hasattr(self, "guard") else 0,
+            "final": {"train": self.last_train, "eval": self.state.last_eval},
+            "best": {"step": self.state.best_step, "loss": None if math.isinf(self.state.best_loss)
+                     else self.state.best_loss, "metrics": self.state.best_metrics},
+            **getattr(self, "info", {}),
+        }
