@@ -31,6 +31,9 @@ def generate(model, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: 
     """
     if prompt_ids.dim() != 2 or prompt_ids.shape[1] < 1:
         raise ValueError(f"prompt_ids must be (B, L) with L >= 1, got {tuple(prompt_ids.shape)}")
+    if hasattr(model, "hf_model") and not hasattr(model, "allocate_state"):
+        return _generate_hf(model.hf_model, prompt_ids, max_new_tokens, temperature, top_k, top_p,
+                            seed, eos_id)
     if not hasattr(model, "allocate_state"):
         raise TypeError(f"{type(model).__name__} has no recurrent state; generate needs a MambaLM")
     was_training = model.training
@@ -62,3 +65,18 @@ def generate(model, prompt_ids: torch.Tensor, max_new_tokens: int, temperature: 
             logits = model.step(token, state).float()
     model.train(was_training)
     return torch.cat(out, dim=1)
+
+
+def _generate_hf(hf_model, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, eos_id):
+    """HFMambaLM: transformers' own generate (it also decodes from the recurrent cache)."""
+    sample = temperature > 0
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=sample, use_cache=True,
+                  pad_token_id=eos_id if eos_id is not None else 0,
+                  eos_token_id=eos_id, attention_mask=torch.ones_like(prompt_ids))
+    if sample:
+        kwargs.update(temperature=temperature, top_k=top_k or 0, top_p=top_p or 1.0)
+    devices = [prompt_ids.device] if prompt_ids.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return hf_model.generate(prompt_ids, **kwargs)

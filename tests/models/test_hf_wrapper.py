@@ -50,3 +50,17 @@ def test_hf_init_is_hfs_and_save_load_round_trip(hf_tiny, tmp_path):
     hf_tiny.eval(), loaded.eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, hf_tiny(ids).logits)
+
+
+def test_generate_runs_on_the_hf_model(hf_tiny):
+    from mambalab.models import generate
+
+    hf_tiny.eval()
+    prompt = torch.randint(0, 61, (1, 4))
+    greedy = generate(hf_tiny, prompt, max_new_tokens=5, temperature=0.0)
+    assert greedy.shape == (1, 9) and torch.equal(greedy[:, :4], prompt)
+    with torch.no_grad():
+        assert int(hf_tiny(prompt).logits[0, -1].argmax()) == int(greedy[0, 4])
+    a = generate(hf_tiny, prompt, max_new_tokens=5, temperature=1.0, top_k=10, seed=3)
+    b = generate(hf_tiny, prompt, max_new_tokens=5, temperature=1.0, top_k=10, seed=3)
+    assert torch.equal(a, b)
