@@ -110,12 +110,12 @@ def check_against_reference(inputs, docs, softplus, tol, return_last, gen):
 
 
 CASES = [
-    # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, transposed)
-    (1, 8, 4, torch.float32, True, True, True, True, True, True, True, False),
-    (17, 8, 4, torch.float32, False, False, False, False, False, False, False, False),
-    (63, 12, 5, torch.float32, True, True, True, True, False, True, False, True),
-    (130, 16, 16, torch.float32, True, True, False, True, True, False, True, False),
-    (63, 8, 16, torch.bfloat16, True, True, True, True, False, True, True, False),
+    # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, transposed, n_in, keep)
+    (1, 8, 4, torch.float32, True, True, True, True, True, True, True, False, 4, True),
+    (17, 8, 4, torch.float32, False, False, False, False, False, False, False, False, 1, False),
+    (63, 12, 5, torch.float32, True, True, True, True, False, True, False, True, 2, True),
+    (130, 16, 16, torch.float32, True, True, False, True, True, False, True, False, 4, True),
+    (63, 8, 16, torch.bfloat16, True, True, True, True, False, True, True, False, 16, False),
 ]
 
 
@@ -130,8 +130,12 @@ def test_matches_reference_cpu(case, monkeypatch):
         return t.fill_(float("nan")) if t.is_floating_point() else t
 
     monkeypatch.setattr(torch, "empty", nan_empty)
-    seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, transposed = case
-    # Small tiles so that several channel blocks and chunks (and a ragged last chunk) are run.
+    seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, transposed, n_in, keep = case
+    # Small tiles so that several channel blocks and chunks (and a ragged last chunk) are run;
+    # n_in changes how the states split between registers and lanes; keep=False reruns the
+    # forward in the backward instead of keeping the chunk states.
+    monkeypatch.setitem(ss.CONFIG, "n_in", n_in)
+    monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
     monkeypatch.setitem(ss.CONFIG, "block_t", 16)
     monkeypatch.setitem(ss.CONFIG, "fwd_block_d", 4)
     monkeypatch.setitem(ss.CONFIG, "bwd_block_d", 4)

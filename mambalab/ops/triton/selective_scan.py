@@ -34,8 +34,10 @@ from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 # Chosen on an H100 by scripts/bench_scan.py; see docs/kernels/selective_scan.md.
 # n_in: states per thread (the rest of N spread over lanes); block_d should be a multiple of
 # 32 // (N / n_in) * warps so that no warp splits the time axis.
-CONFIG = {"block_t": 16, "n_in": 4, "fwd_block_d": 16, "fwd_warps": 2, "bwd_block_d": 16,
-          "bwd_warps": 2}
+# keep_states: the autograd Function keeps the chunk states (B, L / block_t, D, N) fp32 for the
+# backward (fastest; 4x the bytes of a bf16 u at block_t = 8) instead of rerunning the forward.
+CONFIG = {"block_t": 8, "n_in": 4, "fwd_block_d": 16, "fwd_warps": 2, "bwd_block_d": 16,
+          "bwd_warps": 2, "keep_states": True}
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
@@ -115,9 +117,10 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
                 delta_softplus, return_last_state):
+        keep = CONFIG["keep_states"]
         y, last, states = selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
-            return_last_state=return_last_state)
+            return_last_state=return_last_state, save_states=keep)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
                               states)
         ctx.delta_softplus = delta_softplus
@@ -129,6 +132,9 @@ class SelectiveScanFn(torch.autograd.Function):
     def backward(ctx, dy, *rest):
         u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts, states = ctx.saved_tensors
         dlast = rest[0] if rest else None
+        if states is None:  # rerun the forward for the chunk states (memory-lean mode)
+            _, _, states = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias,
+                                              ctx.delta_softplus, initial_state, doc_starts)
         g = selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus,
                                doc_starts, states, dlast)
         dh0 = g["dinitial_state"].to(initial_state.dtype) if initial_state is not None else None

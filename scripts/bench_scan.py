@@ -1,0 +1,156 @@
+"""Check and time the Triton selective scan on one GPU (docs/kernels/selective_scan.md).
+
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--configs all|default] [--out DIR]
+
+1. Correctness at the benchmark's D, N and L (batch 2) against an fp32 loop on the GPU: y and every
+   gradient, with z, D, the dt bias, softplus, document starts and an initial state.
+2. Times (median of triton.testing.do_bench) at B=8, L=2048, D=1536, N=16, bf16: forward alone,
+   backward alone (from saved states) and forward + backward through autograd, for each tile
+   config; then the layouts the mixer passes (u, dt, z as views of a (B, L, D) projection); and
+   mamba_ssm's selective_scan_fn when importable. A device-to-device copy gives the bandwidth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+import triton
+
+from mambalab.ops.triton import selective_scan as ss
+
+
+def ref_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts):
+    delta = F.softplus(delta + delta_bias[:, None])
+    h = initial_state
+    ys = []
+    for t in range(u.shape[-1]):
+        h = h * (~doc_starts[:, t]).to(h.dtype)[:, None, None]
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        ys.append((h * C[:, None, :, t]).sum(-1))
+    return (torch.stack(ys, -1) + D[:, None] * u) * F.silu(z)
+
+
+def inputs(batch, dim, dstate, seqlen, dtype, transposed=False, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
+    if transposed:  # what the mixer passes: views of a (B, L, 3D) tensor, stride(-1) != 1
+        xz = rnd(batch, seqlen, 3 * dim).to(dtype)
+        u, delta, z = (xz[..., i * dim:(i + 1) * dim].transpose(1, 2) for i in range(3))
+    else:
+        u, delta, z = (rnd(batch, dim, seqlen).to(dtype) for _ in range(3))
+    with torch.no_grad():
+        delta.mul_(0.5).sub_(1.0)
+    return dict(u=u, delta=delta, A=-torch.exp(rnd(dim, dstate) * 0.5),
+                B=rnd(batch, dstate, seqlen).to(dtype), C=rnd(batch, dstate, seqlen).to(dtype),
+                D=rnd(dim), z=z, delta_bias=rnd(dim) * 0.3)
+
+
+def check(dtype=torch.bfloat16):
+    x = inputs(2, 1536, 16, 2048, dtype, seed=1)
+    docs = torch.rand(2, 2048, device="cuda") < 0.002
+    h0 = torch.randn(2, 1536, 16, device="cuda")
+    ours = {k: v.detach().clone().requires_grad_(True) for k, v in x.items()}
+    h0a = h0.clone().requires_grad_(True)
+    y = ss.selective_scan_triton(**ours, initial_state=h0a, doc_starts=docs)
+    dy = torch.randn_like(y, dtype=torch.float32)
+    (y.float() * dy).sum().backward()
+    refs = {k: v.detach().float().requires_grad_(True) for k, v in x.items()}
+    h0b = h0.clone().requires_grad_(True)
+    y_ref = ref_scan(**refs, initial_state=h0b, doc_starts=docs)
+    (y_ref * dy).sum().backward()
+    rel = lambda a, b: ((a.float() - b).norm() / b.norm()).item()  # noqa: E731
+    errs = {"y": rel(y, y_ref), "dh0": rel(h0a.grad, h0b.grad)}
+    errs.update({"d" + k: rel(ours[k].grad, refs[k].grad) for k in x})
+    finite = all(torch.isfinite(t).all().item() for t in [y] + [v.grad for v in ours.values()])
+    return errs, finite
+
+
+def time_config(cfg, x, quantiles=(0.5,)):
+    ss.CONFIG.update(cfg)
+    fwd = lambda: ss.selective_scan_fwd(**x, save_states=False)  # noqa: E731
+    y, _, states = ss.selective_scan_fwd(**x)
+    dy = torch.randn_like(y)
+    bwd = lambda: ss.selective_scan_bwd(dy, **x, states=states)  # noqa: E731
+    leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
+
+    def fwd_bwd():
+        ss.selective_scan_triton(**leaves).backward(dy)
+    out = {}
+    for name, fn in (("fwd", fwd), ("bwd", bwd), ("fwd+bwd", fwd_bwd)):
+        fn()
+        out[name] = triton.testing.do_bench(fn, warmup=50, rep=200, return_mode="median")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--configs", default="all")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args()
+    print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
+    rows = {}
+    n = 1 << 28  # bandwidth: a 256 MiB device-to-device copy, bytes read + written
+    a = torch.empty(n // 2, dtype=torch.bfloat16, device="cuda")
+    b = torch.empty_like(a)
+    ms = triton.testing.do_bench(lambda: b.copy_(a), return_mode="median")
+    rows["copy_GBps"] = 2 * a.numel() * 2 / ms / 1e6
+    del a, b
+    print(f"copy bandwidth {rows['copy_GBps']:.0f} GB/s")
+
+    x = inputs(8, 1536, 16, 2048, torch.bfloat16)
+    configs = [  # block_t, n_in, warps; block_d = (32 // (16 // n_in)) * warps
+        (8, 4, 2), (8, 4, 4), (4, 4, 2), (4, 4, 4), (16, 4, 2), (8, 2, 2), (4, 8, 2), (8, 8, 2),
+        (4, 16, 1), (2, 16, 1),
+    ] if args.configs == "all" else [(8, 4, 2)]
+    for bt, ni, w in configs:
+        bd = (32 // (16 // ni)) * w
+        cfg = dict(block_t=bt, n_in=ni, fwd_block_d=bd, fwd_warps=w, bwd_block_d=bd, bwd_warps=w)
+        key = f"T{bt}_NI{ni}_W{w}_BD{bd}"
+        try:
+            rows[key] = time_config(cfg, x)
+        except Exception as e:  # a config that fails to compile is reported, not fatal
+            rows[key] = {"error": repr(e)[:300]}
+        print(key, rows[key], flush=True)
+    ok = {k: v for k, v in rows.items() if isinstance(v, dict) and "fwd+bwd" in v}
+    best = min(ok, key=lambda k: ok[k]["fwd+bwd"])
+    bt, ni, w = (int(p[2:]) if p.startswith("NI") else int(p[1:])
+                 for p in best.split("_")[:3])
+    bd = (32 // (16 // ni)) * w
+    ss.CONFIG.update(dict(block_t=bt, n_in=ni, fwd_block_d=bd, fwd_warps=w, bwd_block_d=bd,
+                          bwd_warps=w))
+    print("best", best)
+    rows["mixer_layout"] = time_config({}, inputs(8, 1536, 16, 2048, torch.bfloat16, True))
+    print("mixer layout (views of (B, L, 3D))", rows["mixer_layout"])
+    rows["fp32_inputs"] = time_config({}, inputs(8, 1536, 16, 2048, torch.float32))
+    print("fp32 inputs", rows["fp32_inputs"])
+    errs, finite = check()
+    rows["check_bf16"] = {"errs": errs, "finite": finite}
+    print("check (B=2, D=1536, N=16, L=2048, bf16, vs fp32 loop):", finite, errs)
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
+        dy = torch.randn_like(x["u"])
+
+        def theirs():
+            selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
+                              leaves["C"], leaves["D"], leaves["z"], leaves["delta_bias"],
+                              True).backward(dy)
+        rows["mamba_ssm_fwd+bwd"] = triton.testing.do_bench(theirs, return_mode="median")
+        print("mamba_ssm fwd+bwd", rows["mamba_ssm_fwd+bwd"])
+    except ImportError:
+        print("mamba_ssm not importable: no comparison")
+    with open(os.path.join(args.out, "bench_scan.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print("\nconfig                 fwd ms   bwd ms   fwd+bwd ms")
+    for k, v in rows.items():
+        if isinstance(v, dict) and "fwd" in v:
+            print(f"{k:22s} {v['fwd']:7.3f}  {v['bwd']:7.3f}  {v['fwd+bwd']:7.3f}")
+    return 0 if finite and max(errs.values()) < 2e-2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
