@@ -89,10 +89,12 @@ class TokenCache:
 def build_or_load(cache_dir: str | os.PathLike, name: str, description: dict,
                   splits: dict[str, Callable[[], Iterator[str]]], tokenizer: Tokenizer,
                   num_proc: int | None = None, progress: bool = True,
-                  transform: Callable[[str], str] | None = None) -> tuple[TokenCache, bool]:
+                  transform: Callable[[str], str] | None = None,
+                  provenance: dict | None = None) -> tuple[TokenCache, bool]:
     """Return the cache for `description`, building it first if absent. Also says whether this call
     built it. `splits` maps a split name to a function returning its documents (called only when
-    building); `transform` (picklable) is applied to each document before tokenizing."""
+    building); `transform` (picklable) is applied to each document before tokenizing;
+    `provenance` is recorded in meta.json without being part of the key."""
     root = Path(os.path.expandvars(os.path.expanduser(str(cache_dir))))
     root.mkdir(parents=True, exist_ok=True)
     description = {**description, "tokenizer": tokenizer.fingerprint(), "eos_id": tokenizer.eos_id}
@@ -115,6 +117,7 @@ def build_or_load(cache_dir: str | os.PathLike, name: str, description: dict,
                 "tokenizer": {"name": tokenizer.name, "fingerprint": description["tokenizer"],
                               "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
                 "dtype": token_dtype(tokenizer.vocab_size).name, "splits": stats,
+                "provenance": provenance or {},
                 "build_seconds": round(time.perf_counter() - start, 2), "builder_pid": os.getpid(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "format": CACHE_FORMAT}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -57,6 +57,10 @@ class LMDataModule:
     def transform(self) -> Callable[[str], str] | None:
         return None
 
+    def provenance(self) -> dict:
+        """Recorded in meta.json but not part of the key (e.g. where the files were)."""
+        return {}
+
     # shared ------------------------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
@@ -72,7 +76,7 @@ class LMDataModule:
             self._cache, self.built_cache = build_or_load(
                 self.cache_dir, self.cache_name(), self.description(), self.split_sources(),
                 self.tokenizer, num_proc=self.num_proc, progress=self.progress,
-                transform=self.transform())
+                transform=self.transform(), provenance=self.provenance())
         return self._cache
 
     @property

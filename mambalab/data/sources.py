@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -37,6 +38,16 @@ def expand_files(patterns: str | list[str] | None, what: str) -> list[str]:
                                     f"'data/*.jsonl.gz'; relative paths are from the working directory)")
         files.extend(os.path.abspath(m) for m in matched)
     return files
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes: names the content, wherever the file lives and whatever its mtime
+    (a copied corpus keeps its cache key; an edited one gets a new key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
 
 
 def detect_format(path: str, fmt: str) -> str:

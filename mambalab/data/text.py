@@ -6,8 +6,8 @@ import os
 from collections.abc import Callable, Iterator
 
 from mambalab.data.lm import LMDataModule
-from mambalab.data.sources import (DOCUMENT_SPLITS, FORMATS, expand_files, held_out, load_hub_split,
-                                   read_documents)
+from mambalab.data.sources import (DOCUMENT_SPLITS, FORMATS, expand_files, file_digest, held_out,
+                                   load_hub_split, read_documents)
 from mambalab.data.tokenizers import Tokenizer
 from mambalab.data.wikitext import rebuild_articles, wikitext_detokenize
 
@@ -68,8 +68,7 @@ class TextDataModule(LMDataModule):
 
     def description(self) -> dict:
         def identity(path: str) -> list:
-            stat = os.stat(path)  # a changed file changes size or modification time
-            return [path, stat.st_size, stat.st_mtime_ns]
+            return [os.path.basename(path), os.path.getsize(path), file_digest(path)]
 
         return {"source": "files",
                 "files": {split: [identity(p) for p in paths] for split, paths in self.files.items()},
@@ -77,6 +76,9 @@ class TextDataModule(LMDataModule):
                 "document_split": self.document_split,
                 "validation_fraction": self.validation_fraction,
                 "split_seed": self.split_seed if self.validation_fraction > 0 else None}
+
+    def provenance(self) -> dict:
+        return {"paths": self.files}
 
     def split_sources(self) -> dict[str, Callable[[], Iterator[str]]]:
         def read(split: str) -> Iterator[str]:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mambalab.data import ByteTokenizer, TextDataModule
 from mambalab.data.cache import TokenCache
@@ -122,3 +123,28 @@ def test_two_concurrent_builders_build_once(tmp_path):
     assert [r["built"] for r in results] == [True, False]
     assert results[0]["dir"] == results[1]["dir"]
     assert not (tmp_path / "second").exists()  # the waiter never read its documents
+
+
+def test_key_names_content_not_location_and_a_cache_alone_is_enough(tmp_path, byte_tok):
+    import shutil
+
+    from mambalab.data import CachedDataModule
+
+    write_docs(tmp_path / "train", 6)
+    first = _module(tmp_path, byte_tok)
+    first.prepare()
+    shutil.copytree(tmp_path / "train", tmp_path / "elsewhere" / "train")  # new paths and mtimes
+    moved = _module(tmp_path / "elsewhere", byte_tok)
+    moved.cache_dir = str(tmp_path / "cache")
+    moved.prepare()
+    assert not moved.built_cache
+    shutil.rmtree(tmp_path / "train")  # the source is gone: the cache folder suffices
+    cached = CachedDataModule(tokenizer=byte_tok, path=first.cache.directory.name,
+                              cache_dir=str(tmp_path / "cache"), seq_len=8, batch_size=2)
+    cached.prepare()
+    assert cached.splits == ["train"] and cached.split_stats("train") == first.split_stats("train")
+    assert next(cached.train_loader())["input_ids"].shape == (2, 8)
+    wrong = CachedDataModule(tokenizer=ByteTokenizer(special_tokens=["<e>", "<p>", "<x>"]),
+                             path=str(first.cache.directory), seq_len=8, batch_size=2)
+    with pytest.raises(ValueError, match="was built with tokenizer"):
+        wrong.prepare()
