@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 
 import torch
 
@@ -92,11 +93,13 @@ def resolve_kernels(requested: str, device: torch.device | str) -> dict[str, str
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    return dict(_resolve_cached(requested, device))
+    # TRITON_INTERPRET is part of the key: it decides whether Triton runs on the CPU (tests).
+    return dict(_resolve_cached(requested, device, os.environ.get("TRITON_INTERPRET")))
 
 
 @functools.cache
-def _resolve_cached(requested: str, device: torch.device) -> tuple[tuple[str, str], ...]:
+def _resolve_cached(requested: str, device: torch.device,
+                    triton_interpret: str | None = None) -> tuple[tuple[str, str], ...]:
     if requested not in IMPLS:
         raise ValueError(f"kernels={requested!r} is not one of {IMPLS}")
     chosen: list[tuple[str, str]] = []
