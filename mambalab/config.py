@@ -53,6 +53,7 @@ class TrainerConfig:
     max_bad_steps: int = 5  # non-finite loss/grad steps in a row before the run stops
     oom_retry: bool = False  # CUDA OOM: halve the micro-batch, double accumulation, retry the step
     progress_bar: bool = True
+    cpu_threads: int | None = None  # torch intra-op threads on CPU; null: torch's default
     peak_flops: float | None = None  # per device, for MFU; null: looked up from the GPU's name
     # Simulates a pre-emption: checkpoint and exit after this step, exactly as SIGTERM does; the
     # schedule is unchanged, so re-running without it resumes the same run (also for time-boxed jobs).

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,16 @@ _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint where one was required, or a folder that fails its checks."""
+
+
+def _test_pause(step: int) -> None:
+    """Test aid: MAMBALAB_TEST_PAUSE_SAVE="<step>:<seconds>" sleeps after the files of that step's
+    checkpoint are written and before COMPLETE, so a test can kill a save half-way."""
+    spec = os.environ.get("MAMBALAB_TEST_PAUSE_SAVE")
+    if spec:
+        at, seconds = spec.split(":")
+        if int(at) == step:
+            time.sleep(float(seconds))
 
 
 def step_dir_name(step: int) -> str:
@@ -63,6 +75,7 @@ class Checkpointer:
             write_json_atomic(folder / "trainer_state.json",
                               {**trainer_state, "world_size": self.world_size})
         self.barrier()
+        _test_pause(step)
         if self.rank == 0:
             files = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}
             write_json_atomic(folder / COMPLETE, {"step": step, "files": files})
@@ -125,23 +138,22 @@ class Checkpointer:
                     "(resume with the same trainer.num_processes)")
         return None
 
-    def candidates(self) -> list[Path]:
-        """Folders to try on resume, in order: the `latest` pointer's, then newest first."""
-        folders = self.step_folders()
-        latest = self._pointer("latest")
-        ordered = [self.root / latest] if latest else []
-        ordered += [f for f in folders if f.name != latest]
-        return ordered
-
     def load_latest(self, loader: Callable[[Path], Any]) -> tuple[Path, Any] | None:
-        """Try each candidate: verify it, then `loader(folder)` (which must raise on a corrupt
-        file before changing any state). Returns (folder, loader's result) or None if none."""
-        for folder in self.candidates():
-            problem = self.verify(folder) if folder.is_dir() else "missing"
+        """Try the step folders newest first: verify each, then `loader(folder)` (which must raise
+        on a corrupt file before changing any state). A newer folder that fails (a save killed
+        half-way, a truncated file) is reported and skipped. Returns (folder, loader's result)."""
+        latest = self._pointer("latest")
+        for folder in self.step_folders():
+            problem = self.verify(folder)
             if problem is None:
                 try:
-                    return folder, loader(folder)
+                    result = loader(folder)
                 except Exception as exc:  # a file that passes the size check but does not load
                     problem = f"failed to load: {type(exc).__name__}: {exc}"
+                else:
+                    if latest and latest != folder.name:
+                        log.warning("checkpoints/latest names %s; resuming from %s instead",
+                                    latest, folder.name)
+                    return folder, result
             log.warning("checkpoint %s is not usable: %s; trying the previous one", folder, problem)
         return None

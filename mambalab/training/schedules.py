@@ -5,17 +5,24 @@ once the data and the number of processes are). The lambda returns a multiplier 
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+log = logging.getLogger(__name__)
+
 
 def _warmup(total_steps: int, warmup_steps: int | None, warmup_fraction: float) -> int:
     steps = warmup_steps if warmup_steps is not None else int(warmup_fraction * total_steps)
-    if steps < 0 or steps > total_steps:
-        raise ValueError(f"scheduler warmup of {steps} steps does not fit in {total_steps} steps")
+    if steps < 0:
+        raise ValueError(f"scheduler.warmup_steps={steps}: must be >= 0")
+    if steps > total_steps:  # a shortened run (trainer.max_steps=10): warm up over all of it
+        log.warning("scheduler warmup of %d steps is longer than the run (%d steps); using %d",
+                    steps, total_steps, total_steps)
+        steps = total_steps
     return steps
 
 

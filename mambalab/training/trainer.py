@@ -62,6 +62,8 @@ class Trainer:
     def _setup(self) -> None:
         cfg = self.config
         self.accelerator = acc = build_accelerator(cfg.mixed_precision, cfg.strategy)
+        if cfg.cpu_threads is not None and acc.device.type == "cpu":
+            torch.set_num_threads(cfg.cpu_threads)
         self.rank, self.world_size, self.device = acc.process_index, acc.num_processes, acc.device
         self.data.prepare()
         self.loader = self.data.train_loader(rank=self.rank, world_size=self.world_size, seed=self.seed)
@@ -181,6 +183,7 @@ class Trainer:
         finally:
             self.stop.uninstall()
             self.progress.close()
+            getattr(self.loader, "close", lambda: None)()  # the loader's prefetch thread
             if self.rank == 0:
                 self.run_dir.update_summary(**self._summary(status), error=error)
                 for lg in self.loggers:

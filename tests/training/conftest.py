@@ -1,0 +1,68 @@
+"""Shared helpers of the training tests: the real configs, shrunk to run in seconds on a CPU."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import mambalab.config  # noqa: F401  (registers the schemas and resolvers)
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+
+# The quickstart experiment at a size that takes a fraction of a second per step.
+TINY = [
+    "experiment=quickstart",
+    "model.d_model=16", "model.n_layer=1", "model.d_state=4",
+    "data.seq_len=16", "data.batch_size=4", "data.eval_examples=8", "data.eval_lengths=[16]",
+    "data.prefetch=1",
+    "trainer.max_steps=6", "trainer.log_every=1", "trainer.eval_every=null",
+    "trainer.checkpoint_every=2", "trainer.progress_bar=false", "trainer.cpu_threads=1",
+    "scheduler.warmup_steps=2",
+]
+
+
+def compose_cfg(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def run_in_process(run_dir: Path, *overrides: str) -> dict | None:
+    """Run the app's job function on `run_dir` in this process (no Hydra run-dir handling)."""
+    from mambalab.train import train
+    from mambalab.training.job import run_job
+
+    return run_job(compose_cfg(*TINY, *overrides), train, run_dir=str(run_dir))
+
+
+def cli(run_dir: Path, *overrides: str, env: dict | None = None,
+        background: bool = False, timeout: float = 240) -> subprocess.CompletedProcess | subprocess.Popen:
+    """`python -m mambalab.train` with the tiny overrides, writing to `run_dir`."""
+    cmd = [sys.executable, "-m", "mambalab.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
+    full_env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                **(env or {})}
+    if background:
+        return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_metrics(run_dir: Path, split: str = "train") -> list[dict]:
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("split") == split]
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAMBALAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path
