@@ -98,13 +98,13 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
 
 
-def _val_block(block: Any) -> dict[str, Any]:
+def val_metrics(block: Any) -> dict[str, Any]:
     """The validation metrics in a summary's `final`/`best` block, nested or flat.
 
     Accepts `{"eval": {"loss": ..}}` (the train app's `final`), `{"val/loss": ..}`,
@@ -176,13 +176,13 @@ def _tokens_at(record: dict[str, Any], train: list[dict[str, Any]],
                summary: dict[str, Any] | None) -> int:
     """Tokens trained when an evaluation ran: its own `tokens`, else the train record of the same
     step, else step x summary's `tokens_per_step`."""
-    if _number(record.get("tokens")) is not None:
+    if as_number(record.get("tokens")) is not None:
         return int(record["tokens"])
     step = record.get("step")
     for m in train:
-        if m.get("step") == step and _number(m.get("tokens")) is not None:
+        if m.get("step") == step and as_number(m.get("tokens")) is not None:
             return int(m["tokens"])
-    per_step = _number((summary or {}).get("tokens_per_step"))
+    per_step = as_number((summary or {}).get("tokens_per_step"))
     return int(step * per_step) if per_step and isinstance(step, int) else int(step or 0)
 
 
@@ -190,7 +190,7 @@ def load_job(job_dir: Path) -> JobResult:
     """One job's result from its run directory."""
     summary = _read_json(job_dir / "summary.json")
     metrics = _read_metrics(job_dir / "metrics.jsonl")
-    val = [m for m in metrics if m.get("split") in VAL_SPLITS and _number(m.get("loss")) is not None]
+    val = [m for m in metrics if m.get("split") in VAL_SPLITS and as_number(m.get("loss")) is not None]
     train = [m for m in metrics if m.get("split") not in VAL_SPLITS]
 
     job = JobResult(path=job_dir, overrides=_overrides(job_dir),
@@ -202,11 +202,11 @@ def load_job(job_dir: Path) -> JobResult:
         job.error = summary.get("error") or None
         job.step = summary.get("step")
         job.tokens = summary.get("tokens")
-        job.tok_per_s = _number(summary.get("tok_per_s"))
-        job.wall_time_s = _number(summary.get("wall_time_s", summary.get("wall_time")))
-        final, best = _val_block(summary.get("final")), _val_block(summary.get("best"))
-        job.final_val_loss, job.final_val_ppl = _number(final.get("loss")), _number(final.get("ppl"))
-        job.best_val_loss, job.best_val_ppl = _number(best.get("loss")), _number(best.get("ppl"))
+        job.tok_per_s = as_number(summary.get("tok_per_s"))
+        job.wall_time_s = as_number(summary.get("wall_time_s", summary.get("wall_time")))
+        final, best = val_metrics(summary.get("final")), val_metrics(summary.get("best"))
+        job.final_val_loss, job.final_val_ppl = as_number(final.get("loss")), as_number(final.get("ppl"))
+        job.best_val_loss, job.best_val_ppl = as_number(best.get("loss")), as_number(best.get("ppl"))
 
     # What the summary does not say (a run that is still going, or was killed) comes from the
     # metrics log, which every evaluation and log event appends to.
@@ -215,15 +215,15 @@ def load_job(job_dir: Path) -> JobResult:
     if job.tokens is None and metrics:
         job.tokens = max(int(m.get("tokens") or 0) for m in metrics)
     if job.tok_per_s is None:
-        rates = [m["tok_per_s"] for m in train if _number(m.get("tok_per_s")) is not None]
+        rates = [m["tok_per_s"] for m in train if as_number(m.get("tok_per_s")) is not None]
         job.tok_per_s = float(rates[-1]) if rates else None
     if job.final_val_loss is None and val:
         job.final_val_loss = float(val[-1]["loss"])
-        job.final_val_ppl = _number(val[-1].get("ppl")) or _ppl(job.final_val_loss)
+        job.final_val_ppl = as_number(val[-1].get("ppl")) or _ppl(job.final_val_loss)
     if job.best_val_loss is None and val:
         best_record = min(val, key=lambda m: float(m["loss"]))
         job.best_val_loss = float(best_record["loss"])
-        job.best_val_ppl = _number(best_record.get("ppl")) or _ppl(job.best_val_loss)
+        job.best_val_ppl = as_number(best_record.get("ppl")) or _ppl(job.best_val_loss)
     if job.final_val_ppl is None:
         job.final_val_ppl = _ppl(job.final_val_loss)
     if job.best_val_ppl is None:

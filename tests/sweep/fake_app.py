@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 
 @hydra.main(version_base="1.3", config_path="fake_conf", config_name="fake")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     start = time.time()
     devices = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -44,7 +44,8 @@ def main(cfg: DictConfig) -> float:
     else:
         summary["final"] = {"val": {"loss": loss + 0.1, "ppl": math.exp(loss + 0.1)}}
     (run_dir / "summary.json").write_text(json.dumps(summary))
-    return float("nan") if cfg.fail else loss + 0.1
+    # As the train task: the final validation loss, None for a failed job (see sweeps/objective.py).
+    return None if cfg.fail else loss + 0.1
 
 
 if __name__ == "__main__":

@@ -88,3 +88,13 @@ def test_cli_exit_codes(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert sweep_main([str(ok)]) == 0
     assert sweep_main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_objective_is_the_final_validation_loss_or_none() -> None:
+    from mambalab.sweeps.objective import final_val_loss
+
+    done = {"status": "completed", "final": {"train": {"loss": 9.0}, "eval": {"loss": 2.5}}}
+    assert final_val_loss(done) == 2.5
+    assert final_val_loss({**done, "status": "failed"}) is None
+    assert final_val_loss({"status": "completed", "final": {"eval": None}}) is None
+    assert final_val_loss(None) is None
