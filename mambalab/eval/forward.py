@@ -87,6 +87,11 @@ def stream_batch(model: torch.nn.Module, acc: Accumulator, metric: str, input_id
     activations stay O(B * chunk_len): this is how the Mamba paper evaluates up to 2^20 tokens.
     """
     batch_size, length = input_ids.shape
+    if length <= chunk_len:
+        # One chunk is one forward pass: no state to carry, so the model may take its fastest
+        # kernels (mamba_ssm's fused ones cannot start from a state).
+        acc.add(metric, model, input_ids, targets)
+        return
     state = model.allocate_state(batch_size, device=input_ids.device)
     for start in range(0, length, chunk_len):
         end = min(start + chunk_len, length)

@@ -65,6 +65,25 @@ def test_streaming_equals_one_full_forward_per_document():
     assert strided.nll_sum == pytest.approx(expected, rel=1e-5)
 
 
+def test_streaming_a_mamba_lm_equals_one_full_forward_per_document():
+    from mambalab.models import build_mamba_lm
+
+    tok = ByteTokenizer()
+    torch.manual_seed(0)
+    model = build_mamba_lm(d_model=16, n_layer=2, vocab_size=tok.vocab_size, d_state=4,
+                           kernels="reference").eval()
+    texts = ["a document of thirty-seven bytes long", "twenty bytes, or so.", "nine byte"]
+    docs = [EvalDocument(np.asarray(tok.encode(t)), t) for t in texts]
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        expected = sum(model(torch.tensor([[EOS] + d.ids[:-1].tolist()]),
+                             targets=torch.tensor([d.ids.tolist()]), reduction="sum").loss.item()
+                       for d in docs)
+        # chunks of 8 cut every document: the state crosses 4, 2 and 1 chunk boundaries
+        streamed = score_streaming(model, docs, EOS, chunk_len=8, batch_size=2, device=cpu)
+    assert streamed.nll_sum == pytest.approx(expected, rel=1e-5)
+
+
 def test_strided_windows_score_every_token_once_with_enough_context():
     for length, seq_len, stride in [(1, 4, 2), (10, 4, 4), (23, 8, 3), (8, 8, 5)]:
         scored = []
