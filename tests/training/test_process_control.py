@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import cli, read_metrics, read_summary
+from train_helpers import cli, read_metrics, read_summary
 from mambalab.training.run_dir import RunDir
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import read_metrics, read_summary, run_in_process
+from train_helpers import read_metrics, read_summary, run_in_process
 from mambalab.training.checkpointer import CheckpointError
 
 
