@@ -49,8 +49,8 @@ def acquire_group(slot_dir: Path, n_groups: int, poll_s: float = 0.5) -> int:
     A process that already ran a job may only take its own group back (its CUDA is bound to it).
     """
     global _bound_group, _held_fd
-    if _held_fd is not None:
-        raise RuntimeError("this process already holds a GPU group: release it after each job")
+    if _held_fd is not None:   # claimed already for this job (see GpuAssignmentCallback)
+        return _bound_group
     slot_dir.mkdir(parents=True, exist_ok=True)
     candidates = [_bound_group] if _bound_group is not None else list(range(n_groups))
     while True:
@@ -77,12 +77,23 @@ def release_group() -> None:
         _held_fd = None
 
 
+def _cuda_driver_loaded() -> bool:
+    """Whether the CUDA driver library is mapped into this process: any CUDA runtime call (even
+    `torch.cuda.is_available()` without NVML) loads it and runs cuInit, which reads
+    CUDA_VISIBLE_DEVICES once; torch.cuda.is_initialized() does not see that."""
+    try:
+        return "libcuda.so" in Path("/proc/self/maps").read_text()
+    except OSError:
+        return False
+
+
 def assign_devices(devices: list[str]) -> None:
     """Point this process at `devices`, refusing if CUDA was already set up on other ones."""
     wanted = ",".join(devices)
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == wanted:
+        return
     torch = sys.modules.get("torch")   # only if imported already: importing it here costs time
-    if torch is not None and torch.cuda.is_initialized() and \
-            os.environ.get("CUDA_VISIBLE_DEVICES") != wanted:
+    if (torch is not None and torch.cuda.is_initialized()) or _cuda_driver_loaded():
         raise RuntimeError(
             f"CUDA was initialised in this worker (pid {os.getpid()}) before its GPUs were "
             f"assigned, so it cannot move to CUDA_VISIBLE_DEVICES={wanted}. Something touched CUDA "

@@ -29,6 +29,9 @@ def test_joblib_gives_each_concurrent_job_its_own_gpu(tmp_path: Path) -> None:
     jobs = _summaries(tmp_path / "multirun" / "fake")
     assert len(jobs) == 6 and {j["status"] for j in jobs} == {"completed"}
     assert {j["cuda_visible_devices"] for j in jobs} == {"0", "1"}
+    # The worker saw its GPU already when it imported the task's modules (CUDA may be probed at
+    # import time, after which CUDA_VISIBLE_DEVICES is no longer read).
+    assert all(j["cuda_visible_devices_at_import"] == j["cuda_visible_devices"] for j in jobs)
     by_pid: dict[int, set[str]] = {}
     for job in jobs:
         by_pid.setdefault(job["pid"], set()).add(job["cuda_visible_devices"])
