@@ -155,7 +155,7 @@ def _tokenize_split(out: Path, split: str, documents: Iterator[str], tokenizer: 
 def _tokenized_chunks(documents: Iterator[str], tokenizer: Tokenizer, num_proc: int | None, transform):
     """Yield (ids, lengths, bytes, words) per chunk of documents, in document order, tokenizing
     in `num_proc` worker processes with a bounded number of chunks in flight (bounded memory)."""
-    num_proc = num_proc or os.cpu_count() or 1
+    num_proc = num_proc or _usable_cores()
     chunks = _chunked(documents)
     if num_proc <= 1:
         _init_worker(tokenizer, transform)
@@ -174,6 +174,14 @@ def _tokenized_chunks(documents: Iterator[str], tokenizer: Tokenizer, num_proc: 
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a job scheduler's limit, not the whole machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _chunked(documents: Iterator[str]) -> Iterator[list[str]]:

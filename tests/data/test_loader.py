@@ -110,3 +110,15 @@ def test_doc_starts_mark_the_first_token_of_each_document(tmp_path, byte_tok):
         assert torch.equal(starts[:, 1:], after_eos[:, 1:])  # bytes never equal eos (256)
     ids = batch["input_ids"]
     assert ids.max() < data.vocab_size
+
+
+@pytest.mark.gpu
+def test_batches_are_pinned_for_asynchronous_copies_on_cuda():
+    loader = WindowLoader(_stream(), seq_len=10, batch_size=4, pin_memory="auto")
+    batch = next(loader)
+    assert all(t.is_pinned() for t in batch.values())
+    on_gpu = {k: v.to("cuda", non_blocking=True) for k, v in batch.items()}
+    torch.cuda.synchronize()
+    assert torch.equal(on_gpu["input_ids"].cpu(), batch["input_ids"])
+    eval_batch = next(iter(EvalWindowLoader(_stream(), seq_len=10, batch_size=4)))
+    assert eval_batch["input_ids"].is_pinned()
