@@ -86,20 +86,26 @@ def scan_case(batch: int, seq_len: int, d_inner: int, d_state: int, device, ref_
 def conv_case(batch: int, seq_len: int, d_inner: int, width: int, device):
     from mambalab.ops.causal_conv1d.reference import causal_conv1d_ref
 
-    # x as the in_proj output slice the model passes: (B, L, 2D) transposed, channel-last
-    x = _randn(batch, seq_len, 2 * d_inner, device=device)
+    # Each implementation gets the layout its model feeds it: mambalab's Triton path a slice of
+    # the (B, L, 2D) in_proj output (channel-last), mamba_ssm an x with unit stride along L.
+    x_cl = _randn(batch, seq_len, 2 * d_inner, device=device)
+    x_l = _randn(batch, d_inner, seq_len, device=device)
     weight = _randn(d_inner, width, device=device, dtype=torch.float32, scale=0.5)
     bias = _randn(d_inner, device=device, dtype=torch.float32, scale=0.1)
     case = OpCase("causal_conv1d", f"B={batch} L={seq_len} D={d_inner} W={width} bf16",
-                  [x, weight, bias])
+                  [x_cl, x_l, weight, bias])
 
-    def call(fn):
-        return lambda x, w, b: fn(x.transpose(1, 2)[:, :d_inner], w, b, activation="silu")
+    def call(fn, channel_last: bool):
+        if channel_last:
+            return lambda x_cl, x_l, w, b: fn(x_cl.transpose(1, 2)[:, :d_inner], w, b,
+                                              activation="silu")
+        return lambda x_cl, x_l, w, b: fn(x_l, w, b, activation="silu")
 
-    for name, fn in (("triton", _triton_fn("causal_conv1d_triton", device)),
-                     ("cuda", _cuda_fn("causal_conv1d", "causal_conv1d_fn", device)),
-                     ("reference", causal_conv1d_ref)):
-        case.impls[name] = call(fn) if callable(fn) else fn
+    for name, fn, channel_last in (
+            ("triton", _triton_fn("causal_conv1d_triton", device), True),
+            ("cuda", _cuda_fn("causal_conv1d", "causal_conv1d_fn", device), False),
+            ("reference", causal_conv1d_ref, True)):
+        case.impls[name] = call(fn, channel_last) if callable(fn) else fn
     return case
 
 
@@ -132,7 +138,10 @@ def mamba_inner_case(batch: int, seq_len: int, d_model: int, d_inner: int, d_sta
     from mambalab.ops.mamba_inner.reference import mamba_inner_ref
 
     f32 = dict(device=device, dtype=torch.float32)
+    # the layouts the two models produce: mambalab's Triton path in_proj(h).transpose(1, 2)
+    # (channel-last), mamba_ssm's (W @ h^T) viewed as (B, 2D, L) with unit stride along L
     xz = _randn(batch, seq_len, 2 * d_inner, device=device)
+    xz_l = _randn(2 * d_inner, batch, seq_len, device=device)
     weights = [_randn(d_inner, 1, 4, scale=0.5, **f32), _randn(d_inner, scale=0.1, **f32),
                _randn(dt_rank + 2 * d_state, d_inner, scale=d_inner ** -0.5, **f32),
                _randn(d_inner, dt_rank, scale=dt_rank ** -0.5, **f32),
@@ -142,22 +151,23 @@ def mamba_inner_case(batch: int, seq_len: int, d_model: int, d_inner: int, d_sta
     dt_bias = (torch.rand(d_inner, **f32) - 4.0).requires_grad_(True)
     case = OpCase("mamba_inner (mixer)", f"B={batch} L={seq_len} d_model={d_model} "
                   f"D={d_inner} N={d_state} bf16 autocast",
-                  [xz, *weights, a_mat, d_skip, dt_bias], autocast=True)
+                  [xz, xz_l, *weights, a_mat, d_skip, dt_bias], autocast=True)
     triton_fn = _triton_fn("mamba_inner_triton", device)
     if callable(triton_fn):
-        case.impls["triton"] = lambda xz, cw, cb, xw, dw, ow, A, D, db: triton_fn(
+        case.impls["triton"] = lambda xz, xz_l, cw, cb, xw, dw, ow, A, D, db: triton_fn(
             xz.transpose(1, 2), cw, cb, xw, dw, ow, None, A, D, db)
     else:
         case.impls["triton"] = triton_fn
     cuda_fn = _cuda_fn("mamba_ssm.ops.selective_scan_interface", "mamba_inner_fn", device)
     if callable(cuda_fn):
-        case.impls["cuda"] = lambda xz, cw, cb, xw, dw, ow, A, D, db: cuda_fn(
-            xz.transpose(1, 2), cw, cb, xw, dw, ow, None, A, None, None, D, db, None, None, True)
+        case.impls["cuda"] = lambda xz, xz_l, cw, cb, xw, dw, ow, A, D, db: cuda_fn(
+            xz_l.permute(1, 0, 2), cw, cb, xw, dw, ow, None, A, None, None, D, db, None, None,
+            True)
     else:
         case.impls["cuda"] = cuda_fn
     ref = _ref_fn(mamba_inner_ref, batch * seq_len, ref_max)
     if callable(ref):
-        case.impls["reference"] = lambda xz, cw, cb, xw, dw, ow, A, D, db: ref(
+        case.impls["reference"] = lambda xz, xz_l, cw, cb, xw, dw, ow, A, D, db: ref(
             xz.transpose(1, 2), cw, cb, xw, dw, ow, None, A, D, db)
     else:
         case.impls["reference"] = ref

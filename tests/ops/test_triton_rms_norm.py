@@ -68,18 +68,26 @@ def test_matches_reference(dtype, with_res, prenorm, residual_in_fp32):
 
 
 def test_writes_every_element(monkeypatch):
-    """Every buffer the kernels allocate starts as NaN: an element left unwritten shows."""
+    """Every buffer the kernels allocate starts as NaN: an element left unwritten shows. 100 rows
+    of 1000 (a 1024-wide block, partly masked) make each backward program loop over row tiles."""
     from mambalab.ops.triton import rms_norm_triton
 
     real_empty = torch.empty
     monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
-    x = torch.randn(19, 40, requires_grad=True)
-    res = torch.randn(19, 40, requires_grad=True)
-    w = torch.ones(40, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 1000, generator=g, requires_grad=True)
+    res = torch.randn(100, 1000, generator=g, requires_grad=True)
+    w = (1 + 0.1 * torch.randn(1000, generator=g)).requires_grad_(True)
     out, res_out = rms_norm_triton(x, w, 1e-5, residual=res, prenorm=True)
     assert not out.isnan().any() and not res_out.isnan().any()
     grads = torch.autograd.grad((out * res_out).sum(), (x, w, res))
-    assert not any(g.isnan().any() for g in grads)
+    assert not any(t.isnan().any() for t in grads)
+    rx, rw, rr = (t.detach().double().requires_grad_(True) for t in (x, w, res))
+    ro, rh = rms_ref(rx, rw, 1e-5, rr)
+    torch.testing.assert_close(out.double(), ro, atol=1e-4, rtol=1e-4)
+    want = torch.autograd.grad((ro * rh).sum(), (rx, rw, rr))
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a.double(), b, atol=1e-3, rtol=1e-4)
 
 
 def test_bad_weight_names_the_problem():
