@@ -118,33 +118,60 @@ def _scan_bwd_kernel(
         dC = tl.sum(hs * dout[None, :, :, None], axis=2)  # (NI, T, NO)
         tl.atomic_add(dC_ptr + dBC_base + t3, dC, mask=mask_nt, sem="relaxed")
         ha = hs - dBu  # (NI, T, BD, NO): a_t * h_{t-1}
+        # Triton lowers reverse=True scans with lane shuffles even along an in-register axis, so
+        # the reverse pass runs forward over the chunk in reversed time, r = T - 1 - i: the few
+        # (T, BD) and (NI, T, NO) inputs are loaded again reversed (cache hits), ha is flipped.
+        ha = tl.flip(ha, 1)
+        tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
+        mask_r = tr < seqlen
+        trc = tr[:, None]
+        mask_rd = mask_r[:, None] & mask_d[None, :]
+        tr3 = tr[None, :, None]
+        mask_rn = mask_n3 & (tr3 < seqlen)
+        u = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0).to(tl.float32)
+        dt_pre = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0).to(tl.float32)
+        dy = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0).to(tl.float32)
+        Bt = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0).to(tl.float32)
+        Ct = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt_pre = dt_pre + bias
+        if SOFTPLUS:
+            dt = softplus(dt_pre)
+        else:
+            dt = dt_pre
+        if HAS_Z:
+            z = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0).to(tl.float32)
+            dout = dy * z * tl.sigmoid(z)
+        else:
+            dout = dy  # (T, BD), reversed
 
         # Decay one step later, a_{t+1}: it links g_t to g_{t+1} (0 past the end).
-        t1n = t1 + 1
-        mask_t1 = t1n < seqlen
-        mask_td1 = mask_t1[:, None] & mask_d[None, :]
-        dt1 = tl.load(dt_base + t1n[:, None] * sdt_l, mask=mask_td1, other=0.0).to(tl.float32)
+        tr1 = tr + 1
+        mask_r1 = tr1 < seqlen
+        mask_rd1 = mask_r1[:, None] & mask_d[None, :]
+        dt1 = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0).to(tl.float32)
         if HAS_BIAS:
             dt1 = dt1 + bias
         if SOFTPLUS:
             dt1 = softplus(dt1)
-        dA1 = tl.exp2(dt1[None, :, :, None] * A2)  # (NI, T, BD, NO)
+        dA1 = tl.exp2(dt1[None, :, :, None] * A2)  # (NI, T, BD, NO), reversed
         if HAS_DOCS:
-            doc1 = tl.load(doc_ptr + b * sdoc_b + t1n * sdoc_l, mask=mask_t1, other=0)
+            doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
             dA1 = tl.where((doc1 != 0)[None, :, None, None], 0.0, dA1)
-        dA1 = tl.where(mask_t1[None, :, None, None], dA1, 0.0)
+        dA1 = tl.where(mask_r1[None, :, None, None], dA1, 0.0)
 
         x = Ct[:, :, None, :] * dout[None, :, :, None]  # (NI, T, BD, NO): dL/dh_t through y_t
         if HAS_DLAST:
-            x += tl.where((t1 == seqlen - 1)[None, :, None, None], dlast[:, None, :, :], 0.0)
-        # g from the next chunk enters through the last step; then the reverse scan (pairs
-        # combined from the end) gives g_t = x_t + a_{t+1} g_{t+1}.
-        x += tl.where(is_last_col, dA1 * g_carry[:, None, :, :], 0.0)
-        _, g = tl.associative_scan((dA1, x), axis=1, combine_fn=linear_combine, reverse=True)
-        g_carry = tl.sum(tl.where(is_first_col, g, 0.0), axis=1)
+            x += tl.where((tr == seqlen - 1)[None, :, None, None], dlast[:, None, :, :], 0.0)
+        # g from the next chunk enters through the first reversed step (the chunk's last time);
+        # then g_t = x_t + a_{t+1} g_{t+1} is a forward recurrence in reversed time.
+        x += tl.where(is_first_col, dA1 * g_carry[:, None, :, :], 0.0)
+        _, g = tl.associative_scan((dA1, x), axis=1, combine_fn=linear_combine)
+        g_carry = tl.sum(tl.where(is_last_col, g, 0.0), axis=1)  # g at the chunk's start
 
+        dtu = dt * u  # (T, BD), reversed
         dB = tl.sum(g * dtu[None, :, :, None], axis=2)  # (NI, T, NO)
-        tl.atomic_add(dB_ptr + dBC_base + t3, dB, mask=mask_nt, sem="relaxed")
+        tl.atomic_add(dB_ptr + dBC_base + tr3, dB, mask=mask_rn, sem="relaxed")
         gB = tl.sum(tl.sum(g * Bt[:, :, None, :], axis=0), axis=2)  # (T, BD)
         ga = g * ha  # (NI, T, BD, NO): g_t * a_t * h_{t-1}
         dA_acc += tl.sum(ga * dt[None, :, :, None], axis=1)
@@ -155,10 +182,10 @@ def _scan_bwd_kernel(
             dD_acc += tl.sum(dout * u, axis=0)
         if SOFTPLUS:
             ddt = ddt * tl.sigmoid(dt_pre)
-        ddt = tl.where(mask_td, ddt, 0.0)
+        ddt = tl.where(mask_rd, ddt, 0.0)
         dbias_acc += tl.sum(ddt, axis=0)
-        tl.store(du_ptr + out_base + tc, du.to(du_ptr.dtype.element_ty), mask=mask_td)
-        tl.store(ddt_ptr + out_base + tc, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_td)
+        tl.store(du_ptr + out_base + trc, du.to(du_ptr.dtype.element_ty), mask=mask_rd)
+        tl.store(ddt_ptr + out_base + trc, ddt.to(ddt_ptr.dtype.element_ty), mask=mask_rd)
 
     # Gradient of the initial state: through a_0 (0 when a document starts at t = 0).
     dt0 = tl.load(dt_ptr + b * sdt_b + d3 * sdt_d, mask=d3 < dim, other=0.0).to(tl.float32)
