@@ -57,3 +57,16 @@ def test_text_config_with_sweep_style_overrides(tmp_path):
 def test_text_config_requires_train_files():
     cfg = _compose(["+data=text", "+tokenizer=byte"])
     assert OmegaConf.is_missing(cfg.data, "train_files")
+
+
+def test_prepare_command_builds_then_reuses(tmp_path, capsys):
+    from mambalab.data.prepare import main
+
+    write_docs(tmp_path / "corpus", 8)
+    args = ["data=text", "tokenizer=byte", f"data.train_files={tmp_path}/corpus/*.txt",
+            f"data.cache_dir={tmp_path}/cache", "data.num_proc=1", "data.progress=false"]
+    first = main(args)
+    again = main(args)
+    assert first["built"] and not again["built"] and first["directory"] == again["directory"]
+    assert first["splits"]["train"]["documents"] == 8
+    assert "reused" in capsys.readouterr().out
