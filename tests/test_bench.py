@@ -49,6 +49,11 @@ def test_bench_tiny_writes_report(tmp_path):
     assert prof["groups"] and abs(sum(g["share"] for g in prof["groups"]) - 1.0) < 1e-6
     assert result["training"][0]["implementation"] == "mambalab[reference]"
 
+    from mambalab.benchmarks.markdown import report_markdown
+
+    text = report_markdown(report)  # what docs/performance.md is filled from
+    assert "| mambalab[reference] (best) | 2x16 |" in text and "### Profile" in text
+
 
 def test_reference_skipped_above_its_token_limit(tmp_path):
     cfg = _compose(TINY + ["bench.implementations=[mambalab]", "bench.reference_max_tokens=16",

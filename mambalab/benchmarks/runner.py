@@ -4,6 +4,7 @@ prints the tables and writes the JSON report."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 
 import torch
@@ -18,10 +19,15 @@ MIXED_PRECISION = ("bf16", "no")
 
 
 def _version(module: str) -> str | None:
+    """The installed version, or None when the module does not import."""
     try:
-        return getattr(importlib.import_module(module), "__version__", "installed")
+        mod = importlib.import_module(module)
     except Exception:
         return None
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        return getattr(mod, "__version__", "installed")
 
 
 def environment(device: torch.device) -> dict:
