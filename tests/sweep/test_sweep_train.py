@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sweep_helpers import TINY_TRAIN, env, run
 
@@ -103,3 +104,25 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path) -> None:
     train_steps = [r["step"] for r in records if r.get("split") == "train"]
     assert train_steps.count(1) == 1 and max(train_steps) == 24
     assert "3/3 completed" in result.stdout
+
+
+@pytest.mark.slow
+def test_optuna_search_minimises_final_val_loss_and_resumes(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "multirun" / "optuna"
+    args = ["hydra/sweeper=optuna_lr", "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.sampler.n_startup_trials=2"]
+    first = _train_sweep(sweep_dir, *args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    losses = {}
+    for job in (d for d in sweep_dir.iterdir() if (d / "summary.json").exists()):
+        summary = json.loads((job / "summary.json").read_text())
+        losses[job.name] = summary["final"]["eval"]["loss"]
+    assert len(losses) == 3 and best["best_value"] == pytest.approx(min(losses.values()))
+
+    # The same command again: the seeded sampler proposes the same three trials, whose runs are
+    # complete, so nothing trains and the search ends with the same best trial.
+    second = _train_sweep(sweep_dir, *args)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert second.stdout.count("already completed") == 3
+    assert yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text()) == best
