@@ -71,6 +71,10 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
             code = launch_workers(trainer_cfg.num_processes, run.path,
                                   list(HydraConfig.get().overrides.task))
             summary = run.read_summary() or {}
+            if code in (EXIT_INTERRUPTED, 128 + 2, 128 + 15):  # checkpointed: re-run resumes
+                if multirun and code == EXIT_INTERRUPTED:
+                    return summary
+                sys.exit(code)
             if code != 0:
                 raise RuntimeError(f"{trainer_cfg.num_processes} workers exited with code {code}; "
                                    f"their logs are above and in {run.path}")

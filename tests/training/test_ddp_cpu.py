@@ -1,0 +1,31 @@
+"""trainer.num_processes=2 on the CPU (gloo DDP): the app starts its own workers, both ranks use
+one run directory, the loader shards, and an interrupted run resumes to the uninterrupted losses."""
+from __future__ import annotations
+
+import pytest
+
+from train_helpers import cli, read_metrics, read_summary
+
+
+@pytest.mark.slow
+def test_two_process_ddp_interrupt_and_resume_matches(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    ddp = ["trainer.num_processes=2", "trainer.eval_every=3"]
+    done = cli(whole, *ddp)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stopped = cli(split, *ddp, "trainer.interrupt_at_step=3")
+    assert stopped.returncode == 75, stopped.stdout + stopped.stderr
+    assert read_summary(split)["status"] == "interrupted"
+    ckpt = split / "checkpoints" / "step_00000003"
+    assert {f"{kind}_rank{r}.pt" for kind in ("rng", "loader") for r in (0, 1)} <= {p.name for p in ckpt.iterdir()}
+    resumed = cli(split, *ddp)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout + resumed.stderr
+
+    summary = read_summary(split)
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    # Two ranks x batch 4 x 16 tokens per step.
+    assert summary["tokens"] == 6 * 2 * 4 * 16
+    key = lambda rows: [(r["step"], r["loss"], r["grad_norm"]) for r in rows]  # noqa: E731
+    assert key(read_metrics(split)) == key(read_metrics(whole))
+    assert key(read_metrics(split, "validation")) == key(read_metrics(whole, "validation"))
