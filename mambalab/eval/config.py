@@ -24,6 +24,7 @@ class EvaluateConfig:
     kernels: str = "auto"             # auto | triton | cuda | reference
     precision: str = "bf16"           # bf16 (autocast on CUDA) | fp32
     device: Optional[str] = None      # default: cuda if available, else cpu
+    warmup: bool = True               # CUDA: run each mode once on a few documents, untimed
     out: Optional[str] = None         # folder for metrics.json / samples.jsonl; default: the run's
     samples: int = 0                  # continue the starts of this many documents of the split
     prompts: list[str] = field(default_factory=list)  # ... or these texts
