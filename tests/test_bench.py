@@ -80,3 +80,29 @@ def test_kernel_groups():
     assert kernel_group("void at::native::(anonymous)::multi_tensor_apply_kernel<FusedAdam>") \
         == "optimizer"
     assert kernel_group("elementwise_kernel") == "other"
+
+
+@pytest.mark.gpu
+def test_bench_gpu_smoke(tmp_path):
+    """Every part of the benchmark on the GPU at a small size: Triton and CUDA kernels, the other
+    implementations where installed, the op timings and the profile's kernel groups."""
+    out = tmp_path / "bench.json"
+    cfg = _compose(["bench.d_model=128", "bench.n_layer=2", "bench.vocab_size=1024",
+                    "bench.seq_len=256", "bench.batch_sizes=[2]", "bench.steps=3",
+                    "bench.warmup_steps=2", "bench.kernels=[triton,cuda]", "bench.ops=true",
+                    "bench.ops_batch=2", "bench.ops_seq_len=256", "bench.ops_d_inner=256",
+                    "bench.ops_dt_rank=8", "bench.ce_tokens=512", "bench.ops_reps=3",
+                    "bench.profile=true", "bench.print_tables=false", f"bench.out={out}"])
+    report = instantiate(cfg.bench)
+    rows = {r["implementation"]: r for r in report["training"]}
+    ours = rows["mambalab[triton]"]
+    assert ours["status"] == "ok", ours
+    assert ours["peak_mem_gib"] > 0 and ours["kernels"]["mamba_inner"] == "triton"
+    for row in rows.values():
+        assert row["status"] in ("ok", "skipped"), row  # nothing may fail at this size
+    ops = {(r["op"], r["implementation"]): r for r in report["ops"]}
+    for op in ("selective_scan", "causal_conv1d", "rms_norm+residual", "mamba_inner (mixer)"):
+        assert ops[(op, "triton")]["status"] == "ok", ops[(op, "triton")]
+    assert ops[("linear+cross_entropy", "liger (fused)")]["status"] == "ok"
+    groups = {g["group"] for g in report["profile"]["groups"]}
+    assert {"scan fwd", "scan bwd", "matmuls"} <= groups, groups

@@ -123,7 +123,9 @@ def rms_norm_bwd(h, weight, rstd, dy, dres_out=None, x_dtype=None, res_dtype=Non
     m, n = h.shape
     x_dtype = x_dtype or h.dtype
     dx = torch.empty(m, n, device=h.device, dtype=x_dtype)
-    store_dres = res_dtype is not None and res_dtype != x_dtype
+    # dresidual equals dx, but gets its own buffer: one tensor handed back as the gradient of two
+    # inputs could end up as both leaves' .grad, aliased
+    store_dres = res_dtype is not None
     dres = torch.empty(m, n, device=h.device, dtype=res_dtype) if store_dres else None
     block_n = _block_n(n)
     block_m = _block_m(block_n)
@@ -139,9 +141,6 @@ def rms_norm_bwd(h, weight, rstd, dy, dres_out=None, x_dtype=None, res_dtype=Non
                                dres.stride(0) if dres is not None else 0,
                                HAS_DRES_OUT=dres_out is not None, STORE_DRES=store_dres,
                                BLOCK_M=block_m, BLOCK_N=block_n, num_warps=_NUM_WARPS)
-    # with a residual of x's own dtype, dresidual equals dx: the same tensor serves both
-    if res_dtype is not None and dres is None:
-        dres = dx
     return dx, dres, dw_part.sum(0).to(weight.dtype)
 
 
