@@ -92,6 +92,10 @@ def stream_batch(model: torch.nn.Module, acc: Accumulator, metric: str, input_id
         # kernels (mamba_ssm's fused ones cannot start from a state).
         acc.add(metric, model, input_ids, targets)
         return
+    if not hasattr(model, "allocate_state"):
+        raise ValueError(f"{type(model).__name__} cannot carry a recurrent state between chunks, "
+                         f"and this batch is {length} tokens long: use a chunk of at least that "
+                         f"(seq_len={length}, or chunk_len for tasks) or mode=strided")
     state = model.allocate_state(batch_size, device=input_ids.device)
     for start in range(0, length, chunk_len):
         end = min(start + chunk_len, length)
