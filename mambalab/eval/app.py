@@ -105,6 +105,7 @@ def _evaluate_lm(cfg: DictConfig, model: torch.nn.Module, data: Any, tokenizer: 
             results[mode] = timed(device, cfg.precision, lambda: evaluate_split(
                 model, data, cfg.split, mode="chunked", max_batches=cfg.max_batches,
                 device=device, seq_len=seq_len))
+            _note_split_fraction(results[mode], data, cfg.split, cfg.max_batches)
         else:
             docs = docs if docs is not None else _documents(data, cfg.split, cfg.max_documents)
             results[mode] = score_documents(model, docs, int(tokenizer.eos_id), mode, seq_len,
@@ -121,6 +122,22 @@ def _evaluate_lm(cfg: DictConfig, model: torch.nn.Module, data: Any, tokenizer: 
                  for mode, metrics in baseline["results"].items()]
     title = f"{resolved.name}: {cfg.split} (seq_len {seq_len})"
     return results, baseline, lm_table(rows, title)
+
+
+def _note_split_fraction(metrics: dict[str, Any], data: Any, split: str,
+                         max_batches: int | None) -> None:
+    """Record which fraction of the split's stream chunked mode scored, and say when it is not all:
+    a run's data config may cap evaluation (data.max_eval_batches) for training's sake."""
+    stats = data.split_stats(split)
+    if not stats.get("stream_tokens"):
+        return
+    fraction = metrics["tokens"] / (stats["stream_tokens"] - 1)
+    metrics["split_fraction"] = fraction
+    if fraction < 0.999:
+        log.warning("chunked mode scored %.1f%% of %s (max_batches=%s, data.max_eval_batches=%s); "
+                    "its word ppl and bits/byte are estimates: pass data.max_eval_batches=null "
+                    "for the whole split", 100 * fraction, split, max_batches,
+                    getattr(data, "max_eval_batches", None))
 
 
 def _warm_up(cfg: DictConfig, model: torch.nn.Module, data: Any, docs: list[EvalDocument],

@@ -55,6 +55,9 @@ def test_run_directory_gives_metrics_json_in_the_run(tmp_path):
                             mode="streaming").metrics()
     assert streaming["loss"] == pytest.approx(direct["loss"], rel=1e-5)
     assert report["results"]["chunked"]["tokens"] == data.split_stats("validation")["stream_tokens"] - 1
+    assert report["results"]["chunked"]["split_fraction"] == 1.0
+    capped = evaluate(f"ckpt={run}", "mode=chunked", "max_batches=1", f"out={tmp_path / 'capped'}")
+    assert capped["results"]["chunked"]["split_fraction"] == pytest.approx(32 / (data.split_stats("validation")["stream_tokens"] - 1))  # one batch: 2 x 16
 
 
 def test_missing_or_mismatched_checkpoint_names_the_problem(tmp_path):
