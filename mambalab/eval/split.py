@@ -23,8 +23,9 @@ def evaluate_split(model: torch.nn.Module, data: Any, split: str, mode: str = "c
     mode="chunked":   non-overlapping windows of ``seq_len`` (default ``data.seq_len``) over the
                       split's token stream, from ``data.eval_loader`` (what HF's run_clm reports).
                       Words and bytes are the split's counts (``data.split_stats``) times the
-                      fraction of the split's tokens that were scored, so with ``max_batches``
-                      word_ppl and bpb are estimates on that prefix at the split's words-per-token.
+                      fraction of the stream's targets that were scored (stream_tokens - 1, the
+                      end-of-text separators included), so with ``max_batches`` word_ppl and bpb
+                      are estimates on that prefix at the split's words per token.
     mode="strided":   per document, windows of ``seq_len`` moved by ``stride`` (default seq_len // 2).
     mode="streaming": per document, chunks of ``chunk_len`` (default seq_len) with the recurrent
                       state carried across.
