@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.selective_scan_fwd import linear_combine, softplus
+from mambalab.ops.triton.selective_scan_fwd import linear_combine, sigmoid, softplus
 
 
 @triton.jit
@@ -105,7 +105,7 @@ def _scan_bwd_kernel(
         dy = tl.load(dy_base + tc * sdy_l, mask=mask_td, other=0.0).to(tl.float32)  # (T, BD)
         if HAS_Z:
             z = tl.load(z_base + tc * sz_l, mask=mask_td, other=0.0).to(tl.float32)
-            sig = tl.sigmoid(z)
+            sig = sigmoid(z)
             y_pre = tl.sum(tl.sum(hs * Ct[:, :, None, :], axis=0), axis=2)  # (T, BD)
             if HAS_D:
                 y_pre += Dv * u
@@ -141,7 +141,7 @@ def _scan_bwd_kernel(
             dt = dt_pre
         if HAS_Z:
             z = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0).to(tl.float32)
-            dout = dy * z * tl.sigmoid(z)
+            dout = dy * z * sigmoid(z)
         else:
             dout = dy  # (T, BD), reversed
 
@@ -181,7 +181,7 @@ def _scan_bwd_kernel(
             du += Dv * dout
             dD_acc += tl.sum(dout * u, axis=0)
         if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(dt_pre)
+            ddt = ddt * sigmoid(dt_pre)
         ddt = tl.where(mask_rd, ddt, 0.0)
         dbias_acc += tl.sum(ddt, axis=0)
         tl.store(du_ptr + out_base + trc, du.to(du_ptr.dtype.element_ty), mask=mask_rd)

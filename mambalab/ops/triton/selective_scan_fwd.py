@@ -8,17 +8,39 @@ backward can recompute h inside each chunk instead of storing all of it.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
 LOG2E = 1.4426950408889634
+# The interpreter (CPU tests) cannot run inline PTX; compiled kernels use the fast lg2 unit.
+FAST_LOG2: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
+
+
+@triton.jit
+def log2_fast(x):
+    if FAST_LOG2:
+        # tl.log2 lowers to a precise polynomial (~15 FMAs); lg2.approx is one MUFU op (2^-22).
+        return tl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [x],
+                                         dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.log2(x)
 
 
 @triton.jit
 def softplus(x):
-    # Same threshold as torch.nn.functional.softplus: above 20 it is the identity in fp32.
-    return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
+    # log(1 + e^x) through the fast base-2 units (tl.log lowers to a long precise sequence);
+    # above 20 it is the identity in fp32, as in torch.nn.functional.softplus.
+    e = tl.exp2(tl.minimum(x, 20.0) * 1.4426950408889634)
+    return tl.where(x > 20.0, x, log2_fast(1.0 + e) * 0.6931471805599453)
+
+
+@triton.jit
+def sigmoid(x):
+    # 1 / (1 + e^-x) with the fast division (tl.sigmoid uses the IEEE one).
+    return tl.fdiv(1.0, 1.0 + tl.exp2(-x * 1.4426950408889634), ieee_rounding=False)
 
 
 @triton.jit
@@ -110,7 +132,7 @@ def _scan_fwd_kernel(
             y += Dv * u
         if HAS_Z:
             z = tl.load(z_base + tc * sz_l, mask=mask_td, other=0.0).to(tl.float32)
-            y = y * z * tl.sigmoid(z)
+            y = y * z * sigmoid(z)
         tl.store(y_base + tc, y.to(y_ptr.dtype.element_ty), mask=mask_td)
         h = tl.sum(tl.where(is_last_col, hs, 0.0), axis=1)  # (NI, BD, NO)
 
