@@ -7,6 +7,8 @@ Layout of `<cache_dir>/<name>-<key>/`:
   `<split>.offsets.npy`  int64 (documents + 1,): offsets[i] = position of the eos before document
                          i; document i is bin[offsets[i] + 1 : offsets[i + 1]]
   `meta.json`            source, revision, tokenizer fingerprint, per-split counts
+  `tokenizer/`           the tokenizer itself (save_pretrained), so the folder alone is enough
+                         to train elsewhere (`data=cached`, `tokenizer.path=<folder>/tokenizer`)
 
 `key` hashes everything that changes the tokens (source description, tokenizer fingerprint,
 format version). A build writes into a temporary folder renamed into place when complete, under an
@@ -120,6 +122,7 @@ def build_or_load(cache_dir: str | os.PathLike, name: str, description: dict,
                 "provenance": provenance or {},
                 "build_seconds": round(time.perf_counter() - start, 2), "builder_pid": os.getpid(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "format": CACHE_FORMAT}
+        tokenizer.save_pretrained(tmp / "tokenizer")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         os.rename(tmp, final)  # atomic on one filesystem: the folder appears complete or not at all
     return TokenCache(final), True

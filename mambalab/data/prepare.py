@@ -2,13 +2,17 @@
 
     python -m mambalab.data.prepare data=text tokenizer=gpt_neox \
         tokenizer.path=../shared/data/gpt-neox-20b/tokenizer.json \
-        data.train_files='../shared/data/wikipedia-2015-sample/part-00[01].jsonl.gz' \
+        'data.train_files="../shared/data/wikipedia-2015-sample/part-00[01].jsonl.gz"' \
         data.validation_files=../shared/data/wikitext-103/wiki.valid.raw \
         data.cache_dir=outputs/token_cache
 
+(Hydra's override grammar needs a glob with brackets in double quotes, or a list: data.train_files=[a,b].)
+
 Takes the same `data=` / `tokenizer=` groups and overrides as `python -m mambalab.train` (defaults:
 data=wikitext103 tokenizer=gpt_neox) and prints the cache folder, its size and each split's counts.
-A training run given the same data settings and cache_dir then reuses the folder as it is.
+A training run given the same data settings and cache_dir then reuses the folder as it is; on a
+machine without the source files, `data=cached data.path=<folder>` with
+`tokenizer.path=<folder>/tokenizer` trains from the folder alone (it holds the tokenizer too).
 """
 from __future__ import annotations
 
@@ -51,6 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     for split, s in stats.items():
         print(f"  {split:<10} tokens={s['tokens']:,} documents={s['documents']:,} "
               f"bytes={s['bytes']:,} words={s['words']:,}")
+    if (cache.directory / "tokenizer").is_dir() and groups["data"] != "cached":
+        print(f"without the sources: data=cached data.path={cache.directory} "
+              f"tokenizer={groups['tokenizer']} tokenizer.path={cache.directory / 'tokenizer'}")
     return {"directory": str(cache.directory), "built": data.built_cache, "seconds": seconds,
             "splits": stats}
 

@@ -61,6 +61,11 @@ class ByteTokenizer:
         (path / "byte_tokenizer.json").write_text(json.dumps(
             {"_target_": "mambalab.data.ByteTokenizer", "special_tokens": self.special_tokens}, indent=2))
 
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> ByteTokenizer:
+        saved = json.loads((Path(directory) / "byte_tokenizer.json").read_text())
+        return cls(special_tokens=saved["special_tokens"])
+
     def __repr__(self) -> str:
         return f"ByteTokenizer(vocab_size={self.vocab_size}, eos_id={self.eos_id})"
 

@@ -144,6 +144,8 @@ def test_key_names_content_not_location_and_a_cache_alone_is_enough(tmp_path, by
     cached.prepare()
     assert cached.splits == ["train"] and cached.split_stats("train") == first.split_stats("train")
     assert next(cached.train_loader())["input_ids"].shape == (2, 8)
+    saved = ByteTokenizer.from_pretrained(first.cache.directory / "tokenizer")  # carried with the cache
+    assert saved.fingerprint() == byte_tok.fingerprint()
     wrong = CachedDataModule(tokenizer=ByteTokenizer(special_tokens=["<e>", "<p>", "<x>"]),
                              path=str(first.cache.directory), seq_len=8, batch_size=2)
     with pytest.raises(ValueError, match="was built with tokenizer"):
