@@ -68,6 +68,7 @@ class MambaLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.backbone.embedding.weight
         self.gradient_checkpointing = config.gradient_checkpointing
+        self._kernels_by_device: dict[str, dict[str, str]] = {}
 
     # -- what the rest of mambalab calls -------------------------------------------------------
     def num_parameters(self) -> int:
@@ -79,7 +80,12 @@ class MambaLM(nn.Module):
     def kernels(self, device: torch.device | str | None = None) -> dict[str, str]:
         """The implementation of each op on ``device`` (default: where the weights are)."""
         device = torch.device(device) if device is not None else self.lm_head.weight.device
-        return resolve_kernels(self.config.kernels, device)
+        # Resolved once per device and kept on the instance: a plain dict lookup in forward,
+        # which torch.compile traces without a graph break.
+        key = str(device)
+        if key not in self._kernels_by_device:
+            self._kernels_by_device[key] = resolve_kernels(self.config.kernels, device)
+        return dict(self._kernels_by_device[key])
 
     def kernel_report(self, device: torch.device | str | None = None) -> dict[str, str]:
         """Op -> implementation used, plus the cross-entropy path and the carried-state path."""

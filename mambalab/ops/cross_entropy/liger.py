@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 
@@ -28,6 +29,10 @@ def liger_linear_cross_entropy(hidden, weight, targets, reduction="mean", ignore
         hidden, weight = hidden.to(dtype), weight.to(dtype)
     elif hidden.dtype != weight.dtype:
         hidden = hidden.to(weight.dtype)
-    loss_fn = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)
+    kwargs = dict(ignore_index=ignore_index, reduction=reduction)
+    if "accum_dtype" in inspect.signature(LigerFusedLinearCrossEntropyLoss).parameters:
+        # Sum the weight gradient over row chunks in fp32, not in the bf16 of the operands.
+        kwargs["accum_dtype"] = torch.float32
+    loss_fn = LigerFusedLinearCrossEntropyLoss(**kwargs)
     with torch.autocast("cuda", enabled=False):
         return loss_fn(weight, hidden.contiguous(), targets.contiguous()).float()
