@@ -113,8 +113,13 @@ def build_or_load(cache_dir: str | os.PathLike, name: str, description: dict,
         tmp.mkdir()
         start = time.perf_counter()
         stats = {}
-        for split, documents in splits.items():
-            stats[split] = _tokenize_split(tmp, split, documents(), tokenizer, num_proc, progress, transform)
+        try:
+            for split, documents in splits.items():
+                stats[split] = _tokenize_split(tmp, split, documents(), tokenizer, num_proc, progress,
+                                               transform)
+        except BaseException:  # a failed source (offline hub, bad file): leave nothing behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         meta = {"name": name, "key": key, **{k: v for k, v in description.items() if k != "tokenizer"},
                 "tokenizer": {"name": tokenizer.name, "fingerprint": description["tokenizer"],
                               "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},

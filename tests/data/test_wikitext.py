@@ -46,3 +46,11 @@ def test_hub_rows_become_articles_and_a_built_cache_needs_no_hub(tmp_path, byte_
                            cache_dir=str(tmp_path / "cache"), num_proc=1, progress=False)
     local.prepare()
     assert np.array_equal(local.cache.tokens("train"), reused.cache.tokens("validation"))
+
+
+def test_a_failed_build_leaves_no_temporary_folder(tmp_path, byte_tok, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = WikiTextDataModule(tokenizer=byte_tok, cache_dir=str(tmp_path), progress=False)
+    with pytest.raises(HubUnavailableError):
+        data.prepare()
+    assert not [p for p in tmp_path.iterdir() if p.name != ".locks"]
