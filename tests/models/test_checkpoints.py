@@ -111,3 +111,25 @@ def test_mamba_ssm_folder_loads(tiny, tmp_path):
         "d_model": 32, "n_layer": 2, "vocab_size": 61, "ssm_cfg": {"layer": "Mamba2"}}))
     with pytest.raises(ValueError, match="only Mamba-1"):
         load_pretrained(folder)
+
+
+class _Tokenizer:
+    eos_id = 3
+
+    def save_pretrained(self, directory):
+        (directory / "tokenizer.json").write_text("{}")
+
+
+def test_export_hf_writes_the_tokenizer_and_its_eos(tiny, tmp_path):
+    out = export_hf(tiny, tmp_path / "export", tokenizer=_Tokenizer())
+    config = json.loads((out / "config.json").read_text())
+    assert (out / "tokenizer.json").is_file() and config["eos_token_id"] == 3
+    assert config["hidden_size"] == 32 and config["state_size"] == 8
+    assert config["tie_word_embeddings"] is True and config["use_conv_bias"] is True
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_loading_with_kernels_cuda_on_cpu_fails_at_build(tiny, tmp_path):
+    save_model(tiny, tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="kernels=cuda needs a CUDA GPU"):
+        load_pretrained(tmp_path / "ckpt", kernels="cuda")

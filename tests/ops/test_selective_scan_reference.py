@@ -104,3 +104,12 @@ def test_bf16_inputs_keep_fp32_state_and_return_input_dtype():
 def test_dispatch_auto_on_cpu_is_the_reference():
     inputs = make_inputs(length=9, dtype=torch.float32)
     torch.testing.assert_close(selective_scan(**inputs), selective_scan_ref(**inputs))
+
+
+def test_autocast_does_not_lower_the_reference_precision():
+    inputs = make_inputs(length=12, dtype=torch.float32)
+    plain = selective_scan_ref(**inputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = selective_scan_ref(**inputs)
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, plain)

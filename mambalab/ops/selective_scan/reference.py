@@ -27,6 +27,15 @@ def selective_scan_ref(
     Returns y (B, D, L) in u's dtype, and with ``return_last_state`` also h_L (B, D, N) in the
     compute dtype (fp32, or fp64 for fp64 inputs, so that gradcheck can run).
     """
+    # The state's arithmetic is the point of the reference: keep autocast from making the
+    # contractions below bf16.
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        return _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                     doc_starts, return_last_state)
+
+
+def _scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
+          return_last_state):
     dtype_in = u.dtype
     compute = torch.promote_types(u.dtype, torch.float32)
     u, delta, A, B, C = (t.to(compute) for t in (u, delta, A, B, C))
