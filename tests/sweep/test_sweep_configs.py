@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mambalab.config import register_configs
-from sweep_helpers import REPO, run
+from sweep_helpers import REPO, env, run
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -97,10 +99,15 @@ print(json.dumps(built))
 
 
 def test_cfg_job_with_each_launcher_and_sweeper(tmp_path: Path) -> None:
-    """`python -m mambalab.train --cfg job` with each choice, as a user would check a command."""
-    for choice in ("hydra/launcher=joblib", "hydra/launcher=slurm", "hydra/launcher=ray",
-                   "hydra/sweeper=optuna_lr"):
-        result = run(["-m", "mambalab.train", "--cfg", "job", choice, "experiment=quickstart"],
-                     cwd=tmp_path, timeout=300)
-        assert result.returncode == 0, (choice, result.stderr[-3000:])
-        assert "optimizer:" in result.stdout
+    """`python -m mambalab.train --cfg job` with each choice, as a user would check a command
+    (the four processes run at once: each spends its time importing)."""
+    choices = ("hydra/launcher=joblib", "hydra/launcher=slurm", "hydra/launcher=ray",
+               "hydra/sweeper=optuna_lr")
+    procs = {choice: subprocess.Popen(
+        [sys.executable, "-m", "mambalab.train", "--cfg", "job", choice, "experiment=quickstart"],
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for choice in choices}
+    for choice, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (choice, err[-3000:])
+        assert "optimizer:" in out and "lr: 0.003" in out
