@@ -3,21 +3,37 @@
     tok = instantiate(cfg.tokenizer)                # ByteTokenizer | HFTokenizer
     data = instantiate(cfg.data, tokenizer=tok)     # a data module; see docs/architecture.md
     data.prepare(); loader = data.train_loader(rank, world_size, seed)
-"""
-from mambalab.data.cache import TokenCache, build_or_load, cache_key
-from mambalab.data.cached import CachedDataModule
-from mambalab.data.checks import check_vocab
-from mambalab.data.lm import LMDataModule
-from mambalab.data.loader import IGNORE_INDEX, EvalWindowLoader, PrefetchLoader, WindowLoader
-from mambalab.data.synthetic import (InductionHeadsDataModule, RandomTokensDataModule,
-                                     SelectiveCopyingDataModule, SyntheticTaskModule)
-from mambalab.data.text import TextDataModule, WikiTextDataModule
-from mambalab.data.tokenizers import ByteTokenizer, HFTokenizer, Tokenizer
-from mambalab.data.wikitext import is_article_title, rebuild_articles
 
-__all__ = [
-    "IGNORE_INDEX", "ByteTokenizer", "CachedDataModule", "EvalWindowLoader", "HFTokenizer", "InductionHeadsDataModule",
-    "LMDataModule", "PrefetchLoader", "RandomTokensDataModule", "SelectiveCopyingDataModule",
-    "SyntheticTaskModule", "TextDataModule", "TokenCache", "Tokenizer", "WikiTextDataModule",
-    "WindowLoader", "build_or_load", "cache_key", "check_vocab", "is_article_title", "rebuild_articles",
-]
+Names are imported on first use, so tokenizing (`build_or_load`, the tokenizers) does not pay for
+importing torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TokenCache": "cache", "build_or_load": "cache", "cache_key": "cache",
+    "CachedDataModule": "cached",
+    "check_vocab": "checks",
+    "LMDataModule": "lm",
+    "IGNORE_INDEX": "loader", "EvalWindowLoader": "loader", "PrefetchLoader": "loader",
+    "WindowLoader": "loader",
+    "InductionHeadsDataModule": "synthetic", "RandomTokensDataModule": "synthetic",
+    "SelectiveCopyingDataModule": "synthetic", "SyntheticTaskModule": "synthetic",
+    "TextDataModule": "text", "WikiTextDataModule": "text",
+    "ByteTokenizer": "tokenizers", "HFTokenizer": "tokenizers", "Tokenizer": "tokenizers",
+    "is_article_title": "wikitext", "rebuild_articles": "wikitext",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mambalab.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mambalab.data.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

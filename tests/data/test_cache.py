@@ -116,12 +116,14 @@ def test_killed_build_leaves_nothing_complete_and_is_redone(tmp_path):
 
 
 def test_two_concurrent_builders_build_once(tmp_path):
-    first = _spawn(tmp_path, "first", delay=0.05)
+    first = _spawn(tmp_path, "first", delay=0.15)  # a 6 s build
     _wait_for(tmp_path / "first")  # the first holds the lock and is mid-build
-    second = _spawn(tmp_path, "second", delay=0.05)
-    results = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in (first, second)]
+    second = _spawn(tmp_path, "second", delay=0.15)
+    outputs = [p.communicate(timeout=120)[0].strip().splitlines() for p in (first, second)]
+    results = [json.loads(lines[-1]) for lines in outputs]
     assert [r["built"] for r in results] == [True, False]
     assert results[0]["dir"] == results[1]["dir"]
+    assert any("waiting" in line for line in outputs[1])  # it found the lock taken and waited
     assert not (tmp_path / "second").exists()  # the waiter never read its documents
 
 
