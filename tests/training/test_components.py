@@ -10,7 +10,7 @@ from mambalab.training.checkpointer import Checkpointer
 from mambalab.training.optim import build_adamw, no_decay_names
 from mambalab.training.schedules import constant, cosine, linear, wsd
 
-from train_helpers import run_in_process
+from train_helpers import TINY_LM, run_in_process
 
 
 def _lrs(make, total=100, **kw):
@@ -70,3 +70,48 @@ def test_retention_keeps_last_k_and_best(tmp_path):
     assert [f.name for f in ck.step_folders()] == ["step_00000004", "step_00000003", "step_00000001"]
     assert (tmp_path / "latest").read_text().strip() == "step_00000004"
     assert ck.verify(tmp_path / "step_00000004") is None
+
+
+def test_samples_and_lm_metrics_on_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAMBALAB_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "train.txt").write_text("the mamba reads a long text one token at a time.\n" * 80)
+    run_dir = tmp_path / "run"
+    run_in_process(run_dir, "data=text", "tokenizer=byte", f"data.train_files={tmp_path}/train.txt",
+                   "data.validation_fraction=0.0", f"data.validation_files={tmp_path}/train.txt",
+                   "data.num_proc=1", "data.progress=false", "trainer.sample_every=2",
+                   "trainer.sample_tokens=8", "trainer.eval_every=2", "trainer.max_steps=2", base=TINY_LM)
+    rows = [__import__("json").loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    sample = next(r for r in rows if r["split"] == "sample")
+    assert sample["step"] == 2 and sample["text"].startswith("The")
+    val = next(r for r in rows if r["split"] == "validation")
+    assert {"loss", "ppl", "bpb", "word_ppl"} <= set(val)
+
+
+class _OomAbove(torch.nn.Module):
+    """A model that runs out of 'memory' for micro-batches larger than `limit` sequences."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.w = limit, torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, input_ids, targets=None, doc_starts=None):
+        if input_ids.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return type("Out", (), {"loss": (self.w * input_ids.float()).mean()})()
+
+
+def test_oom_retry_halves_the_micro_batch_and_keeps_the_loss():
+    from accelerate import Accelerator
+
+    from mambalab.training.step import Stepper
+
+    acc = Accelerator(cpu=True)
+    model = _OomAbove(limit=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = {"input_ids": torch.arange(8.0).reshape(8, 1).long(), "targets": torch.zeros(8, 1).long()}
+    stepper = Stepper(acc, model, opt, grad_clip=None, oom_retry=True)
+    result = stepper.run([batch])
+    assert stepper.micro_splits == 4 and result.finite
+    assert result.loss == pytest.approx(3.5)  # the mean over all 8 sequences, as without a split
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        Stepper(acc, _OomAbove(limit=2), opt, grad_clip=None, oom_retry=False).run([batch])

@@ -33,12 +33,22 @@ def compose_cfg(*overrides: str) -> DictConfig:
         return compose(config_name="train", overrides=list(overrides))
 
 
-def run_in_process(run_dir: Path, *overrides: str) -> dict | None:
+# A tiny language-model run (no experiment): add data=text or data=synthetic and their files.
+TINY_LM = [
+    "~experiment", "model=mamba_tiny", "model.d_model=16", "model.n_layer=1", "model.d_state=4",
+    "data.seq_len=16", "data.batch_size=4", "data.prefetch=1", "logger=[jsonl]",
+    "trainer.max_steps=6", "trainer.log_every=1", "trainer.eval_every=null", "trainer.eval_max_batches=2",
+    "trainer.checkpoint_every=2", "trainer.progress_bar=false", "trainer.cpu_threads=1",
+    "trainer.mixed_precision=no", "scheduler.warmup_steps=2",
+]
+
+
+def run_in_process(run_dir: Path, *overrides: str, base: list[str] = TINY) -> dict | None:
     """Run the app's job function on `run_dir` in this process (no Hydra run-dir handling)."""
     from mambalab.train import train
     from mambalab.training.job import run_job
 
-    return run_job(compose_cfg(*TINY, *overrides), train, run_dir=str(run_dir))
+    return run_job(compose_cfg(*base, *overrides), train, run_dir=str(run_dir))
 
 
 def cli(run_dir: Path, *overrides: str, env: dict | None = None,
