@@ -99,7 +99,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path) -> None:
     summary = json.loads((latest / "summary.json").read_text())
     assert (summary["status"], summary["step"]) == ("completed", 24)
     log_text = (latest / "train.log").read_text()
-    assert f"resumed from" in log_text and f"(step {checkpoint_step}," in log_text
+    assert "resumed from" in log_text and f"(step {checkpoint_step}," in log_text
     records = [json.loads(line) for line in (latest / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in records if r.get("split") == "train"]
     assert train_steps.count(1) == 1 and max(train_steps) == 24
