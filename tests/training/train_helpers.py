@@ -51,10 +51,10 @@ def run_in_process(run_dir: Path, *overrides: str, base: list[str] = TINY) -> di
     return run_job(compose_cfg(*base, *overrides), train, run_dir=str(run_dir))
 
 
-def cli(run_dir: Path, *overrides: str, env: dict | None = None,
-        background: bool = False, timeout: float = 240) -> subprocess.CompletedProcess | subprocess.Popen:
+def cli(run_dir: Path, *overrides: str, env: dict | None = None, background: bool = False,
+        timeout: float = 240, base: list[str] = TINY) -> subprocess.CompletedProcess | subprocess.Popen:
     """`python -m mambalab.train` with the tiny overrides, writing to `run_dir`."""
-    cmd = [sys.executable, "-m", "mambalab.train", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, "-m", "mambalab.train", *base, *overrides, f"hydra.run.dir={run_dir}"]
     full_env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                 **(env or {})}
     if background:
