@@ -69,7 +69,21 @@ def check(dtype=torch.bfloat16):
     return errs, finite
 
 
-def time_config(cfg, x, quantiles=(0.5,)):
+def time_part(part, cfg, x):
+    """Median ms of the forward alone or the backward alone (from saved states) for one tile."""
+    ss.CONFIG.update({"block_t": cfg["block_t"], f"{part}_n_in": cfg["n_in"],
+                      f"{part}_block_d": cfg["block_d"], f"{part}_warps": cfg["warps"]})
+    if part == "fwd":
+        fn = lambda: ss.selective_scan_fwd(**x, save_states=False)  # noqa: E731
+    else:
+        y, _, states = ss.selective_scan_fwd(**x)
+        dy = torch.randn_like(y)
+        fn = lambda: ss.selective_scan_bwd(dy, **x, states=states)  # noqa: E731
+    fn()
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def time_config(cfg, x):
     ss.CONFIG.update(cfg)
     fwd = lambda: ss.selective_scan_fwd(**x, save_states=False)  # noqa: E731
     y, _, states = ss.selective_scan_fwd(**x)
@@ -102,27 +116,40 @@ def main():
     print(f"copy bandwidth {rows['copy_GBps']:.0f} GB/s")
 
     x = inputs(8, 1536, 16, 2048, torch.bfloat16)
-    configs = [  # block_t, n_in, warps; block_d = (32 // (16 // n_in)) * warps
-        (8, 4, 2), (8, 4, 4), (4, 4, 2), (4, 4, 4), (16, 4, 2), (8, 2, 2), (4, 8, 2), (8, 8, 2),
-        (4, 16, 1), (2, 16, 1),
-    ] if args.configs == "all" else [(8, 4, 2)]
-    for bt, ni, w in configs:
-        bd = (32 // (16 // ni)) * w
-        cfg = dict(block_t=bt, n_in=ni, fwd_block_d=bd, fwd_warps=w, bwd_block_d=bd, bwd_warps=w)
-        key = f"T{bt}_NI{ni}_W{w}_BD{bd}"
-        try:
-            rows[key] = time_config(cfg, x)
-        except Exception as e:  # a config that fails to compile is reported, not fatal
-            rows[key] = {"error": repr(e)[:300]}
-        print(key, rows[key], flush=True)
-    ok = {k: v for k, v in rows.items() if isinstance(v, dict) and "fwd+bwd" in v}
-    best = min(ok, key=lambda k: ok[k]["fwd+bwd"])
-    bt, ni, w = (int(p[2:]) if p.startswith("NI") else int(p[1:])
-                 for p in best.split("_")[:3])
-    bd = (32 // (16 // ni)) * w
-    ss.CONFIG.update(dict(block_t=bt, n_in=ni, fwd_block_d=bd, fwd_warps=w, bwd_block_d=bd,
-                          bwd_warps=w))
-    print("best", best)
+    # (block_t, n_in, warps); block_d = (32 // (16 // n_in)) * warps keeps a warp off the time axis
+    fwd_cfgs = [(4, 8, 2), (8, 8, 2), (8, 4, 2), (4, 4, 2), (4, 8, 1), (8, 4, 1)]
+    bwd_cfgs = [(4, 4, 2), (4, 8, 2), (4, 8, 1), (4, 4, 1), (8, 4, 2), (8, 8, 2)]
+    if args.configs != "all":
+        fwd_cfgs, bwd_cfgs = fwd_cfgs[:1], bwd_cfgs[1:2]
+    best = {}
+    for part, cfgs in (("fwd", fwd_cfgs), ("bwd", bwd_cfgs)):
+        for bt, ni, w in cfgs:
+            bd = (32 // (16 // ni)) * w
+            key = f"{part}_T{bt}_NI{ni}_W{w}_BD{bd}"
+            try:
+                ms = time_part(part, dict(block_t=bt, n_in=ni, block_d=bd, warps=w), x)
+            except Exception as e:  # a config that fails to compile is reported, not fatal
+                rows[key] = {"error": repr(e)[:300]}
+                print(key, rows[key], flush=True)
+                continue
+            rows[key] = ms
+            print(f"{key:28s} {ms:.3f} ms", flush=True)
+            if ms < best.get((part, bt), (1e9,))[0]:
+                best[(part, bt)] = (ms, ni, w, bd)
+    ts = [t for t in {t for _, t in best} if ("fwd", t) in best and ("bwd", t) in best]
+    bt = min(ts, key=lambda t: best[("fwd", t)][0] + best[("bwd", t)][0])
+    _, fni, fw, fbd = best[("fwd", bt)]
+    _, bni, bw, bbd = best[("bwd", bt)]
+    ss.CONFIG.update(dict(block_t=bt, fwd_n_in=fni, fwd_warps=fw, fwd_block_d=fbd, bwd_n_in=bni,
+                          bwd_warps=bw, bwd_block_d=bbd))
+    print("chosen", ss.CONFIG)
+    rows["chosen"] = dict(ss.CONFIG)
+    rows["chosen_times"] = time_config({}, x)
+    print("chosen, bf16, (B, D, L) contiguous", rows["chosen_times"])
+    ss.CONFIG["keep_states"] = False
+    rows["chosen_recompute"] = time_config({}, x)
+    print("chosen, keep_states=False", rows["chosen_recompute"])
+    ss.CONFIG["keep_states"] = True
     rows["mixer_layout"] = time_config({}, inputs(8, 1536, 16, 2048, torch.bfloat16, True))
     print("mixer layout (views of (B, L, 3D))", rows["mixer_layout"])
     rows["fp32_inputs"] = time_config({}, inputs(8, 1536, 16, 2048, torch.float32))

@@ -36,8 +36,8 @@ from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 # 32 // (N / n_in) * warps so that no warp splits the time axis.
 # keep_states: the autograd Function keeps the chunk states (B, L / block_t, D, N) fp32 for the
 # backward (fastest; 4x the bytes of a bf16 u at block_t = 8) instead of rerunning the forward.
-CONFIG = {"block_t": 8, "n_in": 4, "fwd_block_d": 16, "fwd_warps": 2, "bwd_block_d": 16,
-          "bwd_warps": 2, "keep_states": True}
+CONFIG = {"block_t": 4, "fwd_n_in": 8, "fwd_block_d": 32, "fwd_warps": 2,
+          "bwd_n_in": 8, "bwd_block_d": 16, "bwd_warps": 1, "keep_states": True}
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
@@ -86,7 +86,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
         delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
         save_states=save_states, return_last_state=return_last_state,
-        block_d=CONFIG["fwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["n_in"],
+        block_d=CONFIG["fwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["fwd_n_in"],
         num_warps=CONFIG["fwd_warps"])
 
 
@@ -101,7 +101,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     grads = scan_bwd_launch(
         dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
         delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
-        block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["n_in"],
+        block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["bwd_n_in"],
         num_warps=CONFIG["bwd_warps"])
     grads["dB"] = grads["dB"].to(B.dtype)
     grads["dC"] = grads["dC"].to(C.dtype)
