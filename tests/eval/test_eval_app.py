@@ -139,3 +139,17 @@ def test_samples_from_document_starts_and_prompts_are_saved(tmp_path):
     evaluate(*again, f"out={tmp_path / 'p2'}")
     first, second = ((tmp_path / d / "samples.jsonl").read_text() for d in ("p1", "p2"))
     assert first == second and json.loads(first)["prompt"] == "Hello"  # seeded: reproducible
+
+
+def test_config_composes_data_and_tokenizer_groups_and_rejects_unknown_keys():
+    from hydra.errors import ConfigCompositionException
+
+    register_eval_configs()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("evaluate", overrides=["ckpt=x", "data=wikitext103", "tokenizer=gpt_neox",
+                                             "+tokenizer@baseline_tokenizer=byte"])
+        assert cfg.data._target_.endswith("WikiTextDataModule")
+        assert cfg.tokenizer._target_.endswith("HFTokenizer")
+        assert cfg.baseline_tokenizer._target_.endswith("ByteTokenizer")
+        with pytest.raises(ConfigCompositionException, match="sampels"):
+            compose("evaluate", overrides=["ckpt=x", "sampels=3"])
