@@ -30,7 +30,8 @@ class NonFiniteGuard:
         return NonFiniteLossError(
             f"loss or gradient norm was NaN/Inf for {self.in_a_row} steps in a row (up to step "
             f"{step}; trainer.max_bad_steps={self.max_bad_steps}); the last good weights were "
-            "checkpointed. Lower optimizer.lr, raise scheduler warmup, or use trainer.mixed_precision=bf16"
+            "checkpointed. Lower optimizer.lr, lengthen the scheduler's warmup, or clip harder "
+            "(trainer.grad_clip); with fp16, try trainer.mixed_precision=bf16"
         )
 
     def state_dict(self) -> dict[str, int]:
