@@ -12,7 +12,7 @@ from mambalab.models.init import init_mamba_lm_
 from mambalab.models.mixer import MambaMixer, stateful_impl
 from mambalab.models.state import MambaState
 from mambalab.ops.cross_entropy import fused_linear_cross_entropy, resolve_cross_entropy
-from mambalab.ops.dispatch import resolve_kernels
+from mambalab.ops.dispatch import resolve_kernels, unavailable_reason
 from mambalab.ops.rms_norm import rms_norm
 
 
@@ -95,6 +95,9 @@ class MambaLM(nn.Module):
         report["mixer"] = ("fused mamba_inner" if report["mamba_inner"] != "reference"
                            else "composed ops")
         report["stateful_scan"] = stateful_impl("selective_scan", report["selective_scan"], device)
+        report["decode_step"] = ("mamba_ssm (causal_conv1d_update, selective_state_update)"
+                                 if device.type == "cuda" and unavailable_reason(
+                                     "mamba_inner", "cuda", device) is None else "torch")
         return report
 
     def allocate_state(self, batch_size: int, device: torch.device | str | None = None,
@@ -165,12 +168,17 @@ class MambaLM(nn.Module):
         """token_ids (B,) -> logits (B, V) of the next token; ``state`` advanced in place."""
         hidden = self.backbone.embedding(token_ids)                      # (B, d)
         residual = None
-        impl = self.kernels(token_ids.device)["rms_norm"]
+        kernels = self.kernels(token_ids.device)
+        impl = kernels["rms_norm"]
+        # mamba_ssm's decoding kernels come with the cuda install (same packages as mamba_inner).
+        fused = token_ids.device.type == "cuda" and (
+            unavailable_reason("mamba_inner", "cuda", token_ids.device) is None)
         for i, layer in enumerate(self.backbone.layers):
             hidden, residual = rms_norm(hidden, layer.norm.weight, layer.norm.eps,
                                         residual=residual, prenorm=True,
                                         residual_in_fp32=self.config.residual_in_fp32, impl=impl)
-            hidden = layer.mixer.step(hidden, state.conv_states[i], state.ssm_states[i])
+            hidden = layer.mixer.step(hidden, state.conv_states[i], state.ssm_states[i],
+                                      fused=fused)
         norm_f = self.backbone.norm_f
         hidden = rms_norm(hidden, norm_f.weight, norm_f.eps, residual=residual, prenorm=False,
                           residual_in_fp32=self.config.residual_in_fp32, impl=impl)

@@ -89,10 +89,16 @@ class MambaMixer(nn.Module):
         return F.linear(y.transpose(1, 2), self.out_proj.weight, self.out_proj.bias)
 
     @torch.no_grad()
-    def step(self, hidden: torch.Tensor, conv_state: torch.Tensor,
-             ssm_state: torch.Tensor) -> torch.Tensor:
-        """One token: hidden (B, d_model) -> (B, d_model); states updated in place."""
+    def step(self, hidden: torch.Tensor, conv_state: torch.Tensor, ssm_state: torch.Tensor,
+             fused: bool = False) -> torch.Tensor:
+        """One token: hidden (B, d_model) -> (B, d_model); states updated in place.
+
+        ``fused``: mamba_ssm's decoding kernels (causal_conv1d_update, selective_state_update),
+        a few launches per layer instead of a dozen; else plain PyTorch.
+        """
         x, z = self.in_proj(hidden).chunk(2, dim=-1)                     # (B, D) each
+        if fused:
+            return self._step_fused(x, z, conv_state, ssm_state, hidden.dtype)
         conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
         conv_state[:, :, -1] = x
         x = (conv_state.float() * self.conv1d.weight[:, 0, :].float()).sum(-1)  # (B, D)
@@ -106,6 +112,19 @@ class MambaMixer(nn.Module):
         y = torch.einsum("bdn,bn->bd", ssm_state, C.float()) + self.D.float() * x.float()
         y = y * F.silu(z.float())
         return self.out_proj(y.to(hidden.dtype))
+
+    def _step_fused(self, x, z, conv_state, ssm_state, dtype):
+        from causal_conv1d import causal_conv1d_update
+        from mamba_ssm.ops.triton.selective_state_update import selective_state_update
+
+        x = causal_conv1d_update(x, conv_state, self.conv1d.weight[:, 0, :], self.conv1d.bias,
+                                 "silu")                                  # (B, D)
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, self.dt_proj.weight)                           # (B, D)
+        A = -torch.exp(self.A_log.float())
+        y = selective_state_update(ssm_state, x, dt, A, B, C, self.D.float(), z=z,
+                                   dt_bias=self.dt_proj.bias.float(), dt_softplus=True)
+        return self.out_proj(y.to(dtype))
 
 
 def reset_mixer_parameters(mixer: MambaMixer, dt_min: float = 1e-3, dt_max: float = 1e-1,

@@ -156,3 +156,17 @@ def test_generation_speed_at_130m():
           f"in {seconds:.2f} s = {new / seconds:.1f} tokens/s (prefill 128 included); "
           f"kernels {model.kernel_report()}")
     assert new == 256
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-3), (torch.bfloat16, 5e-2)])
+def test_step_matches_forward_on_cuda(dtype, tol):
+    """step() (mamba_ssm's decoding kernels when installed) against one full forward pass."""
+    torch.manual_seed(0)
+    model = build_mamba_lm(**KW).cuda().to(dtype).eval()
+    ids = torch.randint(0, 1000, (2, 40), device="cuda")
+    with torch.no_grad():
+        full = model(ids).logits.float()
+    state = model.allocate_state(2)
+    steps = torch.stack([model.step(ids[:, t], state) for t in range(40)], dim=1).float()
+    print("decode path:", model.kernel_report()["decode_step"])
+    assert rel_err(steps, full) < tol
