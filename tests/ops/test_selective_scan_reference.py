@@ -9,10 +9,12 @@ from mambalab.ops.selective_scan import selective_scan
 from mambalab.ops.selective_scan.reference import selective_scan_ref
 
 
-def scan_closed_form(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts):
+def scan_closed_form(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
+                     delta_softplus=True):
     """y_t = sum_{s<=t, same doc} C_t . (prod_{s<r<=t} exp(delta_r A)) delta_s B_s u_s + the
     initial state's term, written as one masked (t, s) matrix from cumulative sums: no loop."""
-    delta = F.softplus(delta + delta_bias[None, :, None])                 # (B, D, L)
+    delta = delta + delta_bias[None, :, None]                             # (B, D, L)
+    delta = F.softplus(delta) if delta_softplus else delta
     log_da = torch.einsum("bdl,dn->bdln", delta, A)                        # (B, D, L, N)
     cum = torch.cumsum(log_da, dim=2)                                      # sum_{r<=t}
     batch, dim, length = u.shape
@@ -39,9 +41,11 @@ def make_inputs(batch=2, dim=3, length=63, n=4, seed=0, dtype=torch.float64):
                 initial_state=r(batch, dim, n), doc_starts=doc_starts)
 
 
-@pytest.mark.parametrize("length", [1, 16, 63])
-def test_forward_and_all_gradients_match_closed_form(length):
+@pytest.mark.parametrize("length,softplus", [(1, True), (16, True), (63, True), (63, False)])
+def test_forward_and_all_gradients_match_closed_form(length, softplus):
     inputs = make_inputs(length=length)
+    if not softplus:  # delta must then be positive by itself
+        inputs["delta"] = inputs["delta"].abs() + 0.05
     diff_names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"]
     grads = {}
     outs = {}
@@ -52,11 +56,11 @@ def test_forward_and_all_gradients_match_closed_form(length):
         if fn is None:
             y = selective_scan_ref(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
                                    leaves["C"], D=leaves["D"], z=leaves["z"],
-                                   delta_bias=leaves["delta_bias"], delta_softplus=True,
+                                   delta_bias=leaves["delta_bias"], delta_softplus=softplus,
                                    initial_state=leaves["initial_state"],
                                    doc_starts=leaves["doc_starts"])
         else:
-            y = fn(**leaves)
+            y = fn(**leaves, delta_softplus=softplus)
         (y * upstream).sum().backward()
         outs[name] = y.detach()
         grads[name] = {k: leaves[k].grad for k in diff_names}
