@@ -54,7 +54,7 @@ def _mambalab(size: ModelSize, kernels: str, device: torch.device) -> TrainImpl:
 
         resolve_kernels(kernels, device)
     except Exception as exc:  # the resolver says why (not installed, no GPU, ...)
-        reason = f"kernels={kernels} cannot run on {device}: {exc}"
+        reason = str(exc)
 
     def build() -> torch.nn.Module:
         return build_mamba_lm(d_model=size.d_model, n_layer=size.n_layer,

@@ -49,7 +49,8 @@ def profile_markdown(report: dict) -> str:
     if prof.get("status") != "ok":
         return f"(no profile: {prof.get('reason', 'run with bench.profile=true')})"
     lines = [f"{prof['implementation']} at {prof['batch_size']}x{prof['seq_len']}: "
-             f"{prof['kernel_ms_per_step']:.1f} ms per step ({prof.get('measured', 'GPU kernel self time')}).",
+             f"{prof['kernel_ms_per_step']:.1f} ms per step "
+             f"({prof.get('measured', 'GPU kernel self time')}).",
              "",
              "| group | ms per step | share |", "| --- | ---: | ---: |"]
     lines += [f"| {g['group']} | {g['ms_per_step']:.2f} | {g['share']:.1%} |"

@@ -22,14 +22,13 @@ def training_table(rows: list[dict], peak_tflops: float, measured_peak_tflops: f
     for r in rows:
         ok = r.get("status") == "ok"
         note = ("best" if r.get("best") else "") if ok else f"{r['status']} (see below)"
-        table.add_row(escape(r["implementation"]), f"{r.get('batch_size', '-')}x{r.get('seq_len', '-')}",
+        batch = f"{r.get('batch_size', '-')}x{r.get('seq_len', '-')}"
+        ratio = r.get("ratio_to_mamba_ssm")
+        table.add_row(escape(r["implementation"]), batch,
                       _fmt(r.get("tokens_per_s"), ",.0f"), _fmt(r.get("mfu"), ".1%"),
                       _fmt(r.get("mfu_measured_peak"), ".1%"), _fmt(r.get("step_ms"), ".1f"),
                       _fmt(r.get("peak_mem_gib"), ".1f"),
-                      _fmt(r.get("ratio_to_mamba_ssm"), ".2f") + ("x" if
-                                                                   r.get("ratio_to_mamba_ssm")
-                                                                   else ""),
-                      note)
+                      "-" if ratio is None else f"{ratio:.2f}x", note)
     return table
 
 
@@ -39,7 +38,8 @@ def ops_table(rows: list[dict]) -> Table:
         table.add_column(col, justify="right" if "ms" in col or "GiB" in col else "left")
     for r in rows:
         ok = r.get("status") == "ok"
-        table.add_row(r["op"], r["shape"], escape(r["implementation"]), _fmt(r.get("fwd_ms"), ".3f"),
+        table.add_row(r["op"], r["shape"], escape(r["implementation"]),
+                      _fmt(r.get("fwd_ms"), ".3f"),
                       _fmt(r.get("fwd_bwd_ms"), ".3f"), _fmt(r.get("peak_extra_gib"), ".2f"),
                       "" if ok else f"{r['status']} (see below)")
     return table

@@ -65,7 +65,7 @@ def _train_steps(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size: int
         times_ms = [s.elapsed_time(e) for s, e in times_ms]
     kernels = model.kernel_report() if hasattr(model, "kernel_report") else None
     first, last = float(losses[0]), float(losses[-1])
-    del model, optimizer
+    model = optimizer = None  # freed before the next run (the step closure holds them too)
     step_ms = median(times_ms)
     tokens = batch_size * seq_len
     return {"status": "ok", "params": n_params, "step_ms": step_ms, "step_ms_all": times_ms,

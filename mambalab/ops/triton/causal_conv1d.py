@@ -157,7 +157,8 @@ def _conv_bwd_dx_kernel(w_ptr, seg_ptr, dpre_ptr, dx_ptr, dinit_ptr, D, L,
                         stride_dxb, stride_dxd, stride_dxl,
                         W: tl.constexpr, W_POW2: tl.constexpr, HAS_INIT: tl.constexpr,
                         HAS_DOC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
-    """Pass 2: dx from the pre-activation gradient; the first L-block also writes d(initial_state)."""
+    """Pass 2: dx from the pre-activation gradient; the first L-block also writes the gradient
+    of the initial state."""
     b = tl.program_id(0)
     pid_l = tl.program_id(2)
     offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -318,7 +319,8 @@ def causal_conv1d_triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
                          initial_state: torch.Tensor | None = None,
                          doc_starts: torch.Tensor | None = None,
                          return_final_state: bool = False):
-    """x (B, D, L) any strides, weight (D, W) or (D, 1, W) -> (B, D, L) [, final_state (B, D, W - 1)].
+    """x (B, D, L) any strides, weight (D, W) or (D, 1, W) -> (B, D, L)
+    [, final_state (B, D, W - 1)].
 
     Differentiable in x, weight, bias and initial_state; see the module docstring for the
     semantics of ``initial_state`` and ``doc_starts``."""

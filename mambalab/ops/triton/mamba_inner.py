@@ -1,4 +1,4 @@
-"""The fused Mamba-1 mixer on Triton kernels: conv -> x_proj -> dt_proj -> selective scan -> out_proj.
+"""The fused Mamba-1 mixer on Triton kernels: conv -> x_proj -> dt_proj -> scan -> out_proj.
 
 Same math as mamba_ssm's ``mamba_inner_fn`` (and ``mambalab.ops.mamba_inner.reference``), as one
 autograd Function that keeps little for the backward: the in_proj output ``xz`` (which autograd

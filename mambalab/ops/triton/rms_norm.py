@@ -119,7 +119,8 @@ def rms_norm_fwd(x, weight, eps, residual=None, residual_dtype=None):
 
 
 def rms_norm_bwd(h, weight, rstd, dy, dres_out=None, x_dtype=None, res_dtype=None):
-    """Low-level backward on (M, N) rows of residual_out ``h`` -> dx, dresidual (or None), dweight."""
+    """Low-level backward on (M, N) rows of residual_out ``h`` -> dx, dresidual (or None),
+    dweight."""
     m, n = h.shape
     x_dtype = x_dtype or h.dtype
     dx = torch.empty(m, n, device=h.device, dtype=x_dtype)
