@@ -69,6 +69,14 @@ def check(dtype=torch.bfloat16):
     return errs, finite
 
 
+def copy_bandwidth() -> float:
+    """GB/s of a 256 MiB device-to-device copy, bytes read plus written."""
+    src = torch.randn(1 << 27, device="cuda").to(torch.bfloat16)
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), return_mode="median")
+    return 2 * src.numel() * src.element_size() / ms / 1e6
+
+
 def time_part(part, cfg, x):
     """Median ms of the forward alone or the backward alone (from saved states) for one tile."""
     ss.CONFIG.update({"block_t": cfg["block_t"], f"{part}_n_in": cfg["n_in"],
@@ -107,12 +115,7 @@ def main():
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     rows = {}
-    n = 1 << 28  # bandwidth: a 256 MiB device-to-device copy, bytes read + written
-    a = torch.empty(n // 2, dtype=torch.bfloat16, device="cuda")
-    b = torch.empty_like(a)
-    ms = triton.testing.do_bench(lambda: b.copy_(a), return_mode="median")
-    rows["copy_GBps"] = 2 * a.numel() * 2 / ms / 1e6
-    del a, b
+    rows["copy_GBps"] = copy_bandwidth()
     print(f"copy bandwidth {rows['copy_GBps']:.0f} GB/s")
 
     x = inputs(8, 1536, 16, 2048, torch.bfloat16)

@@ -1,4 +1,4 @@
-"""Triton selective scan vs an fp64 loop: outputs and every gradient.
+"""Triton selective scan vs the reference loop in fp64: outputs and every gradient.
 
 Without a GPU the small cases run under TRITON_INTERPRET=1 (set below before Triton is imported);
 on a GPU machine (run this file on its own) they run compiled on the GPU, and the full-size case
@@ -16,34 +16,12 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cpu" if INTERPRET else "cuda"
 
 import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 pytest.importorskip("triton")
 
+from mambalab.ops.selective_scan.reference import selective_scan_ref  # noqa: E402
 from mambalab.ops.triton import selective_scan as ss  # noqa: E402
 from mambalab.ops.triton.selective_scan import selective_scan_triton  # noqa: E402
-
-
-def scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
-             initial_state=None, doc_starts=None):
-    """Plain loop over time, in the inputs' dtype (fp64 here). Returns (y, last_state)."""
-    delta = delta + delta_bias[:, None] if delta_bias is not None else delta
-    delta = F.softplus(delta) if delta_softplus else delta
-    batch, dim, seqlen = u.shape
-    h = initial_state if initial_state is not None else u.new_zeros(batch, dim, A.shape[1])
-    ys = []
-    for t in range(seqlen):
-        if doc_starts is not None:
-            h = h * (~doc_starts[:, t]).to(h.dtype)[:, None, None]
-        dA = torch.exp(delta[:, :, t, None] * A)  # (B, D, N)
-        h = dA * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
-        ys.append((h * C[:, None, :, t]).sum(-1))
-    y = torch.stack(ys, dim=-1)  # (B, D, L)
-    if D is not None:
-        y = y + D[:, None] * u
-    if z is not None:
-        y = y * F.silu(z)
-    return y, h
 
 
 def make_inputs(batch, dim, dstate, seqlen, dtype, device, *, with_z, with_d, with_bias, with_h0,
@@ -93,7 +71,9 @@ def check_against_reference(inputs, docs, softplus, tol, return_last, gen):
 
     ref_leaves = {k: (v.detach().double().requires_grad_(True) if v is not None else None)
                   for k, v in inputs.items()}
-    y_ref, last_ref = scan_ref(**ref_leaves, delta_softplus=softplus, doc_starts=docs)
+    # The reference in fp64 (its compute dtype follows u's).
+    y_ref, last_ref = selective_scan_ref(**ref_leaves, delta_softplus=softplus, doc_starts=docs,
+                                         return_last_state=True)
     loss_ref = (y_ref * dy.double()).sum()
     if return_last:
         loss_ref = loss_ref + (last_ref * dlast.double()).sum()
