@@ -2,10 +2,6 @@
 starts, initial states, odd lengths, strided inputs, fp32 and bf16 (CPU: TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -139,7 +135,6 @@ def test_bad_input_names_the_problem():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_full_size_gpu(dtype):
     """Layer shape of Mamba-130M (D=1536, W=4, L=2048), against PyTorch's own conv1d."""
-    os.environ.pop("TRITON_INTERPRET", None)
     from mambalab.ops.triton import causal_conv1d_triton
 
     bsz, dim, seqlen, width = 4, 1536, 2048, 4

@@ -2,10 +2,6 @@
 input, fp32 and bf16 autocast, odd L, document starts, channel-last xz (CPU: TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -102,7 +98,6 @@ def test_bad_shapes_name_the_problem():
 def test_full_size_gpu_matches_composed_ops():
     """Mamba-130M's mixer shape at B=2, L=2048, bf16 autocast, against the unfused composition
     (Triton conv and scan through plain autograd), and no more memory than that composition."""
-    os.environ.pop("TRITON_INTERPRET", None)
     from mambalab.ops.triton import causal_conv1d_triton, mamba_inner_triton, selective_scan_triton
 
     torch.manual_seed(0)

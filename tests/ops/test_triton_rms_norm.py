@@ -2,10 +2,6 @@
 gradient, with and without residual, prenorm, fp32 and bf16 (CPU: TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch
 
@@ -100,7 +96,6 @@ def test_bad_weight_names_the_problem():
 @pytest.mark.gpu
 def test_full_size_gpu():
     """Mamba-130M's shape (16k rows of 768), bf16 x with an fp32 residual, prenorm."""
-    os.environ.pop("TRITON_INTERPRET", None)
     from mambalab.ops.triton import rms_norm_triton
 
     x = torch.randn(8, 2048, 768, device="cuda", dtype=torch.bfloat16, requires_grad=True)
