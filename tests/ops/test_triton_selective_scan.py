@@ -151,9 +151,12 @@ def test_bad_shape_names_the_problem():
     gen = torch.Generator().manual_seed(1)
     inputs, _ = make_inputs(1, 4, 4, 8, torch.float32, DEVICE, with_z=False, with_d=False,
                             with_bias=False, with_h0=False, with_docs=False, gen=gen)
-    inputs["B"] = inputs["B"][:, :, :5]
+    bad = dict(inputs, B=inputs["B"][:, :, :5])
     with pytest.raises(ValueError, match="B must be"):
-        selective_scan_triton(**inputs)
+        selective_scan_triton(**bad)
+    empty = {k: (v[..., :0] if k in ("u", "delta", "B", "C") else v) for k, v in inputs.items()}
+    with pytest.raises(ValueError, match="seqlen >= 1"):
+        selective_scan_triton(**empty)
 
 
 @pytest.mark.gpu

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 
+from mambalab.ops.triton import unavailable_reason
 from mambalab.ops.triton.selective_scan_bwd import scan_bwd_launch
 from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 
@@ -48,6 +49,11 @@ def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> No
     if u.dim() != 3:
         raise ValueError(f"u must be (batch, dim, seqlen), got shape {tuple(u.shape)}")
     batch, dim, seqlen = u.shape
+    if seqlen == 0:
+        raise ValueError("the selective scan needs seqlen >= 1; got an empty sequence")
+    reason = unavailable_reason(u.device)
+    if reason is not None:
+        raise RuntimeError(f"selective_scan_triton cannot run on {u.device}: {reason}")
     if delta.shape != u.shape or (z is not None and z.shape != u.shape):
         raise ValueError(f"delta and z must have u's shape {tuple(u.shape)}, got "
                          f"{tuple(delta.shape)} and {None if z is None else tuple(z.shape)}")
