@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,10 +59,14 @@ def launch_workers(num_processes: int, run_dir: Path, task_overrides: list[str])
     env = {**os.environ, PARENT_HOLDS_LOCK: str(os.getpid())}
     log.info("starting %d workers: %s", num_processes, " ".join(cmd))
     proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, frame: object) -> None:
+        # torch.distributed.run passes SIGTERM/SIGINT on to the workers, which checkpoint and exit.
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return proc.wait()
-    except BaseException:
-        # Forward our stop to the workers (they checkpoint on SIGTERM), then wait for them.
-        proc.terminate()
-        proc.wait()
-        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -34,6 +34,11 @@ RUNTIME_ARGS = {"data": ["tokenizer"], "model": ["vocab_size"]}
 EXIT_INTERRUPTED = 75
 
 
+def _interrupted_exit_code(reason: str | None) -> int:
+    signum = {"SIGTERM": 15, "SIGINT": 2}.get(reason or "")
+    return 128 + signum if signum else EXIT_INTERRUPTED
+
+
 def _is_multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -71,10 +76,11 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
             code = launch_workers(trainer_cfg.num_processes, run.path,
                                   list(HydraConfig.get().overrides.task))
             summary = run.read_summary() or {}
-            if code in (EXIT_INTERRUPTED, 128 + 2, 128 + 15):  # checkpointed: re-run resumes
-                if multirun and code == EXIT_INTERRUPTED:
+            if code != 0 and summary.get("status") == "interrupted":  # checkpointed: re-run resumes
+                reason = summary.get("interrupted_by")
+                if multirun and reason == "trainer.interrupt_at_step":
                     return summary
-                sys.exit(code)
+                sys.exit(_interrupted_exit_code(reason))
             if code != 0:
                 raise RuntimeError(f"{trainer_cfg.num_processes} workers exited with code {code}; "
                                    f"their logs are above and in {run.path}")
@@ -88,8 +94,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
         log.warning("%s", exc)
         if multirun and exc.reason == "trainer.interrupt_at_step":
             return run.read_summary()
-        signum = {"SIGTERM": 15, "SIGINT": 2}.get(exc.reason)
-        sys.exit(128 + signum if signum else EXIT_INTERRUPTED)
+        sys.exit(_interrupted_exit_code(exc.reason))
     except Exception as exc:
         if rank == 0:
             summary = run.read_summary() or {}

@@ -170,12 +170,12 @@ class Trainer:
         self.progress = ProgressBar(self.total_steps, self.state.step,
                                     self.config.progress_bar and self.rank == 0)
         self.stop.install()
-        status, error = "failed", None
+        status, error, interrupted_by = "failed", None, None
         try:
             self._train()
             status = "completed"
-        except TrainingInterrupted:
-            status = "interrupted"
+        except TrainingInterrupted as exc:
+            status, interrupted_by = "interrupted", exc.reason
             raise
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -185,7 +185,8 @@ class Trainer:
             self.progress.close()
             getattr(self.loader, "close", lambda: None)()  # the loader's prefetch thread
             if self.rank == 0:
-                self.run_dir.update_summary(**self._summary(status), error=error)
+                self.run_dir.update_summary(**self._summary(status), error=error,
+                                            interrupted_by=interrupted_by)
                 for lg in self.loggers:
                     try:
                         lg.finish(status)
