@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
 
 from train_helpers import cli, read_metrics, read_summary
 from mambalab.training.run_dir import RunDir
