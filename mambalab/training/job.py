@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from mambalab.config import TrainerConfig, validate_targets
 from mambalab.training.console import print_config_tree
 from mambalab.training.distributed import PARENT_HOLDS_LOCK, env_rank, launch_workers, launched_world_size
-from mambalab.training.run_dir import RunDir
+from mambalab.training.run_dir import RunDir, RunLockedError
 from mambalab.training.trainer import TrainingInterrupted
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,18 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
     rank = env_rank()
     if rank == 0:
         print_config_tree(cfg)
-    validate_targets(cfg, provided=RUNTIME_ARGS)
-    trainer_cfg: TrainerConfig = instantiate(cfg.trainer, _convert_="all")
     run = RunDir(run_dir or HydraConfig.get().runtime.output_dir)
     multirun = _is_multirun()
+    try:
+        validate_targets(cfg, provided=RUNTIME_ARGS)
+        trainer_cfg: TrainerConfig = instantiate(cfg.trainer, _convert_="all")
+    except Exception as exc:
+        if not multirun:
+            raise  # before any work: nothing is written
+        log.error("job %s has an invalid config; the sweep goes on:\n%s", run.path, exc)
+        if rank == 0:
+            run.update_summary(status="failed", error=f"{type(exc).__name__}: {exc}")
+        return run.read_summary()
     locked_here = False
     try:
         if trainer_cfg.resume != "false" and run.is_completed():
@@ -96,7 +104,7 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
             return run.read_summary()
         sys.exit(_interrupted_exit_code(exc.reason))
     except Exception as exc:
-        if rank == 0:
+        if rank == 0 and not isinstance(exc, RunLockedError):  # a locked dir is another's
             summary = run.read_summary() or {}
             if summary.get("status") != "failed":  # the trainer records its own failures
                 run.update_summary(status="failed", error=f"{type(exc).__name__}: {exc}")

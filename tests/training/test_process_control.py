@@ -63,7 +63,7 @@ def test_lock_refuses_a_second_process(tmp_path):
     assert second.returncode != 0
     err = second.stdout + second.stderr
     assert "is in use by pid" in err and "RunLockedError" in err
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "summary.json").exists()
 
 
 def test_injected_nan_is_skipped(tmp_path):
