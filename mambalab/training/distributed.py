@@ -29,16 +29,24 @@ def env_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def build_accelerator(mixed_precision: str, strategy: str) -> Accelerator:
+# Residual-block classes that become one FSDP unit each: mambalab's MambaLM, HF's MambaForCausalLM.
+FSDP_BLOCKS = ("Block", "MambaBlock")
+
+
+def build_accelerator(mixed_precision: str, strategy: str, model: torch.nn.Module) -> Accelerator:
     kwargs: dict = {"mixed_precision": mixed_precision, "cpu": not torch.cuda.is_available()}
     if strategy == "fsdp" and launched_world_size() > 1:
         from accelerate.utils import FullyShardedDataParallelPlugin
 
-        # Each Mamba block (a residual layer) is one FSDP unit; original parameter names kept so
-        # that parameter groups and checkpoints use the model's own names.
+        blocks = sorted({type(m).__name__ for m in model.modules()} & set(FSDP_BLOCKS))
+        if not blocks:
+            raise ValueError(f"trainer.strategy=fsdp: the model has none of the block classes "
+                             f"{FSDP_BLOCKS} to shard by; use trainer.strategy=ddp")
+        # Each residual block is one FSDP unit; original parameter names are kept so that the
+        # parameter groups and checkpoints use the model's own names.
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
             sharding_strategy="FULL_SHARD", auto_wrap_policy="transformer_based_wrap",
-            transformer_cls_names_to_wrap=["Block", "MambaBlock"], use_orig_params=True,
+            transformer_cls_names_to_wrap=blocks, use_orig_params=True,
             state_dict_type="FULL_STATE_DICT", sync_module_states=True,
         )
     else:

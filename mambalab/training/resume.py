@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from mambalab.models.checkpoint import CONFIG_FILE, MODEL_FILE, load_state_dict_checked, save_model
+from mambalab.models.checkpoint import (CONFIG_FILE, MODEL_FILE, load_state_dict_checked, model_kwargs,
+                                        save_model)
 from mambalab.training.rng import rng_state, set_rng_state
 from mambalab.training.state import TrainState
 
@@ -38,14 +39,19 @@ def save(trainer: Trainer, step: int) -> Path:
         per_rank["optimizer"] = trainer.optimizer.state_dict()
 
     def write_model(folder: Path) -> None:
-        save_model(trainer.unwrapped_model, folder)
-        if full_model_state is not None:  # FSDP: the unwrapped module holds shards; use the gather
-            seen, unique = set(), {}
-            for name, t in full_model_state.items():
-                if t.data_ptr() not in seen:
-                    seen.add(t.data_ptr())
-                    unique[name] = t.contiguous().cpu()
-            save_file(unique, str(folder / MODEL_FILE), metadata={"format": "pt"})
+        if full_model_state is None:
+            save_model(trainer.unwrapped_model, folder)
+            return
+        # FSDP: the module holds shards; write the gathered weights in save_model's format.
+        seen, unique = set(), {}
+        for name, t in full_model_state.items():
+            if t.data_ptr() not in seen:  # the tied lm_head once, as save_model does
+                seen.add(t.data_ptr())
+                unique[name] = t.contiguous().cpu()
+        save_file(unique, str(folder / MODEL_FILE), metadata={"format": "pt"})
+        target, kwargs = model_kwargs(trainer.unwrapped_model)
+        kwargs.pop("init_from", None)
+        (folder / CONFIG_FILE).write_text(json.dumps({"target": target, "kwargs": kwargs}, indent=2) + "\n")
 
     shared = {"model": write_model}
     if not _fsdp(trainer):

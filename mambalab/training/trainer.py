@@ -61,7 +61,7 @@ class Trainer:
     # --- set-up ---------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.config
-        self.accelerator = acc = build_accelerator(cfg.mixed_precision, cfg.strategy)
+        self.accelerator = acc = build_accelerator(cfg.mixed_precision, cfg.strategy, self.raw_model)
         if cfg.cpu_threads is not None and acc.device.type == "cpu":
             torch.set_num_threads(cfg.cpu_threads)
         self.rank, self.world_size, self.device = acc.process_index, acc.num_processes, acc.device
