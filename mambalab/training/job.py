@@ -52,6 +52,8 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
     rank = env_rank()
     if rank == 0:
         print_config_tree(cfg)
+    else:  # only rank 0 logs progress; the others speak up for warnings and errors
+        logging.getLogger().setLevel(logging.WARNING)
     run = RunDir(run_dir or HydraConfig.get().runtime.output_dir)
     multirun = _is_multirun()
     try:
