@@ -198,6 +198,7 @@ class Trainer:
         cfg = self.config
         batches = iter(self.loader)
         self.model.train()
+        self.throughput.restart()  # set-up and resume are not training time
         while self.state.step < self.total_steps:
             step = self.state.step + 1
             micro = [next(batches) for _ in range(self.accum)]
