@@ -143,6 +143,12 @@ class Trainer:
             return
         found = self.checkpointer.load_latest(lambda folder: ckpt_io.read(self, folder))
         if found is None:
+            complete = [f.name for f in self.checkpointer.step_folders() if (f / "COMPLETE").exists()]
+            if complete:  # never train over checkpoints silently: they may be all that is left
+                raise CheckpointError(
+                    f"{self.run_dir.checkpoints} holds complete checkpoints ({', '.join(complete)}) "
+                    "but none can be resumed (reasons above); fix that, or start afresh with "
+                    "trainer.resume=false")
             if self.config.resume == "true":
                 raise CheckpointError(f"trainer.resume=true but {self.run_dir.checkpoints} holds no "
                                       "complete checkpoint; use trainer.resume=auto to start fresh")

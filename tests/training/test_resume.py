@@ -67,3 +67,13 @@ def test_resume_false_starts_fresh(tmp_path):
     run_in_process(tmp_path, "trainer.resume=false", "trainer.max_steps=3")
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]
     assert read_summary(tmp_path)["step"] == 3
+
+
+def test_unusable_complete_checkpoints_are_never_trained_over(tmp_path):
+    with pytest.raises(SystemExit):
+        run_in_process(tmp_path, "trainer.interrupt_at_step=2")
+    state = tmp_path / "checkpoints" / "step_00000002" / "trainer_state.json"
+    state.write_text(state.read_text().replace('"world_size": 1', '"world_size": 2 '))
+    with pytest.raises(CheckpointError, match="none can be resumed .* trainer.resume=false"):
+        run_in_process(tmp_path)
+    assert (tmp_path / "checkpoints" / "step_00000002" / "COMPLETE").exists()
