@@ -30,3 +30,23 @@ def test_two_process_ddp_interrupt_and_resume_matches(tmp_path):
     assert key(read_metrics(split)) == key(read_metrics(whole))
     evals = lambda rows: [(r["step"], r["loss"], r["accuracy"]) for r in rows]  # noqa: E731
     assert evals(read_metrics(split, "validation")) == evals(read_metrics(whole, "validation"))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_checkpoints_every_rank(tmp_path):
+    import signal
+    import time
+
+    proc = cli(tmp_path, "trainer.num_processes=2", "trainer.max_steps=100000",
+               "trainer.checkpoint_every=null", background=True)
+    deadline = time.time() + 180
+    while not ((tmp_path / "metrics.jsonl").exists() and len(read_metrics(tmp_path)) >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # to the app's own process; it forwards to its workers
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGTERM"
+    folder = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text().strip()
+    assert {"loader_rank0.pt", "loader_rank1.pt", "COMPLETE"} <= {p.name for p in folder.iterdir()}
