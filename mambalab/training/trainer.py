@@ -69,6 +69,7 @@ class Trainer:
         self.loader = self.data.train_loader(rank=self.rank, world_size=self.world_size, seed=self.seed)
         self.accum, self.tokens_per_step, self.total_steps = self._plan()
         model = self.raw_model.to(self.device)
+        n_params = sum(p.numel() for p in model.parameters())  # before FSDP shards them
         optimizer = self.optimizer_factory(model=model)
         self.scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=self.total_steps)
         self.model, self.optimizer = acc.prepare(model, optimizer)
@@ -80,7 +81,6 @@ class Trainer:
         self.checkpointer = Checkpointer(self.run_dir.checkpoints, self.rank, self.world_size,
                                          cfg.keep_last, barrier=acc.wait_for_everyone)
         self._last_saved: tuple[int, Path] | None = None
-        n_params = sum(p.numel() for p in self.unwrapped_model.parameters())
         peak = cfg.peak_flops or peak_flops_per_device(self.device, cfg.mixed_precision)
         self.throughput = Throughput(6.0 * n_params, peak * self.world_size if peak else None)
         self.window = LossWindow()
