@@ -9,6 +9,7 @@ Two layers catch a bad config before any work is done:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,9 +98,20 @@ class AdamWConfig:
     fused: str = "auto"  # auto: fused kernels on CUDA | true | false
 
 
+_MAX_LEAF_BYTES = 255  # what Linux and macOS file systems take for one name
+
+
 def _run_leaf(override_dirname: str) -> str:
-    """The run folder under outputs/<name>/: the overrides, or `base` when there are none."""
-    return override_dirname or "base"
+    """A run's folder name (outputs/<name>/<leaf>, multirun/<sweep>/<leaf>): its overrides, or
+    `base` when there are none. A path given as a value would nest folders, so '/' becomes '_';
+    a name too long for the file system is cut and ends with a hash of the whole, so that the same
+    command still finds the same folder and different ones never share it."""
+    leaf = (override_dirname or "base").replace("/", "_")
+    raw = leaf.encode()
+    if len(raw) > _MAX_LEAF_BYTES:
+        digest = hashlib.sha1(raw).hexdigest()[:12]
+        leaf = raw[: _MAX_LEAF_BYTES - 13].decode(errors="ignore") + "-" + digest
+    return leaf
 
 
 def register_configs() -> None:

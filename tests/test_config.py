@@ -98,6 +98,20 @@ def test_run_and_sweep_dirs_are_deterministic():
     assert compose_cfg("~experiment", hydra_cfg=True).hydra.run.dir == "outputs/default/base"
 
 
+def test_run_folder_names_never_nest_and_fit_the_file_system():
+    from mambalab.config import _run_leaf
+
+    assert _run_leaf("") == "base"
+    assert _run_leaf("optimizer.lr=3e-4") == "optimizer.lr=3e-4"
+    # a path as a value must not create sub-folders
+    assert _run_leaf("tokenizer.path=/data/neox/tokenizer.json") == "tokenizer.path=_data_neox_tokenizer.json"
+    long_a = ",".join(f"trainer.key{i}=value{i}" for i in range(60))
+    long_b = long_a.replace("value39", "other39")
+    leaf_a, leaf_b = _run_leaf(long_a), _run_leaf(long_b)
+    assert len(leaf_a.encode()) <= 255 and leaf_a == _run_leaf(long_a)  # same command, same folder
+    assert leaf_a != leaf_b  # differing only past the cut still differs
+
+
 def test_unknown_trainer_key_fails_with_its_name():
     with pytest.raises(ConfigCompositionException) as err:
         compose_cfg("trainer.max_stpes=10")  # the typed schema refuses it at compose time
