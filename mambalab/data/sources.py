@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mambalab.hub import hub_reachable, short_hub_timeouts
+
 from mambalab.data.wikitext import rebuild_articles
 
 FORMATS = ("auto", "txt", "jsonl", "json.gz", "parquet", "wikitext")
@@ -157,8 +159,8 @@ def load_hub_split(dataset_name: str, dataset_config: str | None, split: str,
     """
     import datasets
 
-    _short_hub_timeouts()
-    if not _hub_reachable():
+    short_hub_timeouts()
+    if not hub_reachable():
         _go_offline(datasets)  # read from the local cache only: fails at once instead of retrying
     try:
         ds = datasets.load_dataset(dataset_name, dataset_config, split=split, revision=revision)
@@ -184,22 +186,6 @@ class HubUnavailableError(RuntimeError):
             f"or any text: data.train_files='corpus/*.jsonl.gz' data.validation_fraction=0.01")
 
 
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """A TCP connection to the hub within a few seconds; the hub client would instead retry
-    for half a minute. Behind a proxy we cannot tell, so we let the client try."""
-    import socket
-    from urllib.parse import urlparse
-
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout_s).close()
-        return True
-    except OSError:
-        return False
-
-
 def _go_offline(datasets_module) -> None:
     from huggingface_hub import constants
 
@@ -208,16 +194,3 @@ def _go_offline(datasets_module) -> None:
     constants.HF_HUB_OFFLINE = True
     datasets_module.config.HF_HUB_OFFLINE = True
     datasets_module.config.HF_DATASETS_OFFLINE = True
-
-
-def _short_hub_timeouts() -> None:
-    """huggingface_hub reads its timeouts at import; lower them so a dead network fails in seconds."""
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "20")
-    try:
-        from huggingface_hub import constants
-
-        constants.HF_HUB_ETAG_TIMEOUT = min(int(constants.HF_HUB_ETAG_TIMEOUT), 10)
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = min(int(constants.HF_HUB_DOWNLOAD_TIMEOUT), 20)
-    except Exception:  # an older/newer hub library without these knobs: keep its defaults
-        pass

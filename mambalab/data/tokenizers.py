@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from mambalab.hub import local_files_only, offline_by_env, short_hub_timeouts
+
 
 @runtime_checkable
 class Tokenizer(Protocol):
@@ -135,9 +137,12 @@ def _load_hf_tokenizer(name: str, path: str | None, revision: str | None):
             return AutoTokenizer.from_pretrained(str(local), use_fast=True)
         raise FileNotFoundError(f"tokenizer.path={path} does not exist: give a tokenizer.json file or "
                                 f"a folder saved with save_pretrained")
-    offline = _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
+    short_hub_timeouts()
+    offline = offline_by_env()
     try:
-        return AutoTokenizer.from_pretrained(name, revision=revision, use_fast=True)
+        # Unreachable hub: the local cache only, which fails at once instead of retrying for a minute.
+        return AutoTokenizer.from_pretrained(name, revision=revision, use_fast=True,
+                                             local_files_only=local_files_only())
     except Exception as exc:  # offline, no network, or not cached: say what to do instead
         why = "offline mode is on (HF_HUB_OFFLINE)" if offline else "the hub could not be reached"
         raise RuntimeError(
@@ -154,10 +159,6 @@ def _short_name(path: str | None, name: str) -> str:
         local = Path(os.path.expanduser(path))
         return local.parent.name if local.is_file() else local.name
     return name.rstrip("/").split("/")[-1]
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _digest(obj: object) -> str:

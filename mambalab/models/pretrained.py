@@ -12,16 +12,17 @@ import torch.nn as nn
 from mambalab.models.build import build_mamba_lm
 from mambalab.models.checkpoint import (CONFIG_FILE, load_mambalab_dir, load_state_dict_checked,
                                         resolve_checkpoint_dir)
+from mambalab.hub import local_files_only
 from mambalab.models.config import NORM_EPS
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def hub_offline() -> bool:
+    """Offline by choice (HF_HUB_OFFLINE), or the hub cannot be reached: the local cache only."""
     from huggingface_hub import constants
 
-    env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    return env or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+    return local_files_only() or bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
 def download_hub(repo_id: str) -> Path:
@@ -33,7 +34,7 @@ def download_hub(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=offline,
                                       allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt"]))
     except Exception as exc:
-        why = ("the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache"
+        why = ("the hub is offline (HF_HUB_OFFLINE=1) or unreachable, and it is not in the local cache"
                if offline else f"the download failed ({type(exc).__name__}: {exc})")
         raise FileNotFoundError(
             f"cannot load {repo_id!r}: it is not a local path, and as a hub id {why}. Fix: give "
