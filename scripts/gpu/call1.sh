@@ -9,7 +9,7 @@ stamp "GPU tests, Triton path"
 timeout 170 python3 -m pytest -q -m gpu -p no:cacheprovider tests/ops/test_triton_selective_scan.py tests/ops/test_triton_causal_conv1d.py tests/ops/test_triton_rms_norm.py tests/ops/test_triton_mamba_inner.py tests/eval tests/data > $OUT/tests1.log 2>&1; stamp "tests1 rc=$? $(tail -1 $OUT/tests1.log)"
 stamp "LM segment 1"
 timeout 170 python3 -m mambalab.train $LM trainer.interrupt_at_step=150 > $OUT/lm_seg1.log 2>&1; stamp "lm seg1 rc=$?"; grep -E "step 150|validation|tok/s|interrupt|Error" $OUT/lm_seg1.log | tail -8
-RUN=$(dirname "$(find outputs/wiki130m -name config.yaml | head -1)")
+RUN=$(dirname "$(find outputs/wiki130m -name summary.json | head -1)")
 stamp "streaming eval of $RUN"
 timeout 90 python3 -m mambalab.evaluate "ckpt='$RUN'" mode=streaming seq_len=32768 batch_size=8 out=$OUT/eval_stream1 > $OUT/eval1.log 2>&1; stamp "eval rc=$?"; tail -15 $OUT/eval1.log
 stamp "induction heads"
