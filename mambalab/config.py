@@ -30,6 +30,13 @@ class TrainerConfig:
     max_steps: int | None = None  # optimizer steps
     max_tokens: int | None = None  # tokens seen by the optimizer, all ranks together
     epochs: float | None = None  # passes over the training split
+    # Training-time budget in seconds: the run ends normally (end-of-training evaluation and
+    # checkpoint, status completed, summary `stopped_by: max_time_s`) at the first step boundary
+    # past it. Counted is the time spent in optimizer steps only (data, forward, backward, update;
+    # not set-up, evaluation, checkpointing or samples), summed over resumed attempts through the
+    # checkpoint, so a resumed run gets what is left. The lr schedule still spans the step limit
+    # above: set max_steps near what the budget allows, or use a constant/wsd schedule.
+    max_time_s: float | None = None
     # Gradient accumulation: either fixed, or derived from the tokens each optimizer step sees
     # (tokens_per_step / (batch_size * seq_len * num_processes), which must divide exactly).
     grad_accum_steps: int = 1
@@ -77,6 +84,9 @@ class TrainerConfig:
                 "trainer: none of max_steps, max_tokens, epochs is set; set one "
                 "(e.g. trainer.max_steps=1000)"
             )
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise ConfigError(f"trainer.max_time_s={self.max_time_s}: must be > 0 seconds, or null "
+                              "for no time budget")
         for key in ("grad_accum_steps", "num_processes", "log_every", "max_bad_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"trainer.{key}={getattr(self, key)}: must be >= 1")

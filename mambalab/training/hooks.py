@@ -51,7 +51,14 @@ class EvalHook:
             trainer.state.best_loss = metrics["loss"]
             trainer.state.best_step = step
             trainer.state.best_metrics = metrics
-        trainer.emit({"split": self.split, **metrics}, step)
+        # `tokens` in metrics.jsonl means tokens trained on, as in the train events; the number of
+        # tokens scored by this evaluation is `eval_tokens`. train_time_s: the x axis of a
+        # wall-clock comparison (scripts/plot_compare.py).
+        event = {"split": self.split, **metrics, "tokens": trainer.state.tokens,
+                 "train_time_s": round(trainer.state.train_time_s, 3)}
+        if "tokens" in metrics:
+            event["eval_tokens"] = metrics["tokens"]
+        trainer.emit(event, step)
         if improved and trainer.config.save_best:
             folder = trainer.save_checkpoint(step)
             trainer.checkpointer.mark_best(folder)
@@ -124,6 +131,7 @@ class LossWindow:
             loss = loss_sum / count
             out.update(loss=loss, ppl=math.exp(min(loss, 50.0)), grad_norm=grad_sum / count)
         out.update(lr=trainer.scheduler.get_last_lr()[0], tokens=trainer.state.tokens,
+                   train_time_s=round(trainer.state.train_time_s, 3),
                    epoch=trainer.epoch, skipped_steps=trainer.guard.total)
         mem = trainer.memory_gib()
         if mem is not None:

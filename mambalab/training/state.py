@@ -16,6 +16,9 @@ class TrainState:
     best_metrics: dict[str, float] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0  # training wall time over all attempts
+    # Time inside optimizer steps only (no set-up, evaluation, checkpoints), over all attempts:
+    # what trainer.max_time_s budgets, and the x axis of a wall-clock comparison of runs.
+    train_time_s: float = 0.0
     micro_splits: int = 1  # micro-batch split that fit in memory (trainer.oom_retry)
     guard: dict[str, int] = field(default_factory=lambda: {"in_a_row": 0, "total": 0})
 

@@ -57,6 +57,7 @@ class Trainer:
         self.state = TrainState()
         self.stop = StopRequest()
         self.last_train: dict[str, Any] = {}
+        self.stopped_by: str | None = None  # completed runs: "total_steps" or "max_time_s"
 
     # --- set-up ---------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -207,12 +208,15 @@ class Trainer:
         self.throughput.restart()  # set-up and resume are not training time
         while self.state.step < self.total_steps:
             step = self.state.step + 1
+            started = time.perf_counter()
             micro = [next(batches) for _ in range(self.accum)]
             result = self.stepper.run(micro, inject_nan=step in cfg.debug_inject_nan_at_steps)
             self.state.step = step
             self.state.tokens += self.tokens_per_step
             self.epoch = getattr(self.loader, "epoch", 0)
             self.scheduler.step()
+            # The step's loss was read back (a sync), so on CUDA this is the step's real time.
+            self.state.train_time_s += time.perf_counter() - started
             self.throughput.add(self.tokens_per_step)
             self.guard.record(result.finite, step)
             if not result.finite:
@@ -222,7 +226,13 @@ class Trainer:
                     self.save_checkpoint(step)
                     raise self.guard.error(step)
             self.window.add(result.loss, result.grad_norm)
-            last = step == self.total_steps
+            if step < self.total_steps and self._out_of_time():
+                self.stopped_by = "max_time_s"
+                if self.rank == 0:
+                    log.info("step %d: %.1f s of training reached trainer.max_time_s=%g; ending the "
+                             "run here (evaluation and checkpoint as at a normal end)", step,
+                             self.state.train_time_s, cfg.max_time_s)
+            last = step == self.total_steps or self.stopped_by == "max_time_s"
             for hook in self.hooks:
                 if hook.due(step, last):
                     hook(self, step)
@@ -230,8 +240,24 @@ class Trainer:
             if reason and not last:
                 self.save_checkpoint(step)
                 raise TrainingInterrupted(step, reason)
-        if self.state.step == self.total_steps and self._last_saved and self._last_saved[0] < self.state.step:
+            if last:
+                break
+        if self.stopped_by is None:
+            self.stopped_by = "total_steps"
+        if self._last_saved and self._last_saved[0] < self.state.step:
             self.save_checkpoint(self.state.step)
+
+    def _out_of_time(self) -> bool:
+        """Whether the training-time budget is spent; agreed across ranks (any rank over: all stop
+        at this step), so that every rank runs the same end-of-training collectives."""
+        budget = self.config.max_time_s
+        if budget is None:
+            return False
+        over = self.state.train_time_s >= budget
+        if self.world_size > 1:
+            flag = torch.tensor([float(over)], device=self.device)
+            over = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        return over
 
     def _stop_reason(self, step: int) -> str | None:
         local = self.stop.requested or step == self.config.interrupt_at_step
@@ -277,6 +303,8 @@ class Trainer:
             "total_steps": getattr(self, "total_steps", None), "tokens": self.state.tokens,
             "wall_time_s": round(wall, 2), "tok_per_s": round(self.state.tokens / wall, 1) if wall > 0 else None,
             "skipped_steps": self.guard.total if hasattr(self, "guard") else 0,
+            "train_time_s": round(self.state.train_time_s, 2), "max_time_s": self.config.max_time_s,
+            "stopped_by": self.stopped_by if status == "completed" else None,
             "final": {"train": self.last_train, "eval": self.state.last_eval},
             "best": {"step": self.state.best_step, "loss": None if math.isinf(self.state.best_loss)
                      else self.state.best_loss, "metrics": self.state.best_metrics},
