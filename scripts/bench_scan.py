@@ -1,6 +1,9 @@
 """Check and time the Triton selective scan on one GPU (docs/kernels/selective_scan.md).
 
-    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--configs all|default] [--out DIR]
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step] [--configs all|default] [--out DIR]
+
+With --impl step: the step kernels' tile choices against the tile kernels' default at B=8 and 16
+(the mixer's channel-last layout and (B, D, L) contiguous), a check, and mamba_ssm when importable.
 
 1. Correctness at the benchmark's D, N and L (batch 2) against an fp32 loop on the GPU: y and every
    gradient, with z, D, the dt bias, softplus, document starts and an initial state.
@@ -108,12 +111,106 @@ def time_config(cfg, x):
     return out
 
 
+STEP_FWD = [(4, 32, 1), (8, 32, 1), (4, 64, 2), (4, 128, 4)]  # (block_t, block_d, warps)
+# (block_t, n_batch, d_lanes, d_in, warps)
+STEP_BWD = [(2, 8, 4, 1, 1), (2, 4, 8, 1, 1), (2, 2, 16, 1, 1), (4, 8, 4, 1, 1),
+            (2, 1, 32, 1, 1), (2, 8, 4, 1, 2)]
+
+
+def step_sweep(out: str) -> int:
+    """Time the step kernels' tile choices against the tile kernels' default, in one run, at the
+    benchmark's layer shape (B=8 and 16, channel-last as the mixer passes them and (B, D, L)
+    contiguous), and check the chosen one against an fp32 loop."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
+    base = dict(ss.CONFIG)
+    for batch in (8, 16):
+        for layout in ("mixer", "contiguous"):
+            x = inputs(batch, 1536, 16, 2048, torch.bfloat16, transposed=layout == "mixer")
+            ss.CONFIG.clear(); ss.CONFIG.update(base); ss.CONFIG["impl"] = "tile"
+            ss.CONFIG["keep_states"] = False
+            key = f"B{batch}_{layout}_tile_default"
+            rows[key] = time_config({}, x)
+            print(f"{key:44s}", {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
+            ss.CONFIG["impl"] = "step"
+            best = {}
+            for part, cfgs in (("fwd", STEP_FWD), ("bwd", STEP_BWD)):
+                if batch == 16 and layout == "contiguous":
+                    cfgs = cfgs[:1]  # the default only
+                for cfg in cfgs:
+                    ss.CONFIG.clear(); ss.CONFIG.update(base)
+                    if part == "fwd":
+                        bt, bd, w = cfg
+                        ss.CONFIG.update(step_fwd_block_t=bt, step_fwd_block_d=bd, step_fwd_warps=w)
+                    else:
+                        bt, nb, dl, di, w = cfg
+                        ss.CONFIG.update(step_bwd_block_t=bt, step_bwd_n_batch=nb,
+                                         step_bwd_d_lanes=dl, step_bwd_d_in=di, step_bwd_warps=w)
+                    key = f"B{batch}_{layout}_step_{part}_{'_'.join(map(str, cfg))}"
+                    try:
+                        ms = time_step_part(part, x)
+                    except Exception as e:  # a config that fails to compile is reported
+                        rows[key] = {"error": repr(e)[:300]}
+                        print(key, rows[key], flush=True)
+                        continue
+                    rows[key] = ms
+                    print(f"{key:44s} {ms:.3f} ms", flush=True)
+                    if ms < best.get(part, (1e9,))[0]:
+                        best[part] = (ms, dict(ss.CONFIG))
+            ss.CONFIG.clear(); ss.CONFIG.update(base)
+            for part in ("fwd", "bwd"):
+                if part in best:
+                    ss.CONFIG.update({k: v for k, v in best[part][1].items()
+                                      if k.startswith(f"step_{part}")})
+            key = f"B{batch}_{layout}_step_best"
+            rows[key] = {**time_config({}, x), "config": dict(ss.CONFIG)}
+            print(f"{key:44s}", rows[key], flush=True)
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    errs, finite = check()
+    rows["check_step_default"] = {"errs": errs, "finite": finite}
+    print("check step default (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        for batch in (8, 16):
+            x = inputs(batch, 1536, 16, 2048, torch.bfloat16)
+            leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
+            dy = torch.randn_like(x["u"])
+
+            def theirs():
+                selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
+                                  leaves["C"], leaves["D"], leaves["z"], leaves["delta_bias"],
+                                  True).backward(dy)
+            rows[f"B{batch}_mamba_ssm_fwd+bwd"] = triton.testing.do_bench(theirs,
+                                                                          return_mode="median")
+            print(f"B{batch} mamba_ssm fwd+bwd", rows[f"B{batch}_mamba_ssm_fwd+bwd"], flush=True)
+    except ImportError:
+        print("mamba_ssm not importable: no comparison")
+    with open(os.path.join(out, "bench_scan_step.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return 0 if finite and max(errs.values()) < 2e-2 else 1
+
+
+def time_step_part(part, x):
+    """Median ms of the step forward alone or the step backward alone (from saved states)."""
+    if part == "fwd":
+        fn = lambda: ss.selective_scan_fwd(**x, save_states=True)  # noqa: E731
+    else:
+        y, _, states = ss.selective_scan_fwd(**x)
+        dy = torch.randn_like(y)
+        fn = lambda: ss.selective_scan_bwd(dy, **x, states=states)  # noqa: E731
+    fn()
+    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
+    ap.add_argument("--impl", default="tile", choices=["tile", "step"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
+    if args.impl == "step":
+        return step_sweep(args.out)
+    ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()
     print(f"copy bandwidth {rows['copy_GBps']:.0f} GB/s")

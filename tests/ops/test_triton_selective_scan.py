@@ -104,9 +104,10 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("impl", ["step", "tile"])
 @pytest.mark.parametrize("case", CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}"
                                                for c in CASES])
-def test_matches_reference_cpu(case, monkeypatch):
+def test_matches_reference_cpu(case, impl, monkeypatch):
     # Outputs are allocated NaN-filled, so an element the kernels never write shows up.
     real_empty = torch.empty
 
@@ -125,6 +126,18 @@ def test_matches_reference_cpu(case, monkeypatch):
     monkeypatch.setitem(ss.CONFIG, "block_t", 16)
     monkeypatch.setitem(ss.CONFIG, "fwd_block_d", 4)
     monkeypatch.setitem(ss.CONFIG, "bwd_block_d", 4)
+    # step kernels: states every 8 steps, chunks of 4 (forward) and 2 (backward), two channel
+    # blocks of 2 x 2 channels and both batches in one backward program (d_in, n_batch, d_lanes)
+    monkeypatch.setitem(ss.CONFIG, "impl", impl)
+    monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
+    monkeypatch.setitem(ss.CONFIG, "step_fwd_block_t", 4)
+    monkeypatch.setitem(ss.CONFIG, "step_bwd_block_t", 2)
+    monkeypatch.setitem(ss.CONFIG, "step_fwd_block_d", 4)
+    monkeypatch.setitem(ss.CONFIG, "step_fwd_n_in", n_in)
+    monkeypatch.setitem(ss.CONFIG, "step_bwd_n_in", n_in)
+    monkeypatch.setitem(ss.CONFIG, "step_bwd_d_in", 2)
+    monkeypatch.setitem(ss.CONFIG, "step_bwd_n_batch", 2)
+    monkeypatch.setitem(ss.CONFIG, "step_bwd_d_lanes", 2)
     gen = torch.Generator().manual_seed(seqlen * 131 + dim)
     inputs, doc_starts = make_inputs(2, dim, dstate, seqlen, dtype, DEVICE, with_z=z, with_d=d,
                                      with_bias=bias, with_h0=h0, with_docs=docs,

@@ -33,16 +33,30 @@ import torch
 from mambalab.ops.triton import unavailable_reason
 from mambalab.ops.triton.selective_scan_bwd import scan_bwd_launch
 from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
+from mambalab.ops.triton.selective_scan_step_bwd import step_bwd_launch
+from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 
-# Tile sizes: block_t must be the same in forward and backward (the saved states are per chunk).
-# Measured best on an H100 by scripts/bench_scan.py (docs/kernels/selective_scan.md).
+# impl: "step" (selective_scan_step_*.py: one time step per tile, states every
+# step_state_every steps) or "tile" (selective_scan_fwd.py / _bwd.py: a (N_IN, BLOCK_T, BLOCK_D,
+# N_OUT) tile scanned along time); both are kept until the GPU benchmark settles the choice
+# (docs/kernels/selective_scan.md).
+# "tile" keys: block_t must be the same in forward and backward (the saved states are per chunk).
 # n_in: states per thread (the rest of N spread over lanes); block_d should be a multiple of
-# 32 // (N / n_in) * warps so that no warp splits the time axis.
-# keep_states: the autograd Function keeps the chunk states (B, L / block_t, D, N) fp32 for the
-# backward instead of rerunning the forward there: 0.4 ms faster per layer at B=8, L=2048,
-# D=1536, but 8x the bytes of a bf16 u at block_t = 4 (403 MB per layer), so off by default.
-CONFIG = {"block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
-          "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False}
+# 32 // (N / n_in) * warps so that no warp splits the time axis. keep_states: the autograd
+# Function keeps the chunk states (B, L / block_t, D, N) fp32 for the backward instead of rerunning
+# the forward there: 0.4 ms faster per layer at B=8, L=2048, D=1536, but 8x the bytes of a bf16 u
+# at block_t = 4 (403 MB per layer), so off by default.
+# "step" keys: the forward saves h every step_state_every steps ((B, L / 64, D, N) fp32, 25 MB per
+# layer at the shape above, so the autograd Function always keeps them); the backward recomputes
+# the chunk states inside each such block into an L2-sized scratch. Backward tiles
+# (N_IN, D_IN, N_B, D_LANES, N_OUT): n_batch batches and d_lanes channels share a warp's lanes.
+CONFIG = {"impl": "step",
+          "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
+          "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
+          "step_state_every": 64, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
+          "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 2,
+          "step_bwd_n_in": 16, "step_bwd_d_in": 1, "step_bwd_n_batch": 8, "step_bwd_d_lanes": 4,
+          "step_bwd_warps": 1}
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
@@ -92,6 +106,14 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     """Raw forward: (y, last_state | None, states | None). See the module docstring."""
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts)
     A, D, delta_bias, initial_state, doc_starts = _prep(A, D, delta_bias, initial_state, doc_starts)
+    if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
+        return step_fwd_launch(
+            u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
+            delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
+            save_states=save_states, return_last_state=return_last_state,
+            state_every=CONFIG["step_state_every"], block_d=CONFIG["step_fwd_block_d"],
+            block_t=CONFIG["step_fwd_block_t"], n_in=CONFIG["step_fwd_n_in"],
+            num_warps=CONFIG["step_fwd_warps"])
     # Time-strided views (a transposed (B, L, D) projection) ran the forward at 1.0 ms against
     # 0.4 ms contiguous on an H100; a copy costs ~0.035 ms per tensor, so make them contiguous.
     u, delta, z = (t.contiguous() if t is not None and t.stride(-1) != 1 else t
@@ -112,11 +134,20 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     A32, D32, bias32, _, docs = _prep(A, D, delta_bias, None, doc_starts)
     if dlast_state is not None:
         dlast_state = dlast_state.to(torch.float32).contiguous()
-    grads = scan_bwd_launch(
-        dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
-        delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
-        block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["bwd_n_in"],
-        num_warps=CONFIG["bwd_warps"])
+    if CONFIG["impl"] == "step":
+        grads = step_bwd_launch(
+            dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
+            delta_softplus=delta_softplus, doc_starts=docs, states=states,
+            dlast_state=dlast_state, state_every=CONFIG["step_state_every"],
+            block_t=CONFIG["step_bwd_block_t"], n_in=CONFIG["step_bwd_n_in"],
+            d_in=CONFIG["step_bwd_d_in"], n_batch=CONFIG["step_bwd_n_batch"],
+            d_lanes=CONFIG["step_bwd_d_lanes"], num_warps=CONFIG["step_bwd_warps"])
+    else:
+        grads = scan_bwd_launch(
+            dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
+            delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
+            block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["bwd_n_in"],
+            num_warps=CONFIG["bwd_warps"])
     grads["dB"] = grads["dB"].to(B.dtype)
     grads["dC"] = grads["dC"].to(C.dtype)
     grads["dA"] = grads["dA"].to(A.dtype)
@@ -131,7 +162,8 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
                 delta_softplus, return_last_state):
-        keep = CONFIG["keep_states"]
+        # step kernels' states are small (every 64 steps): always keep them
+        keep = CONFIG["keep_states"] or CONFIG["impl"] == "step"
         y, last, states = selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
             return_last_state=return_last_state, save_states=keep)

@@ -1,0 +1,299 @@
+"""Backward kernel of the Triton selective scan, one time step per tile ("step" kernels).
+
+One program per (block of BLOCK_D channels, batch), tiles (N_IN, BLOCK_D, N_OUT) as in
+selective_scan_step_fwd.py. The program walks its chunks of BLOCK_T steps from last to first. In
+each it recomputes h_t step by step from the state saved at the chunk start, keeping the chunk's
+h_t and decays a_t in registers (unrolled: Python tuples of tiles), then runs the reverse
+recurrence for g_t = dL/dh_t over the same registers:
+
+    g_t = C_t * dout_t + a_{t+1} * g_{t+1},     a_t = exp(dt_t * A)  (0 where a document starts)
+
+a_{t+1} of the chunk's last step is the first decay of the chunk after it, carried from the
+previous iteration, so each decay is computed once. a_t h_{t-1} = h_t - dt_t B_t u_t needs neither
+h_{t-1} nor a division. dB and dC are summed over the program's channels and added with one atomic
+per (n, t) per program; dA, dD and the dt bias gradient stay in registers and are written once
+per (batch, channel). du, ddelta and dz are written in their output's memory order (channel-last
+when u is), one step per tile.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+from mambalab.ops.triton.selective_scan_step_fwd import out_like
+
+
+@triton.jit
+def _valid(t, seqlen, EVEN: tl.constexpr):
+    """t < seqlen as an int1 tile (1, 1, 1, 1, 1); constant true (folded away) when L divides evenly."""
+    if EVEN:
+        return tl.full((1, 1, 1, 1, 1), True, tl.int1)
+    else:
+        return (tl.zeros((1, 1, 1, 1, 1), dtype=tl.int32) + t) < seqlen
+
+
+@triton.jit
+def _recompute_step(h, t, u_ptrs, dt_ptrs, B_ptrs, doc_ptrs, su_l, sdt_l, sB_l, sdoc_l, seqlen,
+                    bias, A2, mask_bd, mask_bn, mask_b, HAS_BIAS: tl.constexpr,
+                    SOFTPLUS: tl.constexpr, HAS_DOCS: tl.constexpr, EVEN: tl.constexpr):
+    """One step of the forward recurrence: returns (h_t, a_t, u_t, dt_t, dt_t before softplus)."""
+    valid = _valid(t, seqlen, EVEN)
+    m = mask_bd & valid
+    u = tl.load(u_ptrs + t * su_l, mask=m, other=0.0).to(tl.float32)  # (1, DI, NB, DL, 1)
+    dtp = tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dtp += bias
+    if SOFTPLUS:
+        dt = softplus(dtp)
+    else:
+        dt = dtp
+    Bt = tl.load(B_ptrs + t * sB_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
+    a = tl.exp2(dt * A2)
+    if HAS_DOCS:
+        doc = tl.load(doc_ptrs + t * sdoc_l, mask=mask_b & valid, other=0)
+        a = tl.where(doc != 0, 0.0, a)
+    a = tl.where(valid, a, 1.0)  # identity past the end
+    h = a * h + (dt * u) * Bt
+    return h, a, u, dt, dtp
+
+
+@triton.jit
+def _step_bwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, doc_ptr, states_ptr,
+    dy_ptr, dlast_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dh0_ptr, scratch_ptr,
+    batch, dim, seqlen, dstate, n_chunks,
+    su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
+    sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sdy_b, sdy_d, sdy_l,
+    sg_b, sg_d, sg_l,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr,
+    N_IN: tl.constexpr, D_IN: tl.constexpr, N_B: tl.constexpr, D_LANES: tl.constexpr,
+    N_OUT: tl.constexpr, BLOCK_T: tl.constexpr, STATE_EVERY: tl.constexpr, EVEN: tl.constexpr,
+):
+    # Tiles are 5-D (N_IN, D_IN, N_B, D_LANES, N_OUT): state n = i * N_OUT + o, channel
+    # d = program's first + k * D_LANES + l, batch = program's first + nb. Triton's default layout
+    # fills the lanes from the last axis (N_OUT, then D_LANES, then N_B) and keeps N_IN and D_IN
+    # in registers. Batches in lanes never reduce together, so the sums over channels for dB and
+    # dC cross only D_LANES lanes (after D_IN register adds), and the sums over states only N_OUT.
+    BLOCK_D: tl.constexpr = D_IN * D_LANES
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    n5 = (tl.arange(0, N_IN)[:, None, None, None, None] * N_OUT
+          + tl.arange(0, N_OUT)[None, None, None, None, :])  # (NI, 1, 1, 1, NO)
+    d5 = (pid_d * BLOCK_D + tl.arange(0, D_IN)[None, :, None, None, None] * D_LANES
+          + tl.arange(0, D_LANES)[None, None, None, :, None])  # (1, DI, 1, DL, 1)
+    b5 = (pid_b * N_B + tl.arange(0, N_B)[None, None, :, None, None]).to(tl.int64)  # (1,1,NB,1,1)
+    if EVEN:  # no partial tiles: constant masks, which the compiler folds away
+        mask_b = tl.full((1, 1, N_B, 1, 1), True, tl.int1)
+        mask_d = tl.full((1, D_IN, 1, D_LANES, 1), True, tl.int1)
+    else:
+        mask_b = b5 < batch
+        mask_d = d5 < dim
+    mask_bd = mask_b & mask_d  # (1, DI, NB, DL, 1)
+    mask_n = n5 < dstate if not EVEN else tl.full((N_IN, 1, 1, 1, N_OUT), True, tl.int1)
+    mask_bn = mask_b & mask_n  # (NI, 1, NB, 1, NO)
+    mask_dn = mask_d & mask_n
+    mask_all = mask_dn & mask_b  # (NI, DI, NB, DL, NO)
+    dn_off = d5 * dstate + n5
+
+    A = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0)  # (NI, DI, 1, DL, NO) fp32
+    A2 = A * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + d5, mask=mask_d, other=0.0)  # (1, DI, 1, DL, 1)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d5, mask=mask_d, other=0.0)
+    else:
+        bias = 0.0
+
+    u_ptrs = u_ptr + b5 * su_b + d5 * su_d  # (1, DI, NB, DL, 1)
+    dt_ptrs = dt_ptr + b5 * sdt_b + d5 * sdt_d
+    z_ptrs = z_ptr + b5 * sz_b + d5 * sz_d
+    dy_ptrs = dy_ptr + b5 * sdy_b + d5 * sdy_d
+    g_off = b5 * sg_b + d5 * sg_d  # du, ddelta, dz share one layout
+    # B and C are loaded broadcast over the channel lanes (every lane of a batch reads the same
+    # addresses: one transaction), so the tile already has the state tile's layout; a
+    # (NI, 1, NB, 1, NO) tile would take another layout and a shared-memory round trip per step.
+    lane0 = tl.zeros((1, 1, 1, D_LANES, 1), dtype=tl.int64)
+    B_ptrs = B_ptr + b5 * sB_b + n5 * sB_n + lane0  # (NI, 1, NB, DL, NO)
+    C_ptrs = C_ptr + b5 * sC_b + n5 * sC_n + lane0
+    dBC_off = b5 * dstate * seqlen + n5 * seqlen  # dB, dC: fp32 (B, N, L)
+    st_ptrs = states_ptr + b5 * tl.cdiv(n_chunks, STATE_EVERY // BLOCK_T) * dim * dstate + dn_off
+    doc_ptrs = doc_ptr + b5 * sdoc_b  # (1, 1, NB, 1, 1)
+
+    zero = tl.zeros((N_IN, D_IN, N_B, D_LANES, N_OUT), dtype=tl.float32)
+    g = zero  # g_{t+1}: 0 past the end
+    a_next = zero  # a_{t+1}
+    dA_acc = zero
+    dD_acc = tl.zeros((1, D_IN, N_B, D_LANES, 1), dtype=tl.float32)
+    dbias_acc = tl.zeros((1, D_IN, N_B, D_LANES, 1), dtype=tl.float32)
+    if HAS_DLAST:
+        dlast = tl.load(dlast_ptr + b5 * dim * dstate + dn_off, mask=mask_all, other=0.0)
+
+    # Chunk states: the forward saved h every STATE_EVERY steps; the state at every chunk of
+    # BLOCK_T steps inside such a block is recomputed here into this program's scratch (L2-sized:
+    # one fp32 tile per chunk of the block), so no (B, L / BLOCK_T, D, N) tensor goes through HBM.
+    K: tl.constexpr = STATE_EVERY // BLOCK_T  # chunks per saved state
+    TILE: tl.constexpr = N_IN * D_IN * N_B * D_LANES * N_OUT
+    tile_idx = ((((tl.arange(0, D_IN)[None, :, None, None, None] * N_B
+                   + tl.arange(0, N_B)[None, None, :, None, None]) * D_LANES
+                  + tl.arange(0, D_LANES)[None, None, None, :, None]) * N_OUT
+                 + tl.arange(0, N_OUT)[None, None, None, None, :]) * N_IN
+                + tl.arange(0, N_IN)[:, None, None, None, None])  # a thread's states contiguous
+    prog = tl.program_id(1) * tl.num_programs(0) + pid_d
+    scr_ptrs = scratch_ptr + prog.to(tl.int64) * (K * TILE) + tile_idx
+    n_blocks = tl.cdiv(n_chunks, K)
+    for bi in range(n_blocks):
+        blk = n_blocks - 1 - bi
+        c0 = blk * K
+        nc = tl.minimum(K, n_chunks - c0)
+        h = tl.load(st_ptrs + blk * dim * dstate, mask=mask_all, other=0.0)
+        for k in range(nc):
+            tl.store(scr_ptrs + k * TILE, h)
+            for j in tl.static_range(BLOCK_T):
+                h, _a, _u, _dt, _dtp = _recompute_step(
+                    h, (c0 + k) * BLOCK_T + j, u_ptrs, dt_ptrs, B_ptrs, doc_ptrs, su_l, sdt_l,
+                    sB_l, sdoc_l, seqlen, bias, A2, mask_bd, mask_bn, mask_b,
+                    HAS_BIAS, SOFTPLUS, HAS_DOCS, EVEN)
+        for ki in range(nc):
+            k = nc - 1 - ki
+            c = c0 + k
+            # Recompute the chunk forward from its start state; keep h_t, a_t and the
+            # per-channel values for the reverse pass (registers, unrolled).
+            h = tl.load(scr_ptrs + k * TILE)
+            hs = ()
+            as_ = ()
+            us = ()
+            dts = ()
+            dtps = ()
+            for j in tl.static_range(BLOCK_T):
+                h, a, u, dt, dtp = _recompute_step(
+                    h, c * BLOCK_T + j, u_ptrs, dt_ptrs, B_ptrs, doc_ptrs, su_l, sdt_l, sB_l,
+                    sdoc_l, seqlen, bias, A2, mask_bd, mask_bn, mask_b,
+                    HAS_BIAS, SOFTPLUS, HAS_DOCS, EVEN)
+                hs = hs + (h,)
+                as_ = as_ + (a,)
+                us = us + (u,)
+                dts = dts + (dt,)
+                dtps = dtps + (dtp,)
+
+            for j in tl.static_range(BLOCK_T - 1, -1, -1):
+                t = c * BLOCK_T + j
+                valid = _valid(t, seqlen, EVEN)
+                m = mask_bd & valid
+                u = us[j]
+                dt = dts[j]
+                h = hs[j]
+                dy = tl.load(dy_ptrs + t * sdy_l, mask=m, other=0.0).to(tl.float32)
+                Bt = tl.load(B_ptrs + t * sB_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
+                Ct = tl.load(C_ptrs + t * sC_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
+                if HAS_Z:
+                    z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
+                    sig = sigmoid(z)
+                    y_pre = tl.sum(tl.sum(h * Ct, axis=0, keep_dims=True), axis=4, keep_dims=True)
+                    if HAS_D:
+                        y_pre += Dv * u
+                    dz = dy * y_pre * sig * (1.0 + z * (1.0 - sig))
+                    tl.store(dz_ptr + g_off + t * sg_l, dz.to(dz_ptr.dtype.element_ty), mask=m)
+                    dout = dy * z * sig
+                else:
+                    dout = dy
+                x = Ct * dout  # dL/dh_t through y_t
+                if HAS_DLAST:
+                    x += tl.where(t == seqlen - 1, dlast, 0.0)
+                g = x + a_next * g  # g_t
+                a_next = as_[j]
+                # dC and dB: summed over this program's channels (registers, then D_LANES lanes),
+                # one atomic per (batch, n, t) per program
+                dC = tl.sum(tl.sum(h * dout, axis=1, keep_dims=True), axis=3, keep_dims=True)
+                tl.atomic_add(dC_ptr + dBC_off + t, dC, mask=mask_bn & valid, sem="relaxed")
+                dtu = dt * u
+                dB = tl.sum(tl.sum(g * dtu, axis=1, keep_dims=True), axis=3, keep_dims=True)
+                tl.atomic_add(dB_ptr + dBC_off + t, dB, mask=mask_bn & valid, sem="relaxed")
+                gB = tl.sum(tl.sum(g * Bt, axis=0, keep_dims=True), axis=4, keep_dims=True)
+                ga = g * (h - dtu * Bt)  # g_t * a_t * h_{t-1}
+                dA_acc += ga * dt
+                ddt = u * gB + tl.sum(tl.sum(ga * A, axis=0, keep_dims=True), axis=4, keep_dims=True)
+                du = dt * gB
+                if HAS_D:
+                    du += Dv * dout
+                    dD_acc += dout * u
+                if SOFTPLUS:
+                    ddt = ddt * sigmoid(dtps[j])
+                ddt = tl.where(m, ddt, 0.0)
+                dbias_acc += ddt
+                tl.store(du_ptr + g_off + t * sg_l, du.to(du_ptr.dtype.element_ty), mask=m)
+                tl.store(ddt_ptr + g_off + t * sg_l, ddt.to(ddt_ptr.dtype.element_ty), mask=m)
+
+    # Gradient of the initial state: a_0 * g_0 (a_0 is 0 when a document starts at t = 0).
+    part = b5 * dim * dstate + dn_off
+    tl.store(dh0_ptr + part, a_next * g, mask=mask_all)
+    tl.store(dA_ptr + part, dA_acc, mask=mask_all)
+    tl.store(dD_ptr + b5 * dim + d5, dD_acc, mask=mask_bd)
+    tl.store(dbias_ptr + b5 * dim + d5, dbias_acc, mask=mask_bd)
+
+
+def step_bwd_launch(
+    *, dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+    C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
+    delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
+    states: torch.Tensor, dlast_state: torch.Tensor | None, state_every: int, block_t: int,
+    n_in: int, d_in: int, n_batch: int, d_lanes: int, num_warps: int,
+) -> dict[str, torch.Tensor]:
+    """Launch the backward; returns the gradients by name, partial sums already reduced. du,
+    ddelta and dz come back in u's memory order (channel-last when u is). ``states`` holds h
+    every ``state_every`` steps, (B, cdiv(L, state_every), D, N) fp32; state_every must be a
+    multiple of block_t."""
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    if state_every % block_t:
+        raise ValueError(f"state_every ({state_every}) must be a multiple of block_t ({block_t})")
+    n_chunks = triton.cdiv(seqlen, block_t)
+    assert states.shape == (batch, triton.cdiv(seqlen, state_every), dim, dstate), \
+        "states saved with another state_every"
+    dev, f32 = u.device, torch.float32
+    du = out_like(u)
+    ddt = out_like(u, delta.dtype)
+    dz = out_like(u, z.dtype) if z is not None else du
+    assert ddt.stride() == du.stride() and dz.stride() == du.stride()
+    dB = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)  # atomics add into these
+    dC = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)
+    dA = torch.empty((batch, dim, dstate), device=dev, dtype=f32)  # per-batch partials
+    dh0 = torch.empty((batch, dim, dstate), device=dev, dtype=f32)
+    dD = torch.empty((batch, dim), device=dev, dtype=f32)
+    dbias = torch.empty((batch, dim), device=dev, dtype=f32)
+    zz = z if z is not None else u
+    docs = doc_starts if doc_starts is not None else u
+    sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
+    bn = triton.next_power_of_2(dstate)
+    n_in = min(n_in, bn)
+    n_batch = min(n_batch, triton.next_power_of_2(batch))
+    grid = (triton.cdiv(dim, d_in * d_lanes), triton.cdiv(batch, n_batch))
+    # per program: the states of one saved block's chunks (recomputed; stays in L2)
+    scratch = torch.empty(grid[0] * grid[1] * (state_every // block_t) * n_in * d_in * n_batch
+                          * d_lanes * (bn // n_in), device=dev, dtype=f32)
+    _step_bwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else A, zz,
+        delta_bias if delta_bias is not None else A, docs, states,
+        dy, dlast_state if dlast_state is not None else A,
+        du, ddt, dz, dB, dC, dA, dD, dbias, dh0, scratch,
+        batch, dim, seqlen, dstate, n_chunks,
+        *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc, *dy.stride(),
+        *du.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
+        HAS_DLAST=dlast_state is not None,
+        N_IN=n_in, D_IN=d_in, N_B=n_batch, D_LANES=d_lanes, N_OUT=bn // n_in,
+        BLOCK_T=block_t, STATE_EVERY=state_every,
+        EVEN=(seqlen % block_t == 0 and dim % (d_in * d_lanes) == 0 and batch % n_batch == 0
+              and dstate == bn),
+        num_warps=num_warps,
+    )
+    return {
+        "du": du, "ddelta": ddt, "dz": dz if z is not None else None,
+        "dA": dA.sum(0), "dB": dB, "dC": dC, "dD": dD.sum(0) if D is not None else None,
+        "ddelta_bias": dbias.sum(0) if delta_bias is not None else None,
+        "dinitial_state": dh0,
+    }

@@ -1,0 +1,173 @@
+"""Forward kernel of the Triton selective scan, one time step per tile ("step" kernels).
+
+One program per (block of BLOCK_D channels, batch). The state h is a 3-D tile (N_IN, BLOCK_D,
+N_OUT) in fp32, state n = i * N_OUT + o: Triton's default layout puts the lanes on the last two
+axes, so each thread holds N_IN states of one channel in registers and N_OUT lanes share a
+channel. The time loop advances one step per tile operation (BLOCK_T steps unrolled per loop
+iteration for instruction-level parallelism), so the recurrence is one FMA per element, with no
+associative scan and its wasted decay products (the older kernels in selective_scan_fwd.py scan a
+(N_IN, BLOCK_T, BLOCK_D, N_OUT) tile and compute the pair product a_l * a_r for every element).
+
+Per-channel vectors are loaded as (1, BLOCK_D, 1) tiles in the state tile's own layout, and y is
+reduced with keep_dims, so no value changes layout (no shared-memory round trips). Per step, a
+thread loads one value of u, delta and z for its channel: channel-last inputs (a transposed view
+of the in_proj output, stride 1 along channels) are read coalesced across lanes without a copy.
+The state at the start of every chunk of BLOCK_T steps is written to ``states`` (fp32,
+(B, n_chunks, D, N)) for the backward, which recomputes the chunk from it.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+
+
+@triton.jit
+def _valid(t, seqlen, EVEN: tl.constexpr):
+    """t < seqlen as an int1 tile (1, 1, 1); constant true (folded away) when L divides evenly."""
+    if EVEN:
+        return tl.full((1, 1, 1), True, tl.int1)
+    else:
+        return (tl.zeros((1, 1, 1), dtype=tl.int32) + t) < seqlen
+
+
+@triton.jit
+def _step_fwd_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, doc_ptr,
+    y_ptr, states_ptr, last_ptr,
+    dim, seqlen, dstate, n_chunks,
+    su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
+    sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sy_b, sy_d, sy_l,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
+    STORE_LAST: tl.constexpr,
+    BLOCK_D: tl.constexpr, N_IN: tl.constexpr, N_OUT: tl.constexpr, BLOCK_T: tl.constexpr,
+    STATE_EVERY: tl.constexpr, EVEN: tl.constexpr,
+):
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    d3 = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[None, :, None]  # (1, BD, 1)
+    n3 = (tl.arange(0, N_IN)[:, None, None] * N_OUT
+          + tl.arange(0, N_OUT)[None, None, :])  # (NI, 1, NO)
+    if EVEN:  # no partial tiles: constant masks, which the compiler folds away
+        mask_d = tl.full((1, BLOCK_D, 1), True, tl.int1)
+        mask_n = tl.full((N_IN, 1, N_OUT), True, tl.int1)
+    else:
+        mask_d = d3 < dim
+        mask_n = n3 < dstate
+    mask_dn = mask_d & mask_n  # (NI, BD, NO)
+    dn_off = d3 * dstate + n3
+
+    # log2(e) folded into A: the decay is one exp2 per element.
+    A2 = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + d3, mask=mask_d, other=0.0)  # (1, BD, 1)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d3, mask=mask_d, other=0.0)
+    if HAS_H0:
+        h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn, other=0.0)
+    else:
+        h = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)
+
+    u_ptrs = u_ptr + b * su_b + d3 * su_d  # (1, BD, 1), advanced one step at a time
+    dt_ptrs = dt_ptr + b * sdt_b + d3 * sdt_d
+    z_ptrs = z_ptr + b * sz_b + d3 * sz_d
+    y_ptrs = y_ptr + b * sy_b + d3 * sy_d
+    # B and C are loaded broadcast over the channel lanes (one transaction for all of them), so
+    # the tile has the state tile's layout; a (NI, 1, NO) tile would take another layout and a
+    # shared-memory round trip per step.
+    lane0 = tl.zeros((1, BLOCK_D, 1), dtype=tl.int64)
+    B_ptrs = B_ptr + b * sB_b + n3 * sB_n + lane0  # (NI, BD, NO)
+    C_ptrs = C_ptr + b * sC_b + n3 * sC_n + lane0
+    st_ptrs = states_ptr + b * tl.cdiv(n_chunks, STATE_EVERY // BLOCK_T) * dim * dstate + dn_off
+
+    K: tl.constexpr = STATE_EVERY // BLOCK_T  # chunks per saved state
+    for c in range(n_chunks):
+        if SAVE_STATES:
+            tl.store(st_ptrs + (c // K) * dim * dstate, h, mask=mask_dn & (c % K == 0))
+        for j in tl.static_range(BLOCK_T):
+            t = c * BLOCK_T + j
+            valid = _valid(t, seqlen, EVEN)
+            m = mask_d & valid
+            u = tl.load(u_ptrs + t * su_l, mask=m, other=0.0).to(tl.float32)  # (1, BD, 1)
+            dt = tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = softplus(dt)
+            Bt = tl.load(B_ptrs + t * sB_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptrs + t * sC_l, mask=mask_n & valid, other=0.0).to(tl.float32)
+            a = tl.exp2(dt * A2)  # (NI, BD, NO)
+            if HAS_DOCS:
+                doc = tl.load(doc_ptr + b * sdoc_b + t * sdoc_l + tl.zeros((1, 1, 1), tl.int32),
+                              mask=valid, other=0)  # (1, 1, 1)
+                a = tl.where(doc != 0, 0.0, a)  # a document starts here: forget the state
+            # past the end (last partial chunk) the step is the identity, so h is the final state
+            a = tl.where(valid, a, 1.0)
+            h = a * h + (dt * u) * Bt
+            y = tl.sum(tl.sum(h * Ct, axis=0, keep_dims=True), axis=2, keep_dims=True)
+            if HAS_D:
+                y += Dv * u
+            if HAS_Z:
+                z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
+                y = y * z * sigmoid(z)
+            tl.store(y_ptrs + t * sy_l, y.to(y_ptr.dtype.element_ty), mask=m)
+
+    if STORE_LAST:
+        tl.store(last_ptr + b * dim * dstate + dn_off, h, mask=mask_dn)
+
+
+def out_like(u: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A (B, D, L) output in u's memory order: channel-last when u is (a transposed view of a
+    (B, L, D) tensor, stride 1 along D), so the mixer reads it as rows without a copy."""
+    batch, dim, seqlen = u.shape
+    dtype = dtype or u.dtype
+    if u.stride(1) == 1 and seqlen > 1:
+        return torch.empty(batch, seqlen, dim, device=u.device, dtype=dtype).transpose(1, 2)
+    return torch.empty(batch, dim, seqlen, device=u.device, dtype=dtype)
+
+
+def step_fwd_launch(
+    *, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+    D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
+    delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
+    save_states: bool, return_last_state: bool, state_every: int, block_d: int, block_t: int,
+    n_in: int, num_warps: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Launch the forward. Returns (y (B, D, L) in u's dtype and memory order, last_state
+    (B, D, N) fp32 or None, states (B, cdiv(L, state_every), D, N) fp32 or None: h before
+    every state_every-th step, a multiple of block_t); inputs already validated."""
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    if state_every % block_t:
+        raise ValueError(f"state_every ({state_every}) must be a multiple of block_t ({block_t})")
+    n_chunks = triton.cdiv(seqlen, block_t)
+    y = out_like(u)
+    states = (torch.empty((batch, triton.cdiv(seqlen, state_every), dim, dstate), device=u.device,
+                          dtype=torch.float32)
+              if save_states else None)
+    last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
+            if return_last_state else None)
+    zz = z if z is not None else u  # a valid pointer when the flag is off; never read
+    docs = doc_starts if doc_starts is not None else u
+    sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
+    bn = triton.next_power_of_2(dstate)
+    n_in = min(n_in, bn)
+    grid = (triton.cdiv(dim, block_d), batch)
+    _step_fwd_kernel[grid](
+        u, delta, A, B, C, D if D is not None else A, zz,
+        delta_bias if delta_bias is not None else A,
+        initial_state if initial_state is not None else A, docs,
+        y, states if states is not None else A, last if last is not None else A,
+        dim, seqlen, dstate, n_chunks,
+        *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc, *y.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
+        HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
+        BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t, STATE_EVERY=state_every,
+        EVEN=seqlen % block_t == 0 and dim % block_d == 0 and dstate == bn,
+        num_warps=num_warps,
+    )
+    return y, last, states

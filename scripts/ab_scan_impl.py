@@ -1,0 +1,51 @@
+"""Mamba-130M training throughput with each Triton selective-scan implementation, in one process.
+
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/ab_scan_impl.py [--batch 16] [--out DIR]
+
+Builds mambalab's model with kernels=triton and times training steps (bf16 autocast, fused
+AdamW, random tokens; mambalab.benchmarks.train_bench) with
+mambalab.ops.triton.selective_scan.CONFIG["impl"] set to "tile", then "step", alternating twice,
+so a drift of the card's clocks shows up as a difference between the two rounds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+
+from mambalab.benchmarks.implementations import ModelSize, training_implementations
+from mambalab.benchmarks.train_bench import bench_training
+from mambalab.ops.triton import selective_scan as ss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, nargs="+", default=[16])
+    ap.add_argument("--impls", nargs="+", default=["tile", "step"])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = ap.parse_args()
+    device = torch.device("cuda")
+    size = ModelSize(d_model=768, n_layer=24, vocab_size=50280, d_state=16)
+    (impl,) = training_implementations(["mambalab"], ["triton"], size, device)
+    rows = []
+    for r in range(args.rounds):
+        for batch in args.batch:
+            for name in args.impls:
+                ss.CONFIG["impl"] = name
+                row = bench_training(impl, batch, 2048, size.vocab_size, device, warmup=3,
+                                     steps=10, lr=3e-4, mixed_precision="bf16", seed=0)
+                row = {"round": r, "scan_impl": name, "batch": batch,
+                       **{k: row.get(k) for k in ("status", "tokens_per_s", "step_ms",
+                                                  "peak_mem_gib", "first_loss", "last_loss",
+                                                  "reason")}}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    with open(os.path.join(args.out, "ab_scan_impl.json"), "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(), "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
