@@ -36,10 +36,12 @@ from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 from mambalab.ops.triton.selective_scan_step_bwd import step_bwd_launch
 from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 
-# impl: "step" (selective_scan_step_*.py: one time step per tile, states every
-# step_state_every steps) or "tile" (selective_scan_fwd.py / _bwd.py: a (N_IN, BLOCK_T, BLOCK_D,
-# N_OUT) tile scanned along time); both are kept until the GPU benchmark settles the choice
-# (docs/kernels/selective_scan.md).
+# impl: "tile" (selective_scan_fwd.py / _bwd.py: a (N_IN, BLOCK_T, BLOCK_D, N_OUT) tile scanned
+# along time) or "step" (selective_scan_step_*.py: one time step per tile, all N states of a
+# channel in one thread, states every step_state_every steps). The step kernels issue ~45% fewer
+# instructions per element in the backward, but hold one (batch, channel) per thread: 384 warps
+# at B=8, D=1536, too few to hide latency, and they measured 2-3x slower on an H100
+# (docs/kernels/selective_scan.md), so "tile" is the default.
 # "tile" keys: block_t must be the same in forward and backward (the saved states are per chunk).
 # n_in: states per thread (the rest of N spread over lanes); block_d should be a multiple of
 # 32 // (N / n_in) * warps so that no warp splits the time axis. keep_states: the autograd
@@ -50,7 +52,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # layer at the shape above, so the autograd Function always keeps them); the backward recomputes
 # the chunk states inside each such block into an L2-sized scratch. Backward tiles
 # (N_IN, D_IN, N_B, D_LANES, N_OUT): n_batch batches and d_lanes channels share a warp's lanes.
-CONFIG = {"impl": "step",
+CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 64, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
