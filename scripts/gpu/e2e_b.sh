@@ -9,14 +9,15 @@
 #          split every ~1.6M tokens, then `python -m mambalab.eval.compare` (curves against tokens
 #          and against training seconds, side by side: compare.png + compare.md);
 #   GPU 3: selective copying (experiment=selective_copying: length 4096, 16 data tokens, 2 x 64
-#          Mamba) for 270 s of training, then `python -m mambalab.evaluate` on its checkpoint.
+#          Mamba, batch 64, lr 2e-3, cosine over 12k steps) for at most 300 s of training, then
+#          `python -m mambalab.evaluate` on its checkpoint.
 # $OUT gets: e2e_b.log (through tee), e2e_b.tgz (logs, metrics, summaries, tables), compare.png.
 source scripts/gpu/e2e_env.sh
 [ -z "$E2E_DRY" ] && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee "$LOGS/cards_b.txt"
 
 # Selective copying first: it needs nothing from the kernel build and runs longest.
 SCRUN=$OUTS/e2e_selective_copying
-(CUDA_VISIBLE_DEVICES=3 run selective_copying 330 $PY -m mambalab.train experiment=selective_copying $SC \
+(CUDA_VISIBLE_DEVICES=3 run selective_copying 370 $PY -m mambalab.train experiment=selective_copying $SC \
    trainer.progress_bar=false logger=[jsonl] name=e2e_selective_copying hydra.run.dir=$SCRUN
  CUDA_VISIBLE_DEVICES=3 run selective_copying_eval 90 $PY -m mambalab.evaluate "ckpt='$SCRUN'" $SC_EVAL out=$SCRUN/eval
  grep -E '"validation"' $SCRUN/metrics.jsonl | cut -c1-110 | tail -4; tail -n 6 "$LOGS/selective_copying_eval.log") &

@@ -14,7 +14,9 @@ if [ -z "$E2E_DRY" ]; then
   SWEEP_STEPS=250; SWEEP_CAP=150        # lr sweep: 250 steps (8.2M tokens), capped at 150 s of training
   CMP_TIME=150; CMP_STEPS=2000          # seed vs ours: 150 s of training each (steps: only a cap)
   CMP_EVAL_OURS=50; CMP_EVAL_SEED=25    # eval every ~1.6M tokens (ours), ~1.6M tokens (seed)
-  SC="trainer.max_steps=20000 data.batch_size=64 optimizer.lr=2e-3 scheduler=constant scheduler.warmup_steps=200 trainer.max_time_s=270 trainer.eval_every=500 trainer.checkpoint_every=null"
+  # Selective copying: the experiment's settings (2 x 64 Mamba, batch 64, lr 2e-3, cosine over 12k
+  # steps), ended by 300 s of training if the steps take longer.
+  SC="trainer.max_time_s=300 trainer.checkpoint_every=null"
   SC_EVAL="max_batches=null"
 else
   export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
@@ -32,7 +34,7 @@ else
   SWEEP_STEPS=6; SWEEP_CAP=60
   CMP_TIME=4; CMP_STEPS=2000
   CMP_EVAL_OURS=10; CMP_EVAL_SEED=4
-  SC="trainer.max_steps=40 data.seq_len=128 data.batch_size=8 optimizer.lr=2e-3 scheduler=constant scheduler.warmup_steps=5 trainer.max_time_s=20 trainer.eval_every=20 trainer.checkpoint_every=null data.eval_examples=32 data.eval_lengths=[128] trainer.mixed_precision=no trainer.cpu_threads=1"
+  SC="trainer.max_steps=40 data.seq_len=128 data.batch_size=8 scheduler.warmup_steps=5 trainer.max_time_s=20 trainer.eval_every=20 trainer.checkpoint_every=null data.eval_examples=32 data.eval_lengths=[128] trainer.mixed_precision=no trainer.cpu_threads=1"
   SC_EVAL="max_batches=1 kernels=reference"
   export CUDA_VISIBLE_DEVICES=""
 fi
