@@ -39,6 +39,14 @@ def _interrupted_exit_code(reason: str | None) -> int:
     return 128 + signum if signum else EXIT_INTERRUPTED
 
 
+def _more_time(summary: dict[str, Any], trainer_cfg: TrainerConfig) -> bool:
+    """A run that its time budget ended, short of its step limit, continues when given more time
+    (a larger trainer.max_time_s, or none)."""
+    if summary.get("stopped_by") != "max_time_s" or summary.get("step", 0) >= (summary.get("total_steps") or 0):
+        return False
+    return trainer_cfg.max_time_s is None or trainer_cfg.max_time_s > (summary.get("train_time_s") or 0.0)
+
+
 def _is_multirun() -> bool:
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
@@ -69,9 +77,13 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
     locked_here = False
     try:
         if trainer_cfg.resume != "false" and run.is_completed():
-            print(f"{run.path}: already completed (summary.json); skipping. "
-                  "Use trainer.resume=false to train it again.", flush=True)
-            return run.read_summary()
+            if _more_time(run.read_summary() or {}, trainer_cfg):
+                log.info("%s ended at its trainer.max_time_s; resuming it with the budget now "
+                         "given (%s s)", run.path, trainer_cfg.max_time_s)
+            else:
+                print(f"{run.path}: already completed (summary.json); skipping. "
+                      "Use trainer.resume=false to train it again.", flush=True)
+                return run.read_summary()
         if rank == 0 and PARENT_HOLDS_LOCK not in os.environ:
             run.acquire_lock()
             locked_here = True

@@ -42,6 +42,19 @@ def test_resumed_run_gets_what_is_left_of_the_budget(tmp_path):
     assert summary["step"] == 4 and summary["train_time_s"] > spent
 
 
+def test_a_run_ended_by_its_budget_continues_with_more_time(tmp_path):
+    args = ["trainer.max_steps=200", "trainer.log_every=20", "trainer.checkpoint_every=null"]
+    first = run_in_process(tmp_path, *args, "trainer.max_time_s=0.2")
+    assert first["stopped_by"] == "max_time_s" and first["step"] < 200
+    # The same budget: nothing left to do, the run is skipped as completed.
+    assert run_in_process(tmp_path, *args, "trainer.max_time_s=0.2")["step"] == first["step"]
+    more = run_in_process(tmp_path, *args, "trainer.max_time_s=3600")
+    assert more["status"] == "completed" and more["stopped_by"] == "total_steps"
+    assert more["step"] == 200 and more["train_time_s"] > first["train_time_s"]
+    steps = [r["step"] for r in read_metrics(tmp_path)]
+    assert steps == sorted(set(steps)) and steps[-1] == 200 and first["step"] in steps
+
+
 def test_step_limit_still_ends_a_run_with_a_budget(tmp_path):
     summary = run_in_process(tmp_path, "trainer.max_time_s=3600")
     assert summary["step"] == 6 and summary["stopped_by"] == "total_steps"
