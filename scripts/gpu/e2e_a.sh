@@ -18,8 +18,8 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 
 # 1-2. DDP scaling: identical runs but for the number of processes (batch is per process).
 SCALE="$BASE $M130 data.batch_size=$B optimizer.lr=1e-3 scheduler.warmup_steps=10 trainer.max_steps=$SCALE_STEPS trainer.eval_every=null trainer.eval_at_end=false trainer.checkpoint_every=null"
-CUDA_VISIBLE_DEVICES=0 run scale1 170 $PY -m mambalab.train $SCALE name=e2e_scale1 hydra.run.dir=$OUTS/e2e_scale1
-run scale4 150 $PY -m mambalab.train $SCALE name=e2e_scale4 trainer.num_processes=$NP hydra.run.dir=$OUTS/e2e_scale4
+CUDA_VISIBLE_DEVICES=0 run scale1 150 $PY -m mambalab.train $SCALE name=e2e_scale1 hydra.run.dir=$OUTS/e2e_scale1
+run scale4 130 $PY -m mambalab.train $SCALE name=e2e_scale4 trainer.num_processes=$NP hydra.run.dir=$OUTS/e2e_scale4
 grep -h '"train"' $OUTS/e2e_scale1/metrics.jsonl $OUTS/e2e_scale4/metrics.jsonl | cut -c1-120 | tail -4
 $PY scripts/gpu/scaling.py $OUTS/e2e_scale1 $OUTS/e2e_scale4 --skip-steps $SCALE_SKIP --out "$LOGS/scaling.json" | tee "$LOGS/scaling.md"
 
@@ -27,7 +27,7 @@ $PY scripts/gpu/scaling.py $OUTS/e2e_scale1 $OUTS/e2e_scale4 --skip-steps $SCALE
 S=e2e_lr_sweep
 SWEEP="$BASE $M130 data.batch_size=$B name=$S scheduler=cosine scheduler.warmup_steps=30 trainer.max_steps=$SWEEP_STEPS trainer.max_time_s=$SWEEP_CAP trainer.eval_every=100 trainer.eval_max_batches=$EVALB trainer.checkpoint_every=null"
 W=; if [ -z "$E2E_DRY" ]; then (while sleep 15; do nvidia-smi --query-compute-apps=pid,gpu_uuid,used_memory --format=csv,noheader >> "$LOGS/sweep_nvidia_smi.csv"; done) & W=$!; fi
-run lr_sweep 240 $PY -m mambalab.train -m $SWEEP 'optimizer.lr=3e-4,6e-4,1e-3,2e-3' hydra/launcher=joblib hydra.launcher.n_jobs=$NJOBS hydra.sweep.dir=$MR/$S
+run lr_sweep 230 $PY -m mambalab.train -m $SWEEP 'optimizer.lr=3e-4,6e-4,1e-3,2e-3' hydra/launcher=joblib hydra.launcher.n_jobs=$NJOBS hydra.sweep.dir=$MR/$S
 [ -n "$W" ] && kill $W 2>/dev/null
 cat $MR/$S/gpu_assignment.jsonl 2>/dev/null
 $PY -m mambalab.sweep $MR/$S 2>&1 | tail -14 | tee "$LOGS/lr_sweep.txt"

@@ -41,6 +41,7 @@ fi
 OUTS=$ROOT/outputs; MR=$ROOT/multirun
 # Mamba-130M on the carried Wikipedia token cache (docs/results.md), no step limit from epochs.
 BASE="~experiment data=cached data.path=$C data.seq_len=$SEQ tokenizer=gpt_neox tokenizer.path=$TOK trainer.epochs=null trainer.progress_bar=false trainer.log_every=10 logger=[jsonl]"
-# `run NAME TIMEOUT CMD...`: one step with its own timeout, its log in $LOGS/NAME.log.
+# `run NAME TIMEOUT CMD...`: one step with its own timeout (SIGTERM: the trainer checkpoints and
+# exits; SIGKILL 20 s later if it has not), its log in $LOGS/NAME.log.
 LOGS=$ROOT/e2e_logs; mkdir -p "$LOGS"
-run() { local name=$1 limit=$2; shift 2; stamp "start $name"; timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?; stamp "end $name rc=$rc"; [ $rc -eq 0 ] || tail -n 15 "$LOGS/$name.log"; return $rc; }
+run() { local name=$1 limit=$2; shift 2; stamp "start $name"; timeout -k 20 "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?; stamp "end $name rc=$rc"; [ $rc -eq 0 ] || tail -n 15 "$LOGS/$name.log"; return $rc; }
