@@ -12,6 +12,11 @@
 # lr_sweep.png. Runs stay in outputs/e2e_scale{1,4} and multirun/e2e_lr_sweep for call B.
 # Run as: bash scripts/gpu/e2e_a.sh 2>&1 | tee $OUT/e2e_a.log
 source scripts/gpu/e2e_env.sh
+# E2E_BUILD_KERNELS=1: start the detached kernel build here, after common.sh's install (16 cores).
+if [ -n "$E2E_BUILD_KERNELS" ] && [ -z "$E2E_DRY" ]; then
+  setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 < /dev/null &
+  stamp "kernel build started (detached; /tmp/kernels_done when finished)"
+fi
 NP=4; NJOBS=4; [ -n "$E2E_DRY" ] && { NP=2; NJOBS=2; }
 [ -z "$E2E_DRY" ] && nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee "$LOGS/cards_a.txt"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -30,6 +35,7 @@ W=; if [ -z "$E2E_DRY" ]; then (while sleep 15; do nvidia-smi --query-compute-ap
 run lr_sweep 230 $PY -m mambalab.train -m $SWEEP 'optimizer.lr=3e-4,6e-4,1e-3,2e-3' hydra/launcher=joblib hydra.launcher.n_jobs=$NJOBS hydra.sweep.dir=$MR/$S
 [ -n "$W" ] && kill $W 2>/dev/null
 cat $MR/$S/gpu_assignment.jsonl 2>/dev/null
+[ -z "$E2E_DRY" ] && { cat /tmp/kernels_done 2>/dev/null || stamp "kernel build still running: $(tail -c 300 /tmp/build-ms.log /tmp/build-cc.log 2>/dev/null | tr '\n' ' ')"; }
 $PY -m mambalab.sweep $MR/$S 2>&1 | tail -14 | tee "$LOGS/lr_sweep.txt"
 cp $MR/$S/summary.png "$OUT/lr_sweep.png" 2>/dev/null; cp $MR/$S/summary.csv "$LOGS/lr_sweep.csv" 2>/dev/null
 
