@@ -1,11 +1,13 @@
-"""Mamba-130M training throughput with each Triton selective-scan implementation, in one process.
+"""Mamba-130M training throughput with each variant of the Triton path, in one process.
 
-    PYTHONPATH=.:$PYTHONPATH python3 scripts/ab_scan_impl.py [--batch 16] [--out DIR]
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/ab_scan_impl.py [--batch 16] [--rounds 2] [--out DIR]
+        [--variants tile:channel_last tile:dbl step:dbl]
 
 Builds mambalab's model with kernels=triton and times training steps (bf16 autocast, fused
-AdamW, random tokens; mambalab.benchmarks.train_bench) with
-mambalab.ops.triton.selective_scan.CONFIG["impl"] set to "tile", then "step", alternating twice,
-so a drift of the card's clocks shows up as a difference between the two rounds.
+AdamW, random tokens; mambalab.benchmarks.train_bench) for each variant SCAN:LAYOUT, where SCAN
+sets mambalab.ops.triton.selective_scan.CONFIG["impl"] ("tile" or "step") and LAYOUT sets
+mambalab.models.mixer.TRITON_XZ_LAYOUT ("dbl" or "channel_last"), in rounds, so a drift of the
+card's clocks shows up as a difference between rounds.
 """
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ import torch
 
 from mambalab.benchmarks.implementations import ModelSize, training_implementations
 from mambalab.benchmarks.train_bench import bench_training
+from mambalab.models import mixer
 from mambalab.ops.triton import selective_scan as ss
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, nargs="+", default=[16])
-    ap.add_argument("--impls", nargs="+", default=["tile", "step"])
+    ap.add_argument("--variants", nargs="+", default=["tile:channel_last", "tile:dbl", "step:dbl"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
@@ -33,11 +36,13 @@ def main() -> None:
     rows = []
     for r in range(args.rounds):
         for batch in args.batch:
-            for name in args.impls:
-                ss.CONFIG["impl"] = name
+            for name in args.variants:
+                scan, layout = name.split(":")
+                ss.CONFIG["impl"] = scan
+                mixer.TRITON_XZ_LAYOUT = layout
                 row = bench_training(impl, batch, 2048, size.vocab_size, device, warmup=3,
                                      steps=10, lr=3e-4, mixed_precision="bf16", seed=0)
-                row = {"round": r, "scan_impl": name, "batch": batch,
+                row = {"round": r, "variant": name, "batch": batch,
                        **{k: row.get(k) for k in ("status", "tokens_per_s", "step_ms",
                                                   "peak_mem_gib", "first_loss", "last_loss",
                                                   "reason")}}

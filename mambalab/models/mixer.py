@@ -10,6 +10,12 @@ import torch.nn.functional as F
 from mambalab.ops.causal_conv1d import causal_conv1d
 from mambalab.ops.dispatch import unavailable_reason
 from mambalab.ops.mamba_inner import mamba_inner, mamba_inner_ref
+
+# The in_proj output layout the Triton mixer gets: "dbl" (a (2D, B*L) matrix, as mamba_ssm; no
+# transposing copies in the mixer) or "channel_last" (a (B, L, 2D) output; the scan then copies
+# its inputs: 1.2 ms more per layer at B=8 on an H100). A module constant so that
+# scripts/ab_scan_impl.py can time both; see mambalab/ops/triton/mamba_inner.py.
+TRITON_XZ_LAYOUT = "dbl"
 from mambalab.ops.selective_scan import selective_scan
 
 
@@ -51,9 +57,9 @@ class MambaMixer(nn.Module):
                    self.dt_proj.bias.float())
         if ssm_state is None:
             impl = kernels["mamba_inner"]
-            if impl == "cuda":
+            if impl == "cuda" or (impl == "triton" and TRITON_XZ_LAYOUT == "dbl"):
                 # mamba_ssm's layout: (2D, B*L) product viewed as (B, 2D, L) with unit stride in L,
-                # which mamba_inner_fn consumes without a copy.
+                # which mamba_inner_fn and the Triton mixer consume without a copy.
                 xz = (self.in_proj.weight @ hidden.reshape(batch * seq_len, d_model).t())
                 xz = xz.view(2 * self.d_inner, batch, seq_len).permute(1, 0, 2)
             else:

@@ -1,5 +1,6 @@
 """The fused Triton mixer against a plain fp64 composition: the output and the gradient of every
-input, fp32 and bf16 autocast, odd L, document starts, channel-last xz (CPU: TRITON_INTERPRET=1)."""
+input, fp32 and bf16 autocast, odd L, document starts; xz as the model makes it (a view of a
+(2D, B*L) matrix) and channel-last (CPU: TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
 import pytest
@@ -43,11 +44,14 @@ def mixer_ref(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_w, out_b, A, D, dt_bi
     return y.transpose(1, 2) @ out_w.t() + out_b                           # (B, L, d_model)
 
 
-def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=4, docs=True):
+def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=4, docs=True,
+            layout="dbl"):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s, scale=1.0: (torch.randn(*s, generator=g) * scale)  # noqa: E731
-    # xz as the transposed view of a (B, L, 2Di) in_proj output, the layout the model feeds
-    xz = r(bsz, seqlen, 2 * d_inner).transpose(1, 2)
+    if layout == "dbl":  # a view of the (2Di, B*L) product in_proj.weight @ hidden.T (the model's)
+        xz = r(2 * d_inner, bsz * seqlen).view(2 * d_inner, bsz, seqlen).permute(1, 0, 2)
+    else:  # the transposed view of a (B, L, 2Di) in_proj output (channel-last)
+        xz = r(bsz, seqlen, 2 * d_inner).transpose(1, 2)
     params = [xz, r(d_inner, 1, width, scale=0.5), r(d_inner, scale=0.1),
               r(rank + 2 * n_state, d_inner, scale=0.3), r(d_inner, rank, scale=0.5),
               r(d_model, d_inner, scale=0.3), r(d_model, scale=0.1),
@@ -57,13 +61,17 @@ def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=
     return params, doc_starts
 
 
-@pytest.mark.parametrize("dtype,seqlen,docs", [(torch.float32, 37, True),
-                                               (torch.float32, 16, False),
-                                               (torch.bfloat16, 33, True)])
-def test_matches_reference(dtype, seqlen, docs):
+@pytest.mark.parametrize("dtype,seqlen,docs,layout", [(torch.float32, 37, True, "dbl"),
+                                                      (torch.float32, 16, False, "dbl"),
+                                                      (torch.bfloat16, 33, True, "dbl"),
+                                                      (torch.float32, 37, True, "channel_last"),
+                                                      (torch.bfloat16, 33, True, "channel_last")])
+def test_matches_reference(dtype, seqlen, docs, layout):
     from mambalab.ops.triton import mamba_inner_triton
+    from mambalab.ops.triton.mamba_inner import is_dbl
 
-    params, doc_starts = _inputs(0, 2, seqlen, docs=docs)
+    params, doc_starts = _inputs(0, 2, seqlen, docs=docs, layout=layout)
+    assert is_dbl(params[0].to(dtype)) == (layout == "dbl")
     leaves = [p.detach().requires_grad_(True) for p in params]
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         xz = leaves[0].to(dtype)  # under autocast the in_proj output is bf16

@@ -47,7 +47,8 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # 32 // (N / n_in) * warps so that no warp splits the time axis. keep_states: the autograd
 # Function keeps the chunk states (B, L / block_t, D, N) fp32 for the backward instead of rerunning
 # the forward there: 0.4 ms faster per layer at B=8, L=2048, D=1536, but 8x the bytes of a bf16 u
-# at block_t = 4 (403 MB per layer), so off by default.
+# at block_t = 4 (403 MB per layer), so off by default. bwd_loads_first: the backward loads its
+# reversed-time inputs at the top of each chunk, before the chunk's stores (else after them).
 # "step" keys: the forward saves h every step_state_every steps ((B, L / 64, D, N) fp32, 25 MB per
 # layer at the shape above, so the autograd Function always keeps them); the backward recomputes
 # the chunk states inside each such block into an L2-sized scratch. Backward tiles
@@ -55,6 +56,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
+          "bwd_loads_first": True,
           "step_state_every": 64, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
           "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 2,
           "step_bwd_n_in": 16, "step_bwd_d_in": 1, "step_bwd_n_batch": 8, "step_bwd_d_lanes": 4,
@@ -104,7 +106,7 @@ def _prep(A, D, delta_bias, initial_state, doc_starts):
 
 def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=True,
                        initial_state=None, doc_starts=None, return_last_state=False,
-                       save_states=True):
+                       save_states=True, y_out=None):
     """Raw forward: (y, last_state | None, states | None). See the module docstring."""
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts)
     A, D, delta_bias, initial_state, doc_starts = _prep(A, D, delta_bias, initial_state, doc_starts)
@@ -115,7 +117,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             save_states=save_states, return_last_state=return_last_state,
             state_every=CONFIG["step_state_every"], block_d=CONFIG["step_fwd_block_d"],
             block_t=CONFIG["step_fwd_block_t"], n_in=CONFIG["step_fwd_n_in"],
-            num_warps=CONFIG["step_fwd_warps"])
+            num_warps=CONFIG["step_fwd_warps"], y_out=y_out)
     # Time-strided views (a transposed (B, L, D) projection) ran the forward at 1.0 ms against
     # 0.4 ms contiguous on an H100; a copy costs ~0.035 ms per tensor, so make them contiguous.
     u, delta, z = (t.contiguous() if t is not None and t.stride(-1) != 1 else t
@@ -125,11 +127,12 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
         save_states=save_states, return_last_state=return_last_state,
         block_d=CONFIG["fwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["fwd_n_in"],
-        num_warps=CONFIG["fwd_warps"])
+        num_warps=CONFIG["fwd_warps"], y_out=y_out)
 
 
 def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                       delta_softplus=True, doc_starts=None, states=None, dlast_state=None):
+                       delta_softplus=True, doc_starts=None, states=None, dlast_state=None,
+                       du_out=None, ddelta_out=None, dz_out=None):
     """Raw backward: a dict of gradients. See the module docstring."""
     if states is None:
         raise ValueError("selective_scan_bwd needs the states from selective_scan_fwd(save_states=True)")
@@ -143,13 +146,16 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             dlast_state=dlast_state, state_every=CONFIG["step_state_every"],
             block_t=CONFIG["step_bwd_block_t"], n_in=CONFIG["step_bwd_n_in"],
             d_in=CONFIG["step_bwd_d_in"], n_batch=CONFIG["step_bwd_n_batch"],
-            d_lanes=CONFIG["step_bwd_d_lanes"], num_warps=CONFIG["step_bwd_warps"])
+            d_lanes=CONFIG["step_bwd_d_lanes"], num_warps=CONFIG["step_bwd_warps"],
+            du_out=du_out, ddelta_out=ddelta_out, dz_out=dz_out)
     else:
         grads = scan_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
             delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
             block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["bwd_n_in"],
-            num_warps=CONFIG["bwd_warps"])
+            num_warps=CONFIG["bwd_warps"], loads_first=CONFIG["bwd_loads_first"],
+            du_out=du_out, ddelta_out=ddelta_out,
+            dz_out=dz_out)
     grads["dB"] = grads["dB"].to(B.dtype)
     grads["dC"] = grads["dC"].to(C.dtype)
     grads["dA"] = grads["dA"].to(A.dtype)

@@ -25,10 +25,11 @@ def _scan_bwd_kernel(
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dh0_ptr,
     dim, seqlen, dstate, n_chunks,
     su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
-    sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sdy_b, sdy_d, sdy_l,
+    sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sdy_b, sdy_d, sdy_l, so_b, so_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr,
     BLOCK_D: tl.constexpr, N_IN: tl.constexpr, N_OUT: tl.constexpr, BLOCK_T: tl.constexpr,
+    LOADS_FIRST: tl.constexpr,
 ):
     # Tiles are 4-D (N_IN, BLOCK_T, BLOCK_D, N_OUT), state n = i * N_OUT + o, as in the forward.
     pid_d = tl.program_id(0)
@@ -54,7 +55,7 @@ def _scan_bwd_kernel(
     dt_base = dt_ptr + b * sdt_b + d1[None, :] * sdt_d
     z_base = z_ptr + b * sz_b + d1[None, :] * sz_d
     dy_base = dy_ptr + b * sdy_b + d1[None, :] * sdy_d
-    out_base = b * dim * seqlen + d1[None, :] * seqlen  # du, ddt, dz: contiguous (B, D, L)
+    out_base = b * so_b + d1[None, :] * so_d  # du, ddt, dz: one layout, unit stride along L
     B_base = B_ptr + b * sB_b + n3 * sB_n  # (NI, 1, NO)
     C_base = C_ptr + b * sC_b + n3 * sC_n
     dBC_base = b * dstate * seqlen + n3 * seqlen  # dB, dC: fp32 (B, N, L)
@@ -76,6 +77,31 @@ def _scan_bwd_kernel(
         mask_td = mask_t[:, None] & mask_d[None, :]  # (T, BD)
         t3 = t1[None, :, None]  # (1, T, 1)
         mask_nt = mask_n3 & (t3 < seqlen)  # (NI, T, NO)
+        if LOADS_FIRST:
+            # The reversed-time inputs of the second half are loaded here, before this chunk's
+            # stores and atomics: a load after them could alias them, so the compiler would keep
+            # it there and the chunk would wait for memory twice.
+            tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
+            mask_r = tr < seqlen
+            trc = tr[:, None]
+            mask_rd = mask_r[:, None] & mask_d[None, :]
+            tr3 = tr[None, :, None]
+            mask_rn = mask_n3 & (tr3 < seqlen)
+            u_r = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0)
+            dtp_r = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0)
+            dy_r = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0)
+            B_r = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0)
+            C_r = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0)
+            if HAS_Z:
+                z_r = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0)
+            # dt one step later, for a_{t+1}
+            tr1 = tr + 1
+            mask_r1 = tr1 < seqlen
+            mask_rd1 = mask_r1[:, None] & mask_d[None, :]
+            dt1_r = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0)
+            if HAS_DOCS:
+                doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
+
         u = tl.load(u_base + tc * su_l, mask=mask_td, other=0.0).to(tl.float32)  # (T, BD)
         dt_pre = tl.load(dt_base + tc * sdt_l, mask=mask_td, other=0.0).to(tl.float32)
         if HAS_BIAS:
@@ -122,17 +148,33 @@ def _scan_bwd_kernel(
         # the reverse pass runs forward over the chunk in reversed time, r = T - 1 - i: the few
         # (T, BD) and (NI, T, NO) inputs are loaded again reversed (cache hits), ha is flipped.
         ha = tl.flip(ha, 1)
-        tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
-        mask_r = tr < seqlen
-        trc = tr[:, None]
-        mask_rd = mask_r[:, None] & mask_d[None, :]
-        tr3 = tr[None, :, None]
-        mask_rn = mask_n3 & (tr3 < seqlen)
-        u = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0).to(tl.float32)
-        dt_pre = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0).to(tl.float32)
-        dy = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0).to(tl.float32)
-        Bt = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0).to(tl.float32)
-        Ct = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0).to(tl.float32)
+        if not LOADS_FIRST:
+            tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
+            mask_r = tr < seqlen
+            trc = tr[:, None]
+            mask_rd = mask_r[:, None] & mask_d[None, :]
+            tr3 = tr[None, :, None]
+            mask_rn = mask_n3 & (tr3 < seqlen)
+            u_r = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0)
+            dtp_r = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0)
+            dy_r = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0)
+            B_r = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0)
+            C_r = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0)
+            if HAS_Z:
+                z_r = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0)
+            # dt one step later, for a_{t+1}
+            tr1 = tr + 1
+            mask_r1 = tr1 < seqlen
+            mask_rd1 = mask_r1[:, None] & mask_d[None, :]
+            dt1_r = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0)
+            if HAS_DOCS:
+                doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
+
+        u = u_r.to(tl.float32)
+        dt_pre = dtp_r.to(tl.float32)
+        dy = dy_r.to(tl.float32)
+        Bt = B_r.to(tl.float32)
+        Ct = C_r.to(tl.float32)
         if HAS_BIAS:
             dt_pre = dt_pre + bias
         if SOFTPLUS:
@@ -140,23 +182,19 @@ def _scan_bwd_kernel(
         else:
             dt = dt_pre
         if HAS_Z:
-            z = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0).to(tl.float32)
+            z = z_r.to(tl.float32)
             dout = dy * z * sigmoid(z)
         else:
             dout = dy  # (T, BD), reversed
 
         # Decay one step later, a_{t+1}: it links g_t to g_{t+1} (0 past the end).
-        tr1 = tr + 1
-        mask_r1 = tr1 < seqlen
-        mask_rd1 = mask_r1[:, None] & mask_d[None, :]
-        dt1 = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0).to(tl.float32)
+        dt1 = dt1_r.to(tl.float32)
         if HAS_BIAS:
             dt1 = dt1 + bias
         if SOFTPLUS:
             dt1 = softplus(dt1)
         dA1 = tl.exp2(dt1[None, :, :, None] * A2)  # (NI, T, BD, NO), reversed
         if HAS_DOCS:
-            doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
             dA1 = tl.where((doc1 != 0)[None, :, None, None], 0.0, dA1)
         dA1 = tl.where(mask_r1[None, :, None, None], dA1, 0.0)
 
@@ -209,17 +247,28 @@ def scan_bwd_launch(
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, block_d: int, block_t: int,
-    n_in: int, num_warps: int,
+    n_in: int, num_warps: int, loads_first: bool = True, du_out: torch.Tensor | None = None,
+    ddelta_out: torch.Tensor | None = None, dz_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Launch the backward; returns the gradients by name, partial sums already reduced."""
+    """Launch the backward; returns the gradients by name, partial sums already reduced.
+    ``du_out``, ``ddelta_out``, ``dz_out``: where to write those (B, D, L) gradients (all three
+    one layout with unit stride along L, e.g. views of (D, B * L) matrices); default new
+    contiguous ones."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = triton.cdiv(seqlen, block_t)
     assert states.shape == (batch, n_chunks, dim, dstate), "states saved with another block_t"
     dev, f32 = u.device, torch.float32
-    du = torch.empty((batch, dim, seqlen), device=dev, dtype=u.dtype)
-    ddt = torch.empty((batch, dim, seqlen), device=dev, dtype=delta.dtype)
-    dz = torch.empty((batch, dim, seqlen), device=dev, dtype=z.dtype) if z is not None else du
+    du = torch.empty((batch, dim, seqlen), device=dev, dtype=u.dtype) if du_out is None else du_out
+    ddt = (torch.empty((batch, dim, seqlen), device=dev, dtype=delta.dtype)
+           if ddelta_out is None else ddelta_out)
+    dz = du
+    if z is not None:
+        dz = torch.empty((batch, dim, seqlen), device=dev, dtype=z.dtype) if dz_out is None else dz_out
+    for name, t in (("du_out", du), ("ddelta_out", ddt), ("dz_out", dz)):
+        if t.shape != u.shape or t.stride() != du.stride() or (seqlen > 1 and t.stride(2) != 1):
+            raise ValueError(f"{name} must be {tuple(u.shape)}, one layout for all three with "
+                             f"unit stride along L; got {tuple(t.shape)} strides {t.stride()}")
     dB = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)  # atomics add into these
     dC = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)
     dA = torch.empty((batch, dim, dstate), device=dev, dtype=f32)  # per-batch partials
@@ -239,11 +288,12 @@ def scan_bwd_launch(
         du, ddt, dz, dB, dC, dA, dD, dbias, dh0,
         dim, seqlen, dstate, n_chunks,
         *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc, *dy.stride(),
+        du.stride(0), du.stride(1),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None,
         BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t,
-        num_warps=num_warps,
+        LOADS_FIRST=loads_first, num_warps=num_warps,
     )
     return {
         "du": du, "ddelta": ddt, "dz": dz if z is not None else None,

@@ -55,7 +55,7 @@ def _scan_fwd_kernel(
     y_ptr, states_ptr, last_ptr,
     dim, seqlen, dstate, n_chunks,
     su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
-    sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l,
+    sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr,
@@ -91,7 +91,7 @@ def _scan_fwd_kernel(
     u_base = u_ptr + b * su_b + d1[None, :] * su_d  # (1, BD)
     dt_base = dt_ptr + b * sdt_b + d1[None, :] * sdt_d
     z_base = z_ptr + b * sz_b + d1[None, :] * sz_d
-    y_base = y_ptr + b * dim * seqlen + d1[None, :] * seqlen
+    y_base = y_ptr + b * sy_b + d1[None, :] * sy_d  # unit stride along time
     B_base = B_ptr + b * sB_b + n3 * sB_n  # (NI, 1, NO)
     C_base = C_ptr + b * sC_b + n3 * sC_n
     is_first_col = (t0 == 0)[None, :, None, None]  # (1, T, 1, 1)
@@ -145,14 +145,19 @@ def scan_fwd_launch(
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, block_d: int, block_t: int, n_in: int,
-    num_warps: int,
+    num_warps: int, y_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward. Returns (y (B, D, L) in u's dtype, last_state (B, D, N) fp32 or None,
-    states (B, n_chunks, D, N) fp32 or None); inputs are already validated."""
+    states (B, n_chunks, D, N) fp32 or None); inputs are already validated. ``y_out``: where to
+    write y, any (B, D, L) buffer with unit stride along L (the fused mixer passes a view of a
+    (D, B * L) matrix); default a new contiguous one."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = triton.cdiv(seqlen, block_t)
-    y = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype)
+    y = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype) if y_out is None else y_out
+    if y.shape != u.shape or (seqlen > 1 and y.stride(2) != 1):
+        raise ValueError(f"y_out must be {tuple(u.shape)} with unit stride along L, "
+                         f"got {tuple(y.shape)} strides {y.stride()}")
     states = (torch.empty((batch, n_chunks, dim, dstate), device=u.device, dtype=torch.float32)
               if save_states else None)
     last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
@@ -170,6 +175,7 @@ def scan_fwd_launch(
         y, states if states is not None else y, last if last is not None else y,
         dim, seqlen, dstate, n_chunks,
         *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc,
+        y.stride(0), y.stride(1),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,

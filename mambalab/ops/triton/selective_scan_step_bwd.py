@@ -241,6 +241,8 @@ def step_bwd_launch(
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, state_every: int, block_t: int,
     n_in: int, d_in: int, n_batch: int, d_lanes: int, num_warps: int,
+    du_out: torch.Tensor | None = None, ddelta_out: torch.Tensor | None = None,
+    dz_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward; returns the gradients by name, partial sums already reduced. du,
     ddelta and dz come back in u's memory order (channel-last when u is). ``states`` holds h
@@ -254,10 +256,14 @@ def step_bwd_launch(
     assert states.shape == (batch, triton.cdiv(seqlen, state_every), dim, dstate), \
         "states saved with another state_every"
     dev, f32 = u.device, torch.float32
-    du = out_like(u)
-    ddt = out_like(u, delta.dtype)
-    dz = out_like(u, z.dtype) if z is not None else du
-    assert ddt.stride() == du.stride() and dz.stride() == du.stride()
+    du = out_like(u) if du_out is None else du_out
+    ddt = out_like(u, delta.dtype) if ddelta_out is None else ddelta_out
+    dz = du
+    if z is not None:
+        dz = out_like(u, z.dtype) if dz_out is None else dz_out
+    if not (ddt.stride() == du.stride() == dz.stride()):
+        raise ValueError("du_out, ddelta_out and dz_out must share one layout, got strides "
+                         f"{du.stride()}, {ddt.stride()}, {dz.stride()}")
     dB = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)  # atomics add into these
     dC = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)
     dA = torch.empty((batch, dim, dstate), device=dev, dtype=f32)  # per-batch partials

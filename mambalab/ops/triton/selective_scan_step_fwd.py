@@ -60,58 +60,80 @@ def _step_fwd_kernel(
     mask_dn = mask_d & mask_n  # (NI, BD, NO)
     dn_off = d3 * dstate + n3
 
+    # Per-channel vectors are read through pointers broadcast over the N_OUT lanes, (1, BD, NO):
+    # every lane that holds a state of a channel reads its value (one transaction), so the
+    # values already have the state tile's layout (a (1, BD, 1) tile would take another layout
+    # and a shared-memory round trip per step).
+    lane_n = tl.zeros((1, 1, N_OUT), dtype=tl.int64)
+    dl3 = d3 + lane_n  # (1, BD, NO)
     # log2(e) folded into A: the decay is one exp2 per element.
     A2 = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0) * 1.4426950408889634
     if HAS_D:
-        Dv = tl.load(D_ptr + d3, mask=mask_d, other=0.0)  # (1, BD, 1)
+        Dv = tl.load(D_ptr + dl3, mask=mask_d, other=0.0)  # (1, BD, NO)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + d3, mask=mask_d, other=0.0)
+        bias = tl.load(bias_ptr + dl3, mask=mask_d, other=0.0)
     if HAS_H0:
         h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn, other=0.0)
     else:
         h = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)
 
-    u_ptrs = u_ptr + b * su_b + d3 * su_d  # (1, BD, 1), advanced one step at a time
-    dt_ptrs = dt_ptr + b * sdt_b + d3 * sdt_d
-    z_ptrs = z_ptr + b * sz_b + d3 * sz_d
-    y_ptrs = y_ptr + b * sy_b + d3 * sy_d
-    # B and C are loaded broadcast over the channel lanes (one transaction for all of them), so
-    # the tile has the state tile's layout; a (NI, 1, NO) tile would take another layout and a
-    # shared-memory round trip per step.
-    lane0 = tl.zeros((1, BLOCK_D, 1), dtype=tl.int64)
-    B_ptrs = B_ptr + b * sB_b + n3 * sB_n + lane0  # (NI, BD, NO)
-    C_ptrs = C_ptr + b * sC_b + n3 * sC_n + lane0
+    u_ptrs = u_ptr + b * su_b + dl3 * su_d  # (1, BD, NO), advanced one step at a time
+    dt_ptrs = dt_ptr + b * sdt_b + dl3 * sdt_d
+    z_ptrs = z_ptr + b * sz_b + dl3 * sz_d
+    y_ptrs = y_ptr + b * sy_b + dl3 * sy_d
+    # B and C likewise broadcast over the channel lanes: (NI, BD, NO).
+    lane_d = tl.zeros((1, BLOCK_D, 1), dtype=tl.int64)
+    B_ptrs = B_ptr + b * sB_b + n3 * sB_n + lane_d
+    C_ptrs = C_ptr + b * sC_b + n3 * sC_n + lane_d
+    doc_ptrs = doc_ptr + b * sdoc_b + tl.zeros((1, 1, 1), dtype=tl.int64)
     st_ptrs = states_ptr + b * tl.cdiv(n_chunks, STATE_EVERY // BLOCK_T) * dim * dstate + dn_off
 
     K: tl.constexpr = STATE_EVERY // BLOCK_T  # chunks per saved state
     for c in range(n_chunks):
+        # All of the chunk's loads first: a load after a store to y could alias it, so the
+        # compiler would not move it up, and every step would wait for memory on its own.
+        us = ()
+        dts = ()
+        zs = ()
+        Bs = ()
+        Cs = ()
+        docs = ()
+        for j in tl.static_range(BLOCK_T):
+            t = c * BLOCK_T + j
+            valid = _valid(t, seqlen, EVEN)
+            m = mask_d & valid
+            us = us + (tl.load(u_ptrs + t * su_l, mask=m, other=0.0),)
+            dts = dts + (tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0),)
+            if HAS_Z:
+                zs = zs + (tl.load(z_ptrs + t * sz_l, mask=m, other=0.0),)
+            Bs = Bs + (tl.load(B_ptrs + t * sB_l, mask=mask_n & valid, other=0.0),)
+            Cs = Cs + (tl.load(C_ptrs + t * sC_l, mask=mask_n & valid, other=0.0),)
+            if HAS_DOCS:
+                docs = docs + (tl.load(doc_ptrs + t * sdoc_l, mask=valid, other=0),)
         if SAVE_STATES:
             tl.store(st_ptrs + (c // K) * dim * dstate, h, mask=mask_dn & (c % K == 0))
         for j in tl.static_range(BLOCK_T):
             t = c * BLOCK_T + j
             valid = _valid(t, seqlen, EVEN)
             m = mask_d & valid
-            u = tl.load(u_ptrs + t * su_l, mask=m, other=0.0).to(tl.float32)  # (1, BD, 1)
-            dt = tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0).to(tl.float32)
+            u = us[j].to(tl.float32)  # (1, BD, NO)
+            dt = dts[j].to(tl.float32)
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
                 dt = softplus(dt)
-            Bt = tl.load(B_ptrs + t * sB_l, mask=mask_n & valid, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptrs + t * sC_l, mask=mask_n & valid, other=0.0).to(tl.float32)
             a = tl.exp2(dt * A2)  # (NI, BD, NO)
             if HAS_DOCS:
-                doc = tl.load(doc_ptr + b * sdoc_b + t * sdoc_l + tl.zeros((1, 1, 1), tl.int32),
-                              mask=valid, other=0)  # (1, 1, 1)
-                a = tl.where(doc != 0, 0.0, a)  # a document starts here: forget the state
+                a = tl.where(docs[j] != 0, 0.0, a)  # a document starts here: forget the state
             # past the end (last partial chunk) the step is the identity, so h is the final state
             a = tl.where(valid, a, 1.0)
-            h = a * h + (dt * u) * Bt
-            y = tl.sum(tl.sum(h * Ct, axis=0, keep_dims=True), axis=2, keep_dims=True)
+            h = a * h + (dt * u) * Bs[j].to(tl.float32)
+            y = tl.sum(tl.sum(h * Cs[j].to(tl.float32), axis=0, keep_dims=True), axis=2,
+                       keep_dims=True)  # (1, BD, 1)
             if HAS_D:
                 y += Dv * u
             if HAS_Z:
-                z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
+                z = zs[j].to(tl.float32)
                 y = y * z * sigmoid(z)
             tl.store(y_ptrs + t * sy_l, y.to(y_ptr.dtype.element_ty), mask=m)
 
@@ -134,7 +156,7 @@ def step_fwd_launch(
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, state_every: int, block_d: int, block_t: int,
-    n_in: int, num_warps: int,
+    n_in: int, num_warps: int, y_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward. Returns (y (B, D, L) in u's dtype and memory order, last_state
     (B, D, N) fp32 or None, states (B, cdiv(L, state_every), D, N) fp32 or None: h before
@@ -144,7 +166,7 @@ def step_fwd_launch(
     if state_every % block_t:
         raise ValueError(f"state_every ({state_every}) must be a multiple of block_t ({block_t})")
     n_chunks = triton.cdiv(seqlen, block_t)
-    y = out_like(u)
+    y = out_like(u) if y_out is None else y_out  # any (B, D, L) strides
     states = (torch.empty((batch, triton.cdiv(seqlen, state_every), dim, dstate), device=u.device,
                           dtype=torch.float32)
               if save_states else None)
