@@ -2,6 +2,8 @@
 
     PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step] [--configs all|default] [--out DIR]
 
+With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
+contiguous inputs, the backward with and without loads first, a few backward tiles.
 With --impl step: the step kernels' tile choices against the tile kernels' default at B=8 and 16
 (the mixer's channel-last layout and (B, D, L) contiguous), a check, and mamba_ssm when importable.
 
@@ -37,10 +39,19 @@ def ref_scan(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts):
     return (torch.stack(ys, -1) + D[:, None] * u) * F.silu(z)
 
 
-def inputs(batch, dim, dstate, seqlen, dtype, transposed=False, seed=0):
+def inputs(batch, dim, dstate, seqlen, dtype, transposed=False, seed=0, dbl=False):
     g = torch.Generator(device="cuda").manual_seed(seed)
     rnd = lambda *s: torch.randn(*s, device="cuda", generator=g)  # noqa: E731
-    if transposed:  # what the mixer passes: views of a (B, L, 3D) tensor, stride(-1) != 1
+    if dbl:  # what the mixer passes now: views of (C, B*L) matrices, unit stride along L
+        mat = rnd(3 * dim + 2 * dstate, batch * seqlen).to(dtype)
+        view = lambda m: m.view(m.shape[0], batch, seqlen).permute(1, 0, 2)  # noqa: E731
+        u, delta, z = (view(mat[i * dim:(i + 1) * dim]) for i in range(3))
+        with torch.no_grad():
+            delta.mul_(0.5).sub_(1.0)
+        return dict(u=u, delta=delta, A=-torch.exp(rnd(dim, dstate) * 0.5),
+                    B=view(mat[3 * dim:3 * dim + dstate]), C=view(mat[3 * dim + dstate:]),
+                    D=rnd(dim), z=z, delta_bias=rnd(dim) * 0.3)
+    if transposed:  # channel-last: views of a (B, L, 3D) tensor, stride(-1) != 1
         xz = rnd(batch, seqlen, 3 * dim).to(dtype)
         u, delta, z = (xz[..., i * dim:(i + 1) * dim].transpose(1, 2) for i in range(3))
     else:
@@ -147,7 +158,7 @@ def step_sweep(out: str) -> int:
                                          step_bwd_d_lanes=dl, step_bwd_d_in=di, step_bwd_warps=w)
                     key = f"B{batch}_{layout}_step_{part}_{'_'.join(map(str, cfg))}"
                     try:
-                        ms = time_step_part(part, x)
+                        ms = time_raw_part(part, x)
                     except Exception as e:  # a config that fails to compile is reported
                         rows[key] = {"error": repr(e)[:300]}
                         print(key, rows[key], flush=True)
@@ -189,7 +200,61 @@ def step_sweep(out: str) -> int:
     return 0 if finite and max(errs.values()) < 2e-2 else 1
 
 
-def time_step_part(part, x):
+TILE_BWD = [(4, 4, 1, 8), (4, 8, 1, 16), (4, 4, 2, 16)]  # (block_t, n_in, warps, block_d)
+
+
+def tile_sweep(out: str) -> int:
+    """The tile kernels at B=8 and 16 on the three layouts (dbl: the mixer's (C, B*L) views;
+    channel_last; contiguous), the backward with and without loads first, and a few backward
+    tiles; then mamba_ssm's kernel on contiguous inputs when importable."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
+    base = dict(ss.CONFIG, impl="tile")
+    for batch in (8, 16):
+        for layout in ("dbl", "channel_last", "contiguous"):
+            x = inputs(batch, 1536, 16, 2048, torch.bfloat16, transposed=layout == "channel_last",
+                       dbl=layout == "dbl")
+            for lf in (True, False):
+                ss.CONFIG.clear(); ss.CONFIG.update(base, bwd_loads_first=lf)
+                key = f"B{batch}_{layout}_loads_first={lf}"
+                rows[key] = time_config({}, x)
+                print(f"{key:40s}", {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
+            if layout != "dbl":
+                continue
+            for bt, ni, w, bd in TILE_BWD[1:]:
+                ss.CONFIG.clear(); ss.CONFIG.update(base, block_t=bt, bwd_n_in=ni, bwd_warps=w,
+                                                    bwd_block_d=bd)
+                key = f"B{batch}_{layout}_bwd_T{bt}_NI{ni}_W{w}_BD{bd}"
+                try:
+                    rows[key] = time_raw_part("bwd", x)
+                except Exception as e:
+                    rows[key] = {"error": repr(e)[:300]}
+                print(key, rows[key], flush=True)
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    errs, finite = check()
+    rows["check_tile_default"] = {"errs": errs, "finite": finite}
+    print("check tile default (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+        for batch in (8, 16):
+            x = inputs(batch, 1536, 16, 2048, torch.bfloat16)
+            leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
+            dy = torch.randn_like(x["u"])
+
+            def theirs():
+                selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
+                                  leaves["C"], leaves["D"], leaves["z"], leaves["delta_bias"],
+                                  True).backward(dy)
+            rows[f"B{batch}_mamba_ssm_fwd+bwd"] = triton.testing.do_bench(theirs,
+                                                                          return_mode="median")
+            print(f"B{batch} mamba_ssm fwd+bwd", rows[f"B{batch}_mamba_ssm_fwd+bwd"], flush=True)
+    except ImportError:
+        print("mamba_ssm not importable: no comparison")
+    with open(os.path.join(out, "bench_scan_tile.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return 0 if finite and max(errs.values()) < 2e-2 else 1
+
+
+def time_raw_part(part, x):
     """Median ms of the step forward alone or the step backward alone (from saved states)."""
     if part == "fwd":
         fn = lambda: ss.selective_scan_fwd(**x, save_states=True)  # noqa: E731
@@ -204,12 +269,14 @@ def time_step_part(part, x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
-    ap.add_argument("--impl", default="tile", choices=["tile", "step"])
+    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     if args.impl == "step":
         return step_sweep(args.out)
+    if args.impl == "tile-variants":
+        return tile_sweep(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()
