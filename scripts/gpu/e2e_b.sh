@@ -9,7 +9,7 @@
 #          split every ~1.6M tokens, then `python -m mambalab.eval.compare` (curves against tokens
 #          and against training seconds, side by side: compare.png + compare.md);
 #   GPU 3: selective copying (experiment=selective_copying: length 4096, 16 data tokens, 2 x 64
-#          Mamba, batch 64, lr 2e-3, cosine over 12k steps) for at most 300 s of training, then
+#          Mamba, batch 64, lr 1e-3, cosine over 12k steps) for at most 300 s of training, then
 #          `python -m mambalab.evaluate` on its checkpoint.
 # $OUT gets: e2e_b.log (through tee), e2e_b.tgz (logs, metrics, summaries, tables), compare.png.
 source scripts/gpu/e2e_env.sh

@@ -14,7 +14,7 @@ if [ -z "$E2E_DRY" ]; then
   SWEEP_STEPS=250; SWEEP_CAP=150        # lr sweep: 250 steps (8.2M tokens), capped at 150 s of training
   CMP_TIME=150; CMP_STEPS=2000          # seed vs ours: 150 s of training each (steps: only a cap)
   CMP_EVAL_OURS=50; CMP_EVAL_SEED=25    # eval every ~1.6M tokens (ours), ~1.6M tokens (seed)
-  # Selective copying: the experiment's settings (2 x 64 Mamba, batch 64, lr 2e-3, cosine over 12k
+  # Selective copying: the experiment's settings (2 x 64 Mamba, batch 64, lr 1e-3, cosine over 12k
   # steps), ended by 300 s of training if the steps take longer.
   SC="trainer.max_time_s=300 trainer.checkpoint_every=null"
   SC_EVAL="max_batches=null"
