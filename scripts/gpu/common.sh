@@ -1,6 +1,13 @@
 # Sourced by the GPU call scripts: wheels on the path, the carried token cache, the LM run's overrides.
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 OMP_NUM_THREADS=4 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled
-NO_KERNELS=1 source .whl/install.sh .whl > /tmp/install.log 2>&1 || { cat /tmp/install.log; exit 1; }
+# Once per machine: scripts that run side by side source this too, and a second pip install into
+# /tmp/site while another process imports from it can break that import.
+if [ ! -f /tmp/site/.mambalab_wheels ]; then
+  NO_KERNELS=1 source .whl/install.sh .whl > /tmp/install.log 2>&1 || { cat /tmp/install.log; exit 1; }
+  touch /tmp/site/.mambalab_wheels
+else
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 export PYTHONPATH=.:$PYTHONPATH
 export MAMBALAB_CACHE=$PWD/.gpu/token_cache
 C=text-gpt-neox-20b-94c2e6dc89206347
