@@ -25,7 +25,9 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_with_grads(fn, inputs: dict, upstream: torch.Tensor):
-    leaves = {k: (v.detach().clone().requires_grad_(True) if torch.is_floating_point(v) else v)
+    # absent inputs (None: no bias, no document starts) pass through as they are
+    leaves = {k: (v.detach().clone().requires_grad_(True)
+                  if isinstance(v, torch.Tensor) and torch.is_floating_point(v) else v)
               for k, v in inputs.items()}
     out = fn(**leaves)
     out = out[0] if isinstance(out, tuple) else out
