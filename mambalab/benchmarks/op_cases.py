@@ -86,10 +86,13 @@ def scan_case(batch: int, seq_len: int, d_inner: int, d_state: int, device, ref_
 def conv_case(batch: int, seq_len: int, d_inner: int, width: int, device):
     from mambalab.ops.causal_conv1d.reference import causal_conv1d_ref
 
-    # Each implementation gets the layout its model feeds it: mambalab's Triton path a slice of
-    # the (B, L, 2D) in_proj output (channel-last), mamba_ssm an x with unit stride along L.
+    # Both models now feed the conv the same layout: x a (B, D, L) view of the (2D, B*L) in_proj
+    # product, unit stride along L (the reference gets it too). x_cl, a slice of a channel-last
+    # (B, L, 2D) in_proj output, is what mambalab's Triton mixer took before 2026-11-28's second
+    # session; it stays as an input so that the case's inputs (and saved JSON) keep their shape.
     x_cl = _randn(batch, seq_len, 2 * d_inner, device=device)
-    x_l = _randn(batch, d_inner, seq_len, device=device)
+    x_l = _randn(2 * d_inner, batch * seq_len, device=device)[:d_inner].view(
+        d_inner, batch, seq_len).permute(1, 0, 2)
     weight = _randn(d_inner, width, device=device, dtype=torch.float32, scale=0.5)
     bias = _randn(d_inner, device=device, dtype=torch.float32, scale=0.1)
     case = OpCase("causal_conv1d", f"B={batch} L={seq_len} D={d_inner} W={width} bf16",
@@ -102,9 +105,9 @@ def conv_case(batch: int, seq_len: int, d_inner: int, width: int, device):
         return lambda x_cl, x_l, w, b: fn(x_l, w, b, activation="silu")
 
     for name, fn, channel_last in (
-            ("triton", _triton_fn("causal_conv1d_triton", device), True),
+            ("triton", _triton_fn("causal_conv1d_triton", device), False),
             ("cuda", _cuda_fn("causal_conv1d", "causal_conv1d_fn", device), False),
-            ("reference", causal_conv1d_ref, True)):
+            ("reference", causal_conv1d_ref, False)):
         case.impls[name] = call(fn, channel_last) if callable(fn) else fn
     return case
 
@@ -138,8 +141,9 @@ def mamba_inner_case(batch: int, seq_len: int, d_model: int, d_inner: int, d_sta
     from mambalab.ops.mamba_inner.reference import mamba_inner_ref
 
     f32 = dict(device=device, dtype=torch.float32)
-    # the layouts the two models produce: mambalab's Triton path in_proj(h).transpose(1, 2)
-    # (channel-last), mamba_ssm's (W @ h^T) viewed as (B, 2D, L) with unit stride along L
+    # the layout both models produce: (W @ h^T) viewed as (B, 2D, L) with unit stride along L
+    # (xz_l); xz, a channel-last in_proj(h), feeds the reference (layout-agnostic, and the input
+    # the case has always had)
     xz = _randn(batch, seq_len, 2 * d_inner, device=device)
     xz_l = _randn(2 * d_inner, batch, seq_len, device=device)
     weights = [_randn(d_inner, 1, 4, scale=0.5, **f32), _randn(d_inner, scale=0.1, **f32),
@@ -155,7 +159,7 @@ def mamba_inner_case(batch: int, seq_len: int, d_model: int, d_inner: int, d_sta
     triton_fn = _triton_fn("mamba_inner_triton", device)
     if callable(triton_fn):
         case.impls["triton"] = lambda xz, xz_l, cw, cb, xw, dw, ow, A, D, db: triton_fn(
-            xz.transpose(1, 2), cw, cb, xw, dw, ow, None, A, D, db)
+            xz_l.permute(1, 0, 2), cw, cb, xw, dw, ow, None, A, D, db)
     else:
         case.impls["triton"] = triton_fn
     cuda_fn = _cuda_fn("mamba_ssm.ops.selective_scan_interface", "mamba_inner_fn", device)
