@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 IMPLEMENTATIONS = ("mambalab", "mamba_ssm", "hf", "hf_checkpointing")
-KERNELS = ("triton", "cuda", "reference")
+# "auto": what model.kernels=auto resolves to per op on this device (a mix of the others)
+KERNELS = ("auto", "triton", "cuda", "reference")
 
 
 @dataclass
@@ -63,7 +64,9 @@ def _mambalab(size: ModelSize, kernels: str, device: torch.device) -> TrainImpl:
     def loss(model, input_ids, targets):
         return model(input_ids, targets=targets).loss
 
-    return TrainImpl(name, build, loss, reason, slow=kernels == "reference")
+    # auto on a CPU resolves to the reference: as slow, so the same token limit applies
+    slow = kernels == "reference" or (kernels == "auto" and device.type != "cuda")
+    return TrainImpl(name, build, loss, reason, slow=slow)
 
 
 def _mamba_ssm(size: ModelSize, device: torch.device) -> TrainImpl:

@@ -125,10 +125,15 @@ class MambaLM(nn.Module):
             raise ValueError(f"state holds {state.batch_size} rows, input_ids {input_ids.shape[0]}")
         kernels = self.kernels(input_ids.device)
         if doc_starts is not None and state is None and kernels["mamba_inner"] == "cuda":
-            raise ValueError(
-                "doc_starts needs kernels that reset state at document starts, and "
-                "model.kernels resolved to mamba_ssm's cuda kernels, which cannot. Use "
-                "model.kernels=triton or reference, or data.doc_boundaries=false")
+            if self.config.kernels != "auto":
+                raise ValueError(
+                    "doc_starts needs kernels that reset state at document starts, and "
+                    "model.kernels=cuda means mamba_ssm's kernels, which cannot. Use "
+                    "model.kernels=auto, triton or reference, or data.doc_boundaries=false")
+            # auto: the mixer's ops take the kernels that reset at document starts (Triton where
+            # it runs), as a carried state does
+            kernels = {op: stateful_impl(op, impl, input_ids.device)
+                       for op, impl in kernels.items()}
         hidden = self.backbone.embedding(input_ids)                      # (B, L, d)
         residual = None
         ckpt = (self.gradient_checkpointing and self.training and torch.is_grad_enabled()

@@ -11,7 +11,9 @@ from mambalab.ops.dispatch import AUTO_PREFERENCE, OPS, resolve_kernels, unavail
 def test_auto_on_cpu_is_reference_for_every_op():
     assert resolve_kernels("auto", "cpu") == {op: "reference" for op in OPS}
     assert resolve_kernels("reference", "cpu") == {op: "reference" for op in OPS}
-    assert set(AUTO_PREFERENCE) == {"triton", "cuda", "reference"}
+    assert set(AUTO_PREFERENCE) == set(OPS)
+    assert all(set(order) == {"triton", "cuda", "reference"} and order[-1] == "reference"
+               for order in AUTO_PREFERENCE.values())
 
 
 def test_cuda_on_cpu_fails_with_reason_and_fix():
@@ -41,16 +43,32 @@ def test_triton_reason_when_a_kernel_module_is_missing(monkeypatch):
     assert "selective_scan_triton is unavailable" in reason and "ModuleNotFoundError" in reason
 
 
-def test_auto_walks_the_preference_list_per_op(monkeypatch):
-    """On CUDA, each op takes the first implementation of AUTO_PREFERENCE that runs."""
-    runs = {("selective_scan", "triton"), ("rms_norm", "cuda"), ("mamba_inner", "cuda")}
+def _auto_with(monkeypatch, runs: set[tuple[str, str]]) -> dict[str, str]:
     monkeypatch.setattr(dispatch, "unavailable_reason",
                         lambda op, impl, device: None if impl == "reference" or (op, impl) in runs
                         else "no")
     dispatch._resolve_cached.cache_clear()
     try:
-        got = dict(dispatch._resolve_cached("auto", torch.device("cuda", 0)))
+        return dict(dispatch._resolve_cached("auto", torch.device("cuda", 0)))
     finally:
         dispatch._resolve_cached.cache_clear()
+
+
+def test_auto_walks_the_preference_list_per_op(monkeypatch):
+    """On CUDA, each op takes the first implementation of its AUTO_PREFERENCE that runs."""
+    got = _auto_with(monkeypatch, {("selective_scan", "triton"), ("rms_norm", "cuda"),
+                                   ("mamba_inner", "cuda")})
     assert got == {"selective_scan": "triton", "causal_conv1d": "reference",
                    "rms_norm": "cuda", "mamba_inner": "cuda"}
+
+
+def test_auto_takes_the_measured_fastest_when_everything_runs(monkeypatch):
+    """With mamba-ssm, causal-conv1d and Triton all present: mamba_ssm's scan, conv and mixer,
+    mambalab's Triton RMSNorm (the faster of each pair on an H100, docs/performance.md)."""
+    everything = {(op, impl) for op in OPS for impl in ("triton", "cuda")}
+    assert _auto_with(monkeypatch, everything) == {
+        "selective_scan": "cuda", "causal_conv1d": "cuda", "rms_norm": "triton",
+        "mamba_inner": "cuda"}
+    # without the CUDA packages, Triton everywhere
+    triton_only = {(op, "triton") for op in OPS}
+    assert _auto_with(monkeypatch, triton_only) == {op: "triton" for op in OPS}
