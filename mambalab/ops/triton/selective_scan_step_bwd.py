@@ -1,19 +1,23 @@
-"""Backward kernel of the Triton selective scan, one time step per tile ("step" kernels).
+"""Backward kernel of the Triton selective scan, one time step per tile ("step" kernels; not the
+default: measured 2-3x slower than the tile kernels on an H100, docs/kernels/selective_scan.md).
 
-One program per (block of BLOCK_D channels, batch), tiles (N_IN, BLOCK_D, N_OUT) as in
-selective_scan_step_fwd.py. The program walks its chunks of BLOCK_T steps from last to first. In
-each it recomputes h_t step by step from the state saved at the chunk start, keeping the chunk's
-h_t and decays a_t in registers (unrolled: Python tuples of tiles), then runs the reverse
-recurrence for g_t = dL/dh_t over the same registers:
+One program per (D_IN * D_LANES channels, N_B batches), tiles (N_IN, D_IN, N_B, D_LANES, N_OUT):
+a warp's lanes hold batches and channels, a thread's registers the states (and D_IN channels).
+The forward saved h every STATE_EVERY steps; the program walks those blocks from last to first,
+first recomputing the state at the start of each chunk of BLOCK_T steps inside the block into its
+own scratch (one fp32 tile per chunk; small enough to stay in L2), then walking the chunks from
+last to first. In each chunk it recomputes h_t step by step from the chunk's start state, keeping
+the chunk's h_t and decays a_t in registers (unrolled: Python tuples of tiles), then runs the
+reverse recurrence for g_t = dL/dh_t over the same registers:
 
     g_t = C_t * dout_t + a_{t+1} * g_{t+1},     a_t = exp(dt_t * A)  (0 where a document starts)
 
 a_{t+1} of the chunk's last step is the first decay of the chunk after it, carried from the
 previous iteration, so each decay is computed once. a_t h_{t-1} = h_t - dt_t B_t u_t needs neither
-h_{t-1} nor a division. dB and dC are summed over the program's channels and added with one atomic
-per (n, t) per program; dA, dD and the dt bias gradient stay in registers and are written once
-per (batch, channel). du, ddelta and dz are written in their output's memory order (channel-last
-when u is), one step per tile.
+h_{t-1} nor a division. dB and dC are summed over the program's channels (registers, then
+D_LANES lanes) and added with one atomic per (batch, n, t) per program; dA, dD and the dt bias
+gradient stay in registers and are written once per (batch, channel). du, ddelta and dz are
+written in their output's memory order, one step per tile.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Forward kernel of the Triton selective scan, one time step per tile ("step" kernels).
+"""Forward kernel of the Triton selective scan, one time step per tile ("step" kernels; not the
+default: measured 2-3x slower than the tile kernels on an H100, docs/kernels/selective_scan.md).
 
 One program per (block of BLOCK_D channels, batch). The state h is a 3-D tile (N_IN, BLOCK_D,
 N_OUT) in fp32, state n = i * N_OUT + o: Triton's default layout puts the lanes on the last two
@@ -8,12 +9,12 @@ iteration for instruction-level parallelism), so the recurrence is one FMA per e
 associative scan and its wasted decay products (the older kernels in selective_scan_fwd.py scan a
 (N_IN, BLOCK_T, BLOCK_D, N_OUT) tile and compute the pair product a_l * a_r for every element).
 
-Per-channel vectors are loaded as (1, BLOCK_D, 1) tiles in the state tile's own layout, and y is
-reduced with keep_dims, so no value changes layout (no shared-memory round trips). Per step, a
-thread loads one value of u, delta and z for its channel: channel-last inputs (a transposed view
-of the in_proj output, stride 1 along channels) are read coalesced across lanes without a copy.
-The state at the start of every chunk of BLOCK_T steps is written to ``states`` (fp32,
-(B, n_chunks, D, N)) for the backward, which recomputes the chunk from it.
+Per-channel vectors are loaded through pointers broadcast over the N_OUT lanes ((1, BLOCK_D,
+N_OUT)), and B and C over the channel lanes, so every value already has the state tile's layout
+(no shared-memory round trips); y is reduced with keep_dims. A chunk's loads are all issued before
+its stores (a load after a store that may alias it would wait there). Any input strides work.
+The state before every STATE_EVERY-th step is written to ``states`` (fp32,
+(B, cdiv(L, STATE_EVERY), D, N)) for the backward, which recomputes the chunks from it.
 """
 from __future__ import annotations
 
