@@ -3,7 +3,7 @@
     PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step] [--configs all|default] [--out DIR]
 
 With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
-contiguous inputs, the backward with and without loads first, a few backward tiles.
+contiguous inputs, and a few backward tiles.
 With --impl step: the step kernels' tile choices against the tile kernels' default at B=8 and 16
 (the mixer's channel-last layout and (B, D, L) contiguous), a check, and mamba_ssm when importable.
 
@@ -95,14 +95,7 @@ def time_part(part, cfg, x):
     """Median ms of the forward alone or the backward alone (from saved states) for one tile."""
     ss.CONFIG.update({"block_t": cfg["block_t"], f"{part}_n_in": cfg["n_in"],
                       f"{part}_block_d": cfg["block_d"], f"{part}_warps": cfg["warps"]})
-    if part == "fwd":
-        fn = lambda: ss.selective_scan_fwd(**x, save_states=False)  # noqa: E731
-    else:
-        y, _, states = ss.selective_scan_fwd(**x)
-        dy = torch.randn_like(y)
-        fn = lambda: ss.selective_scan_bwd(dy, **x, states=states)  # noqa: E731
-    fn()
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    return time_raw_part(part, x)
 
 
 def time_config(cfg, x):
@@ -120,6 +113,37 @@ def time_config(cfg, x):
         fn()
         out[name] = triton.testing.do_bench(fn, warmup=50, rep=200, return_mode="median")
     return out
+
+
+def mamba_ssm_times(rows: dict) -> None:
+    """mamba_ssm's selective_scan_fn forward+backward at B=8 and 16 (contiguous inputs), into rows."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        print("mamba_ssm not importable: no comparison")
+        return
+    for batch in (8, 16):
+        x = inputs(batch, 1536, 16, 2048, torch.bfloat16)
+        leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
+        dy = torch.randn_like(x["u"])
+
+        def theirs():
+            selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
+                              leaves["C"], leaves["D"], leaves["z"], leaves["delta_bias"],
+                              True).backward(dy)
+        rows[f"B{batch}_mamba_ssm_fwd+bwd"] = triton.testing.do_bench(theirs, return_mode="median")
+        print(f"B{batch} mamba_ssm fwd+bwd", rows[f"B{batch}_mamba_ssm_fwd+bwd"], flush=True)
+
+
+def finish(rows: dict, name: str, path: str) -> int:
+    """Check the default config against an fp32 loop, time mamba_ssm, write the JSON; exit code."""
+    errs, finite = check()
+    rows[f"check_{name}_default"] = {"errs": errs, "finite": finite}
+    print(f"check {name} default (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
+    mamba_ssm_times(rows)
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=1)
+    return 0 if finite and max(errs.values()) < 2e-2 else 1
 
 
 STEP_FWD = [(4, 32, 1), (8, 32, 1), (4, 64, 2), (4, 128, 4)]  # (block_t, block_d, warps)
@@ -176,28 +200,7 @@ def step_sweep(out: str) -> int:
             rows[key] = {**time_config({}, x), "config": dict(ss.CONFIG)}
             print(f"{key:44s}", rows[key], flush=True)
     ss.CONFIG.clear(); ss.CONFIG.update(base)
-    errs, finite = check()
-    rows["check_step_default"] = {"errs": errs, "finite": finite}
-    print("check step default (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-        for batch in (8, 16):
-            x = inputs(batch, 1536, 16, 2048, torch.bfloat16)
-            leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
-            dy = torch.randn_like(x["u"])
-
-            def theirs():
-                selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
-                                  leaves["C"], leaves["D"], leaves["z"], leaves["delta_bias"],
-                                  True).backward(dy)
-            rows[f"B{batch}_mamba_ssm_fwd+bwd"] = triton.testing.do_bench(theirs,
-                                                                          return_mode="median")
-            print(f"B{batch} mamba_ssm fwd+bwd", rows[f"B{batch}_mamba_ssm_fwd+bwd"], flush=True)
-    except ImportError:
-        print("mamba_ssm not importable: no comparison")
-    with open(os.path.join(out, "bench_scan_step.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    return 0 if finite and max(errs.values()) < 2e-2 else 1
+    return finish(rows, "step", os.path.join(out, "bench_scan_step.json"))
 
 
 TILE_BWD = [(4, 4, 1, 8), (4, 8, 1, 16), (4, 4, 2, 16)]  # (block_t, n_in, warps, block_d)
@@ -205,18 +208,18 @@ TILE_BWD = [(4, 4, 1, 8), (4, 8, 1, 16), (4, 4, 2, 16)]  # (block_t, n_in, warps
 
 def tile_sweep(out: str) -> int:
     """The tile kernels at B=8 and 16 on the three layouts (dbl: the mixer's (C, B*L) views;
-    channel_last; contiguous), the backward with and without loads first, and a few backward
-    tiles; then mamba_ssm's kernel on contiguous inputs when importable."""
+    channel_last; contiguous) and a few backward tiles; then mamba_ssm's kernel on contiguous
+    inputs when importable. (The 2026-11-28 run also timed the backward with its reversed-time
+    loads after the chunk's stores, the kernel before: docs/bench/h100-2026-11-28-scan-tile.json.)"""
     rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
     base = dict(ss.CONFIG, impl="tile")
     for batch, layout in ((8, "dbl"), (8, "channel_last"), (8, "contiguous"), (16, "dbl")):
         x = inputs(batch, 1536, 16, 2048, torch.bfloat16, transposed=layout == "channel_last",
                    dbl=layout == "dbl")
-        for lf in ((True, False) if layout == "dbl" else (True,)):
-            ss.CONFIG.clear(); ss.CONFIG.update(base, bwd_loads_first=lf)
-            key = f"B{batch}_{layout}_loads_first={lf}"
-            rows[key] = time_config({}, x)
-            print(f"{key:40s}", {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
+        ss.CONFIG.clear(); ss.CONFIG.update(base)
+        key = f"B{batch}_{layout}"
+        rows[key] = time_config({}, x)
+        print(f"{key:40s}", {k: round(v, 3) for k, v in rows[key].items()}, flush=True)
         if layout != "dbl" or batch != 8:
             continue
         for bt, ni, w, bd in TILE_BWD[1:]:
@@ -229,34 +232,14 @@ def tile_sweep(out: str) -> int:
                 rows[key] = {"error": repr(e)[:300]}
             print(key, rows[key], flush=True)
     ss.CONFIG.clear(); ss.CONFIG.update(base)
-    errs, finite = check()
-    rows["check_tile_default"] = {"errs": errs, "finite": finite}
-    print("check tile default (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
-    try:
-        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-        for batch in (8, 16):
-            x = inputs(batch, 1536, 16, 2048, torch.bfloat16)
-            leaves = {k: v.detach().requires_grad_(True) for k, v in x.items()}
-            dy = torch.randn_like(x["u"])
-
-            def theirs():
-                selective_scan_fn(leaves["u"], leaves["delta"], leaves["A"], leaves["B"],
-                                  leaves["C"], leaves["D"], leaves["z"], leaves["delta_bias"],
-                                  True).backward(dy)
-            rows[f"B{batch}_mamba_ssm_fwd+bwd"] = triton.testing.do_bench(theirs,
-                                                                          return_mode="median")
-            print(f"B{batch} mamba_ssm fwd+bwd", rows[f"B{batch}_mamba_ssm_fwd+bwd"], flush=True)
-    except ImportError:
-        print("mamba_ssm not importable: no comparison")
-    with open(os.path.join(out, "bench_scan_tile.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    return 0 if finite and max(errs.values()) < 2e-2 else 1
+    return finish(rows, "tile", os.path.join(out, "bench_scan_tile.json"))
 
 
 def time_raw_part(part, x):
-    """Median ms of the step forward alone or the step backward alone (from saved states)."""
+    """Median ms of the forward alone (no states saved) or the backward alone (from saved
+    states), with the current CONFIG."""
     if part == "fwd":
-        fn = lambda: ss.selective_scan_fwd(**x, save_states=True)  # noqa: E731
+        fn = lambda: ss.selective_scan_fwd(**x, save_states=False)  # noqa: E731
     else:
         y, _, states = ss.selective_scan_fwd(**x)
         dy = torch.randn_like(y)

@@ -47,8 +47,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # 32 // (N / n_in) * warps so that no warp splits the time axis. keep_states: the autograd
 # Function keeps the chunk states (B, L / block_t, D, N) fp32 for the backward instead of rerunning
 # the forward there: 0.4 ms faster per layer at B=8, L=2048, D=1536, but 8x the bytes of a bf16 u
-# at block_t = 4 (403 MB per layer), so off by default. bwd_loads_first: the backward loads its
-# reversed-time inputs at the top of each chunk, before the chunk's stores (else after them).
+# at block_t = 4 (403 MB per layer), so off by default.
 # "step" keys: the forward saves h every step_state_every steps ((B, L / 64, D, N) fp32, 25 MB per
 # layer at the shape above, so the autograd Function always keeps them); the backward recomputes
 # the chunk states inside each such block into an L2-sized scratch. Backward tiles
@@ -56,7 +55,6 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
-          "bwd_loads_first": True,
           "step_state_every": 64, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
           "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 2,
           "step_bwd_n_in": 16, "step_bwd_d_in": 1, "step_bwd_n_batch": 8, "step_bwd_d_lanes": 4,
@@ -153,8 +151,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
             delta_softplus=delta_softplus, doc_starts=docs, states=states, dlast_state=dlast_state,
             block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["bwd_n_in"],
-            num_warps=CONFIG["bwd_warps"], loads_first=CONFIG["bwd_loads_first"],
-            du_out=du_out, ddelta_out=ddelta_out,
+            num_warps=CONFIG["bwd_warps"], du_out=du_out, ddelta_out=ddelta_out,
             dz_out=dz_out)
     grads["dB"] = grads["dB"].to(B.dtype)
     grads["dC"] = grads["dC"].to(C.dtype)

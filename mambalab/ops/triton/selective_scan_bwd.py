@@ -29,7 +29,6 @@ def _scan_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr,
     BLOCK_D: tl.constexpr, N_IN: tl.constexpr, N_OUT: tl.constexpr, BLOCK_T: tl.constexpr,
-    LOADS_FIRST: tl.constexpr,
 ):
     # Tiles are 4-D (N_IN, BLOCK_T, BLOCK_D, N_OUT), state n = i * N_OUT + o, as in the forward.
     pid_d = tl.program_id(0)
@@ -77,30 +76,29 @@ def _scan_bwd_kernel(
         mask_td = mask_t[:, None] & mask_d[None, :]  # (T, BD)
         t3 = t1[None, :, None]  # (1, T, 1)
         mask_nt = mask_n3 & (t3 < seqlen)  # (NI, T, NO)
-        if LOADS_FIRST:
-            # The reversed-time inputs of the second half are loaded here, before this chunk's
-            # stores and atomics: a load after them could alias them, so the compiler would keep
-            # it there and the chunk would wait for memory twice.
-            tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
-            mask_r = tr < seqlen
-            trc = tr[:, None]
-            mask_rd = mask_r[:, None] & mask_d[None, :]
-            tr3 = tr[None, :, None]
-            mask_rn = mask_n3 & (tr3 < seqlen)
-            u_r = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0)
-            dtp_r = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0)
-            dy_r = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0)
-            B_r = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0)
-            C_r = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0)
-            if HAS_Z:
-                z_r = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0)
-            # dt one step later, for a_{t+1}
-            tr1 = tr + 1
-            mask_r1 = tr1 < seqlen
-            mask_rd1 = mask_r1[:, None] & mask_d[None, :]
-            dt1_r = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0)
-            if HAS_DOCS:
-                doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
+        # The reversed-time inputs of the second half are loaded here, before this chunk's
+        # stores and atomics: a load after them could alias them, so the compiler would keep
+        # it there and the chunk would wait for memory twice.
+        tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
+        mask_r = tr < seqlen
+        trc = tr[:, None]
+        mask_rd = mask_r[:, None] & mask_d[None, :]
+        tr3 = tr[None, :, None]
+        mask_rn = mask_n3 & (tr3 < seqlen)
+        u_r = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0)
+        dtp_r = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0)
+        dy_r = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0)
+        B_r = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0)
+        C_r = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0)
+        if HAS_Z:
+            z_r = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0)
+        # dt one step later, for a_{t+1}
+        tr1 = tr + 1
+        mask_r1 = tr1 < seqlen
+        mask_rd1 = mask_r1[:, None] & mask_d[None, :]
+        dt1_r = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0)
+        if HAS_DOCS:
+            doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
 
         u = tl.load(u_base + tc * su_l, mask=mask_td, other=0.0).to(tl.float32)  # (T, BD)
         dt_pre = tl.load(dt_base + tc * sdt_l, mask=mask_td, other=0.0).to(tl.float32)
@@ -146,30 +144,9 @@ def _scan_bwd_kernel(
         ha = hs - dBu  # (NI, T, BD, NO): a_t * h_{t-1}
         # Triton lowers reverse=True scans with lane shuffles even along an in-register axis, so
         # the reverse pass runs forward over the chunk in reversed time, r = T - 1 - i: the few
-        # (T, BD) and (NI, T, NO) inputs are loaded again reversed (cache hits), ha is flipped.
+        # (T, BD) and (NI, T, NO) inputs were loaded a second time reversed at the top of the
+        # chunk (cache hits), ha is flipped.
         ha = tl.flip(ha, 1)
-        if not LOADS_FIRST:
-            tr = c * BLOCK_T + (BLOCK_T - 1) - t0  # (T,) time of reversed position i
-            mask_r = tr < seqlen
-            trc = tr[:, None]
-            mask_rd = mask_r[:, None] & mask_d[None, :]
-            tr3 = tr[None, :, None]
-            mask_rn = mask_n3 & (tr3 < seqlen)
-            u_r = tl.load(u_base + trc * su_l, mask=mask_rd, other=0.0)
-            dtp_r = tl.load(dt_base + trc * sdt_l, mask=mask_rd, other=0.0)
-            dy_r = tl.load(dy_base + trc * sdy_l, mask=mask_rd, other=0.0)
-            B_r = tl.load(B_base + tr3 * sB_l, mask=mask_rn, other=0.0)
-            C_r = tl.load(C_base + tr3 * sC_l, mask=mask_rn, other=0.0)
-            if HAS_Z:
-                z_r = tl.load(z_base + trc * sz_l, mask=mask_rd, other=0.0)
-            # dt one step later, for a_{t+1}
-            tr1 = tr + 1
-            mask_r1 = tr1 < seqlen
-            mask_rd1 = mask_r1[:, None] & mask_d[None, :]
-            dt1_r = tl.load(dt_base + tr1[:, None] * sdt_l, mask=mask_rd1, other=0.0)
-            if HAS_DOCS:
-                doc1 = tl.load(doc_ptr + b * sdoc_b + tr1 * sdoc_l, mask=mask_r1, other=0)
-
         u = u_r.to(tl.float32)
         dt_pre = dtp_r.to(tl.float32)
         dy = dy_r.to(tl.float32)
@@ -247,7 +224,7 @@ def scan_bwd_launch(
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, block_d: int, block_t: int,
-    n_in: int, num_warps: int, loads_first: bool = True, du_out: torch.Tensor | None = None,
+    n_in: int, num_warps: int, du_out: torch.Tensor | None = None,
     ddelta_out: torch.Tensor | None = None, dz_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward; returns the gradients by name, partial sums already reduced.
@@ -293,7 +270,7 @@ def scan_bwd_launch(
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None,
         BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t,
-        LOADS_FIRST=loads_first, num_warps=num_warps,
+        num_warps=num_warps,
     )
     return {
         "du": du, "ddelta": ddt, "dz": dz if z is not None else None,
