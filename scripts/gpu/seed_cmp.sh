@@ -1,18 +1,26 @@
 #!/bin/bash
-# Issue 8's last run, for one call on one H100 (about 10 minutes): build mamba-ssm and
-# causal-conv1d (transformers' fast path for MambaForCausalLM needs both), wait for them, then the
-# seed's settings for 150 s of training on the same data as docs/results/e2e_cmp_ours (ours, run
-# on 2026-11-28 with the same command but model=mamba_130m kernels=triton 16 x 2048 lr 1e-3),
-# and the two curves side by side. Then, with the time left, the benchmark's mambalab[auto] row.
-# Run as: bash scripts/gpu/seed_cmp.sh 2>&1 | tee $OUT/seed_cmp.log
+# Issue 8's last run, in two calls on one H100, the second sent as soon as the first returns (the
+# machine keeps the build only while it is warm):
+#   bash scripts/gpu/seed_cmp.sh build   # ~7 min: mamba-ssm and causal-conv1d (transformers' fast
+#                                        # path for MambaForCausalLM needs both), waited for
+#   bash scripts/gpu/seed_cmp.sh run     # ~5 min: the seed's settings for 150 s of training on the
+#       same data as docs/results/e2e_cmp_ours (ours, 2026-11-28: the same command with
+#       model=mamba_130m kernels=triton 16 x 2048 lr 1e-3), both curves side by side, then the
+#       benchmark's mambalab[auto] row beside triton, cuda and mamba_ssm.
+# Each as: bash scripts/gpu/seed_cmp.sh STEP 2>&1 | tee $OUT/seed_cmp_STEP.log
+# E2E_DRY=1 ... run: rehearse the second on a CPU (tiny HF model, no benchmark).
 source scripts/gpu/e2e_env.sh
-if [ -z "$E2E_DRY" ]; then  # E2E_DRY=1: rehearse on a CPU (no build, tiny HF model, no benchmark)
+step=${1:?usage: seed_cmp.sh build|run}
+if [ "$step" = build ]; then
   stamp "building the kernels (about 7 minutes)"
   MAX_JOBS=16 bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
-  cat /tmp/kernels_done
+  cat /tmp/kernels_done; cp /tmp/build-cc.log /tmp/build-ms.log "$OUT/" 2>/dev/null
+fi
+if [ -z "$E2E_DRY" ]; then
   $PY -c "import torch, selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d; print('HF fast path: mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
     || { tail -c 2000 /tmp/build-cc.log /tmp/build-ms.log; exit 1; }
 fi
+[ "$step" = build ] && { stamp "built; send the run step now"; exit 0; }
 SEED=$OUTS/e2e_cmp_seed
 CMP="$BASE scheduler=constant trainer.max_steps=$CMP_STEPS trainer.max_time_s=$CMP_TIME trainer.eval_max_batches=$EVALB trainer.checkpoint_every=null"
 run cmp_seed 260 $PY -m mambalab.train $CMP $MHF data.batch_size=$BSEED trainer.grad_accum_steps=8 \
