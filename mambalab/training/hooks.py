@@ -44,20 +44,21 @@ class EvalHook:
         return _every(self.every, step) or (last and self.at_end)
 
     def __call__(self, trainer: Trainer, step: int) -> None:
-        metrics = trainer.evaluate(self.split, self.max_batches)
+        metrics = dict(trainer.evaluate(self.split, self.max_batches))
+        # `tokens` means tokens trained on everywhere (metrics.jsonl events, summary.json); the
+        # number of tokens this evaluation scored is `eval_tokens`, in the events and in the
+        # summary's final/best blocks alike.
+        if "tokens" in metrics:
+            metrics["eval_tokens"] = metrics.pop("tokens")
         trainer.state.last_eval = metrics
         improved = metrics["loss"] < trainer.state.best_loss
         if improved:
             trainer.state.best_loss = metrics["loss"]
             trainer.state.best_step = step
             trainer.state.best_metrics = metrics
-        # `tokens` in metrics.jsonl means tokens trained on, as in the train events; the number of
-        # tokens scored by this evaluation is `eval_tokens`. train_time_s: the x axis of a
-        # wall-clock comparison (scripts/plot_compare.py).
+        # train_time_s: the x axis of a wall-clock comparison (python -m mambalab.eval.compare).
         event = {"split": self.split, **metrics, "tokens": trainer.state.tokens,
                  "train_time_s": round(trainer.state.train_time_s, 3)}
-        if "tokens" in metrics:
-            event["eval_tokens"] = metrics["tokens"]
         trainer.emit(event, step)
         if improved and trainer.config.save_best:
             folder = trainer.save_checkpoint(step)
