@@ -13,18 +13,22 @@ Entry points:
 - ``selective_scan_triton(...)`` -> y or (y, last_state): autograd-aware; gradients for u, delta, A,
   B, C, D, z, delta_bias and initial_state (and through last_state).
 - ``selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
-  doc_starts, return_last_state)`` -> (y, last_state | None, states): the raw forward, no autograd.
-  ``states`` (B, n_chunks, D, N) fp32 holds h at the start of every chunk; keep it (or recompute
-  it by calling the forward again) for the backward.
+  doc_starts, return_last_state, save_states=True, y_out=None)`` -> (y, last_state | None,
+  states): the raw forward, no autograd. ``states`` (B, n_chunks, D, N) fp32 holds h at the start
+  of every chunk; keep it (or recompute it by calling the forward again) for the backward.
+  ``y_out``: a (B, D, L) buffer with unit stride along L to write y into (default: a new
+  contiguous one).
 - ``selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, doc_starts, states,
-  dlast_state=None)`` -> dict with du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state
-  (None for an absent input). du, ddelta, dz are contiguous (B, D, L) in their input's dtype; dB, dC
-  come back in B's and C's dtype.
+  dlast_state=None, du_out=None, ddelta_out=None, dz_out=None)`` -> dict with du, ddelta, dA, dB,
+  dC, dD, dz, ddelta_bias, dinitial_state (None for an absent input). du, ddelta, dz are written
+  into the given buffers (one layout, unit stride along L), else new contiguous (B, D, L) ones, in
+  their input's dtype; dB, dC come back in B's and C's dtype.
 The fused mixer (``mamba_inner_triton``) calls the two raw functions inside its own autograd
-Function: it can drop ``states`` and rerun ``selective_scan_fwd`` in its backward.
-``CONFIG`` holds the tile sizes (measured on an H100) and ``keep_states`` (the autograd Function
-keeps the states rather than rerunning the forward: faster, but 403 MB a layer at B=8, L=2048,
-D=1536; off by default).
+Function, with buffers that are views of its (D, B*L) matrices; it drops ``states`` and reruns
+``selective_scan_fwd`` in its backward. ``CONFIG`` holds the implementation ("tile" or "step"),
+the tile sizes (measured on an H100) and ``keep_states`` (the autograd Function keeps the states
+rather than rerunning the forward: faster, but 403 MB a layer at B=8, L=2048, D=1536; off by
+default).
 """
 from __future__ import annotations
 
