@@ -219,6 +219,31 @@ def _scan_bwd_kernel(
     tl.store(dbias_ptr + b * dim + d1, dbias_acc, mask=mask_d)
 
 
+def grad_buffers(u, delta, z, du_out, ddelta_out, dz_out, make, unit_stride_l: bool):
+    """du, ddelta, dz (B, D, L): the given buffers, else ``make(dtype)`` new ones; all three must
+    share one layout (the kernels take one set of output strides), with unit stride along L when
+    ``unit_stride_l``. dz is du when there is no z (never written then)."""
+    du = make(u.dtype) if du_out is None else du_out
+    ddt = make(delta.dtype) if ddelta_out is None else ddelta_out
+    dz = du if z is None else (make(z.dtype) if dz_out is None else dz_out)
+    for name, t in (("du_out", du), ("ddelta_out", ddt), ("dz_out", dz)):
+        if (t.shape != u.shape or t.stride() != du.stride()
+                or (unit_stride_l and u.shape[2] > 1 and t.stride(2) != 1)):
+            raise ValueError(f"{name} must be {tuple(u.shape)}, one layout for all three"
+                             + (" with unit stride along L" if unit_stride_l else "")
+                             + f"; got {tuple(t.shape)} strides {t.stride()}")
+    return du, ddt, dz
+
+
+def partial_buffers(batch: int, dim: int, dstate: int, seqlen: int, device):
+    """fp32 dB, dC (B, N, L), zeroed: the programs add into them atomically; dA, dh0 (B, D, N),
+    dD, dbias (B, D): per-batch partials, summed over the batch by the caller."""
+    f32 = dict(device=device, dtype=torch.float32)
+    return (torch.zeros((batch, dstate, seqlen), **f32), torch.zeros((batch, dstate, seqlen), **f32),
+            torch.empty((batch, dim, dstate), **f32), torch.empty((batch, dim, dstate), **f32),
+            torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32))
+
+
 def scan_bwd_launch(
     *, dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
@@ -235,23 +260,11 @@ def scan_bwd_launch(
     dstate = A.shape[1]
     n_chunks = triton.cdiv(seqlen, block_t)
     assert states.shape == (batch, n_chunks, dim, dstate), "states saved with another block_t"
-    dev, f32 = u.device, torch.float32
-    du = torch.empty((batch, dim, seqlen), device=dev, dtype=u.dtype) if du_out is None else du_out
-    ddt = (torch.empty((batch, dim, seqlen), device=dev, dtype=delta.dtype)
-           if ddelta_out is None else ddelta_out)
-    dz = du
-    if z is not None:
-        dz = torch.empty((batch, dim, seqlen), device=dev, dtype=z.dtype) if dz_out is None else dz_out
-    for name, t in (("du_out", du), ("ddelta_out", ddt), ("dz_out", dz)):
-        if t.shape != u.shape or t.stride() != du.stride() or (seqlen > 1 and t.stride(2) != 1):
-            raise ValueError(f"{name} must be {tuple(u.shape)}, one layout for all three with "
-                             f"unit stride along L; got {tuple(t.shape)} strides {t.stride()}")
-    dB = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)  # atomics add into these
-    dC = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)
-    dA = torch.empty((batch, dim, dstate), device=dev, dtype=f32)  # per-batch partials
-    dh0 = torch.empty((batch, dim, dstate), device=dev, dtype=f32)
-    dD = torch.empty((batch, dim), device=dev, dtype=f32)
-    dbias = torch.empty((batch, dim), device=dev, dtype=f32)
+    du, ddt, dz = grad_buffers(u, delta, z, du_out, ddelta_out, dz_out,
+                               lambda dtype: torch.empty_like(u, dtype=dtype,
+                                                          memory_format=torch.contiguous_format),
+                               unit_stride_l=True)
+    dB, dC, dA, dh0, dD, dbias = partial_buffers(batch, dim, dstate, seqlen, u.device)
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)

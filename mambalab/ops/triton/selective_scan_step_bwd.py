@@ -25,6 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton.selective_scan_bwd import grad_buffers, partial_buffers
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 from mambalab.ops.triton.selective_scan_step_fwd import out_like
 
@@ -260,20 +261,9 @@ def step_bwd_launch(
     assert states.shape == (batch, triton.cdiv(seqlen, state_every), dim, dstate), \
         "states saved with another state_every"
     dev, f32 = u.device, torch.float32
-    du = out_like(u) if du_out is None else du_out
-    ddt = out_like(u, delta.dtype) if ddelta_out is None else ddelta_out
-    dz = du
-    if z is not None:
-        dz = out_like(u, z.dtype) if dz_out is None else dz_out
-    if not (ddt.stride() == du.stride() == dz.stride()):
-        raise ValueError("du_out, ddelta_out and dz_out must share one layout, got strides "
-                         f"{du.stride()}, {ddt.stride()}, {dz.stride()}")
-    dB = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)  # atomics add into these
-    dC = torch.zeros((batch, dstate, seqlen), device=dev, dtype=f32)
-    dA = torch.empty((batch, dim, dstate), device=dev, dtype=f32)  # per-batch partials
-    dh0 = torch.empty((batch, dim, dstate), device=dev, dtype=f32)
-    dD = torch.empty((batch, dim), device=dev, dtype=f32)
-    dbias = torch.empty((batch, dim), device=dev, dtype=f32)
+    du, ddt, dz = grad_buffers(u, delta, z, du_out, ddelta_out, dz_out,
+                               lambda dtype: out_like(u, dtype), unit_stride_l=False)
+    dB, dC, dA, dh0, dD, dbias = partial_buffers(batch, dim, dstate, seqlen, dev)
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
