@@ -104,7 +104,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["step", "tile"])
+@pytest.mark.parametrize("impl", ["step", "step-seg", "tile"])
 @pytest.mark.parametrize("case", CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}"
                                                for c in CASES])
 def test_matches_reference_cpu(case, impl, monkeypatch):
@@ -128,7 +128,9 @@ def test_matches_reference_cpu(case, impl, monkeypatch):
     monkeypatch.setitem(ss.CONFIG, "bwd_block_d", 4)
     # step kernels: states every 8 steps, chunks of 4 (forward) and 2 (backward), two channel
     # blocks of 2 x 2 channels and both batches in one backward program (d_in, n_batch, d_lanes)
-    monkeypatch.setitem(ss.CONFIG, "impl", impl)
+    # step-seg: time split into segments of 16 steps (two state blocks), scanned in parallel
+    monkeypatch.setitem(ss.CONFIG, "impl", "step" if impl == "step-seg" else impl)
+    monkeypatch.setitem(ss.CONFIG, "step_seg_len", 16 if impl == "step-seg" else 10**9)
     monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
     monkeypatch.setitem(ss.CONFIG, "step_fwd_block_t", 4)
     monkeypatch.setitem(ss.CONFIG, "step_bwd_block_t", 2)

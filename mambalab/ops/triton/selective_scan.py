@@ -62,7 +62,26 @@ CONFIG = {"impl": "tile",
           "step_state_every": 64, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
           "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 2,
           "step_bwd_n_in": 16, "step_bwd_d_in": 1, "step_bwd_n_batch": 8, "step_bwd_d_lanes": 4,
-          "step_bwd_warps": 1}
+          "step_bwd_warps": 1, "step_seg_len": "auto", "step_warps_per_sm": 16}
+
+
+def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int:
+    """Time steps per segment for the step kernels. They hold one (batch, channel) per thread,
+    B * D / 32 warps in all, which is too few to hide memory latency at B=8, D=1536 (384 warps on
+    132 SMs); splitting time into segments scanned in parallel (after a summary pass that
+    carries the state, or the gradient, across segments) multiplies the warps. "auto" aims at
+    CONFIG["step_warps_per_sm"] warps per SM, in power-of-two segment counts."""
+    every = CONFIG["step_state_every"]
+    if CONFIG["step_seg_len"] != "auto":
+        return max(int(CONFIG["step_seg_len"]), every)
+    sms = (torch.cuda.get_device_properties(device).multi_processor_count
+           if device.type == "cuda" else 1)
+    warps = max(batch * dim // 32, 1)
+    want = sms * CONFIG["step_warps_per_sm"]
+    n_segs = 1
+    while warps * n_segs < want and n_segs * 2 * every <= seqlen:
+        n_segs *= 2
+    return -(-seqlen // (n_segs * every)) * every
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
@@ -119,7 +138,8 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             save_states=save_states, return_last_state=return_last_state,
             state_every=CONFIG["step_state_every"], block_d=CONFIG["step_fwd_block_d"],
             block_t=CONFIG["step_fwd_block_t"], n_in=CONFIG["step_fwd_n_in"],
-            num_warps=CONFIG["step_fwd_warps"], y_out=y_out)
+            num_warps=CONFIG["step_fwd_warps"], y_out=y_out,
+            seg_len=step_seg_len(u.shape[0], u.shape[1], u.shape[2], u.device))
     # Time-strided views (a transposed (B, L, D) projection) ran the forward at 1.0 ms against
     # 0.4 ms contiguous on an H100; a copy costs ~0.035 ms per tensor, so make them contiguous.
     u, delta, z = (t.contiguous() if t is not None and t.stride(-1) != 1 else t
@@ -134,8 +154,11 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 
 def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
                        delta_softplus=True, doc_starts=None, states=None, dlast_state=None,
-                       du_out=None, ddelta_out=None, dz_out=None):
-    """Raw backward: a dict of gradients. See the module docstring."""
+                       du_out=None, ddelta_out=None, dz_out=None, y_out=None):
+    """Raw backward: a dict of gradients. See the module docstring. ``y_out`` (step kernels
+    only, see ``bwd_writes_y``): also write the forward's y there, as the backward recomputes it."""
+    if y_out is not None and not bwd_writes_y():
+        raise ValueError("y_out needs CONFIG['impl'] == 'step' (the tile backward does not compute y)")
     if states is None:
         raise ValueError("selective_scan_bwd needs the states from selective_scan_fwd(save_states=True)")
     A32, D32, bias32, _, docs = _prep(A, D, delta_bias, None, doc_starts)
@@ -149,7 +172,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             block_t=CONFIG["step_bwd_block_t"], n_in=CONFIG["step_bwd_n_in"],
             d_in=CONFIG["step_bwd_d_in"], n_batch=CONFIG["step_bwd_n_batch"],
             d_lanes=CONFIG["step_bwd_d_lanes"], num_warps=CONFIG["step_bwd_warps"],
-            du_out=du_out, ddelta_out=ddelta_out, dz_out=dz_out)
+            du_out=du_out, ddelta_out=ddelta_out, dz_out=dz_out, y_out=y_out,
+            seg_len=step_seg_len(u.shape[0], u.shape[1], u.shape[2], u.device))
     else:
         grads = scan_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
@@ -165,6 +189,13 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     if delta_bias is not None:
         grads["ddelta_bias"] = grads["ddelta_bias"].to(delta_bias.dtype)
     return grads
+
+
+def bwd_writes_y() -> bool:
+    """Whether selective_scan_bwd can also give back the forward's y (``y_out``): the step
+    kernels recompute it anyway, so a caller that needs y in its backward (the fused mixer, for
+    out_proj's weight gradient) keeps the forward's small states instead of rerunning it."""
+    return CONFIG["impl"] == "step"
 
 
 class SelectiveScanFn(torch.autograd.Function):

@@ -235,13 +235,15 @@ def grad_buffers(u, delta, z, du_out, ddelta_out, dz_out, make, unit_stride_l: b
     return du, ddt, dz
 
 
-def partial_buffers(batch: int, dim: int, dstate: int, seqlen: int, device):
-    """fp32 dB, dC (B, N, L), zeroed: the programs add into them atomically; dA, dh0 (B, D, N),
-    dD, dbias (B, D): per-batch partials, summed over the batch by the caller."""
+def partial_buffers(batch: int, dim: int, dstate: int, seqlen: int, device, n_parts: int = 1):
+    """fp32 dB, dC (B, N, L), zeroed: the programs add into them atomically; dh0 (B, D, N); dA
+    (P * B, D, N), dD, dbias (P * B, D): partials per batch (and per time segment, P of them),
+    summed over dim 0 by the caller."""
     f32 = dict(device=device, dtype=torch.float32)
+    parts = n_parts * batch
     return (torch.zeros((batch, dstate, seqlen), **f32), torch.zeros((batch, dstate, seqlen), **f32),
-            torch.empty((batch, dim, dstate), **f32), torch.empty((batch, dim, dstate), **f32),
-            torch.empty((batch, dim), **f32), torch.empty((batch, dim), **f32))
+            torch.empty((parts, dim, dstate), **f32), torch.empty((batch, dim, dstate), **f32),
+            torch.empty((parts, dim), **f32), torch.empty((parts, dim), **f32))
 
 
 def scan_bwd_launch(

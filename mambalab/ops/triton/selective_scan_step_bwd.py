@@ -69,12 +69,13 @@ def _step_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, doc_ptr, states_ptr,
     dy_ptr, dlast_ptr,
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dh0_ptr, scratch_ptr,
-    batch, dim, seqlen, dstate, n_chunks,
+    y_ptr, segP_ptr, segG_ptr,
+    batch, dim, seqlen, dstate, n_chunks, seg_blocks, n_segs,
     su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
     sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sdy_b, sdy_d, sdy_l,
     sg_b, sg_d, sg_l,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr,
+    HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, WRITE_Y: tl.constexpr,
     N_IN: tl.constexpr, D_IN: tl.constexpr, N_B: tl.constexpr, D_LANES: tl.constexpr,
     N_OUT: tl.constexpr, BLOCK_T: tl.constexpr, STATE_EVERY: tl.constexpr, EVEN: tl.constexpr,
 ):
@@ -86,6 +87,7 @@ def _step_bwd_kernel(
     BLOCK_D: tl.constexpr = D_IN * D_LANES
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1)
+    pid_s = tl.program_id(2)  # time segment: saved-state blocks [pid_s * seg_blocks, ...)
     n5 = (tl.arange(0, N_IN)[:, None, None, None, None] * N_OUT
           + tl.arange(0, N_OUT)[None, None, None, None, :])  # (NI, 1, 1, 1, NO)
     d5 = (pid_d * BLOCK_D + tl.arange(0, D_IN)[None, :, None, None, None] * D_LANES
@@ -131,6 +133,16 @@ def _step_bwd_kernel(
     zero = tl.zeros((N_IN, D_IN, N_B, D_LANES, N_OUT), dtype=tl.float32)
     g = zero  # g_{t+1}: 0 past the end
     a_next = zero  # a_{t+1}
+    if pid_s < n_segs - 1:
+        # a_{t+1} g_{t+1} entering this segment from the segments after it
+        # (_step_bwd_summary_kernel: G_s = a g at segment s's first step when nothing enters it,
+        # P_s its total decay), so carry(s - 1) = G_s + P_s * carry(s).
+        seg_off = b5 * n_segs * dim * dstate + dn_off
+        for si in range(0, n_segs - 1 - pid_s):
+            sp = seg_off + (n_segs - 1 - si) * dim * dstate
+            g = (tl.load(segG_ptr + sp, mask=mask_all, other=0.0)
+                 + tl.load(segP_ptr + sp, mask=mask_all, other=0.0) * g)
+        a_next = zero + 1.0
     dA_acc = zero
     dD_acc = tl.zeros((1, D_IN, N_B, D_LANES, 1), dtype=tl.float32)
     dbias_acc = tl.zeros((1, D_IN, N_B, D_LANES, 1), dtype=tl.float32)
@@ -147,11 +159,12 @@ def _step_bwd_kernel(
                   + tl.arange(0, D_LANES)[None, None, None, :, None]) * N_OUT
                  + tl.arange(0, N_OUT)[None, None, None, None, :]) * N_IN
                 + tl.arange(0, N_IN)[:, None, None, None, None])  # a thread's states contiguous
-    prog = tl.program_id(1) * tl.num_programs(0) + pid_d
+    prog = (pid_s * tl.num_programs(1) + pid_b) * tl.num_programs(0) + pid_d
     scr_ptrs = scratch_ptr + prog.to(tl.int64) * (K * TILE) + tile_idx
-    n_blocks = tl.cdiv(n_chunks, K)
-    for bi in range(n_blocks):
-        blk = n_blocks - 1 - bi
+    blk_lo = pid_s * seg_blocks
+    blk_hi = tl.minimum(blk_lo + seg_blocks, tl.cdiv(n_chunks, K))
+    for bi in range(blk_hi - blk_lo):
+        blk = blk_hi - 1 - bi
         c0 = blk * K
         nc = tl.minimum(K, n_chunks - c0)
         h = tl.load(st_ptrs + blk * dim * dstate, mask=mask_all, other=0.0)
@@ -194,17 +207,24 @@ def _step_bwd_kernel(
                 dy = tl.load(dy_ptrs + t * sdy_l, mask=m, other=0.0).to(tl.float32)
                 Bt = tl.load(B_ptrs + t * sB_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
                 Ct = tl.load(C_ptrs + t * sC_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
-                if HAS_Z:
-                    z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
-                    sig = sigmoid(z)
+                if HAS_Z or WRITE_Y:
                     y_pre = tl.sum(tl.sum(h * Ct, axis=0, keep_dims=True), axis=4, keep_dims=True)
                     if HAS_D:
                         y_pre += Dv * u
+                if HAS_Z:
+                    z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
+                    sig = sigmoid(z)
                     dz = dy * y_pre * sig * (1.0 + z * (1.0 - sig))
                     tl.store(dz_ptr + g_off + t * sg_l, dz.to(dz_ptr.dtype.element_ty), mask=m)
                     dout = dy * z * sig
+                    if WRITE_Y:  # the forward's output again, for the caller (out_proj's grad)
+                        tl.store(y_ptr + g_off + t * sg_l,
+                                 (y_pre * z * sig).to(y_ptr.dtype.element_ty), mask=m)
                 else:
                     dout = dy
+                    if WRITE_Y:
+                        tl.store(y_ptr + g_off + t * sg_l, y_pre.to(y_ptr.dtype.element_ty),
+                                 mask=m)
                 x = Ct * dout  # dL/dh_t through y_t
                 if HAS_DLAST:
                     x += tl.where(t == seqlen - 1, dlast, 0.0)
@@ -233,11 +253,101 @@ def _step_bwd_kernel(
                 tl.store(ddt_ptr + g_off + t * sg_l, ddt.to(ddt_ptr.dtype.element_ty), mask=m)
 
     # Gradient of the initial state: a_0 * g_0 (a_0 is 0 when a document starts at t = 0).
-    part = b5 * dim * dstate + dn_off
-    tl.store(dh0_ptr + part, a_next * g, mask=mask_all)
-    tl.store(dA_ptr + part, dA_acc, mask=mask_all)
-    tl.store(dD_ptr + b5 * dim + d5, dD_acc, mask=mask_bd)
-    tl.store(dbias_ptr + b5 * dim + d5, dbias_acc, mask=mask_bd)
+    tl.store(dh0_ptr + b5 * dim * dstate + dn_off, a_next * g, mask=mask_all & ((tl.zeros((1, 1, 1, 1, 1), dtype=tl.int32) + pid_s) == 0))
+    # per-(segment, batch) partials, summed by the caller
+    sb = pid_s * batch + b5
+    tl.store(dA_ptr + sb * dim * dstate + dn_off, dA_acc, mask=mask_all)
+    tl.store(dD_ptr + sb * dim + d5, dD_acc, mask=mask_bd)
+    tl.store(dbias_ptr + sb * dim + d5, dbias_acc, mask=mask_bd)
+
+
+@triton.jit
+def _step_bwd_summary_kernel(
+    dt_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, doc_ptr, dy_ptr, dlast_ptr, segP_ptr, segG_ptr,
+    batch, dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
+    sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l,
+    sdy_b, sdy_d, sdy_l,
+    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr,
+    N_IN: tl.constexpr, D_IN: tl.constexpr, N_B: tl.constexpr, D_LANES: tl.constexpr,
+    N_OUT: tl.constexpr, BLOCK_T: tl.constexpr, EVEN: tl.constexpr,
+):
+    """Segment s (every one but the first): the reverse recurrence g_t = C_t dout_t + a_{t+1}
+    g_{t+1} over its steps with nothing entering from the right, giving G_s = a g at its first
+    step, and its total decay P_s = exp(A * sum_t dt_t) (0 when a document starts in it): what the
+    segment passes to the one before it is G_s + P_s * (what enters it). Same tiles as
+    _step_bwd_kernel; reads only dy, z, dt and C."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    pid_s = tl.program_id(2) + 1
+    BLOCK_D: tl.constexpr = D_IN * D_LANES
+    n5 = (tl.arange(0, N_IN)[:, None, None, None, None] * N_OUT
+          + tl.arange(0, N_OUT)[None, None, None, None, :])
+    d5 = (pid_d * BLOCK_D + tl.arange(0, D_IN)[None, :, None, None, None] * D_LANES
+          + tl.arange(0, D_LANES)[None, None, None, :, None])
+    b5 = (pid_b * N_B + tl.arange(0, N_B)[None, None, :, None, None]).to(tl.int64)
+    if EVEN:
+        mask_b = tl.full((1, 1, N_B, 1, 1), True, tl.int1)
+        mask_d = tl.full((1, D_IN, 1, D_LANES, 1), True, tl.int1)
+    else:
+        mask_b = b5 < batch
+        mask_d = d5 < dim
+    mask_bd = mask_b & mask_d
+    mask_n = n5 < dstate if not EVEN else tl.full((N_IN, 1, 1, 1, N_OUT), True, tl.int1)
+    mask_bn = mask_b & mask_n
+    mask_all = mask_bd & mask_n
+    dn_off = d5 * dstate + n5
+    A2 = tl.load(A_ptr + dn_off, mask=mask_d & mask_n, other=0.0) * 1.4426950408889634
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d5, mask=mask_d, other=0.0)
+    dt_ptrs = dt_ptr + b5 * sdt_b + d5 * sdt_d
+    z_ptrs = z_ptr + b5 * sz_b + d5 * sz_d
+    dy_ptrs = dy_ptr + b5 * sdy_b + d5 * sdy_d
+    lane0 = tl.zeros((1, 1, 1, D_LANES, 1), dtype=tl.int64)
+    C_ptrs = C_ptr + b5 * sC_b + n5 * sC_n + lane0
+    doc_ptrs = doc_ptr + b5 * sdoc_b
+    if HAS_DLAST:
+        dlast = tl.load(dlast_ptr + b5 * dim * dstate + dn_off, mask=mask_all, other=0.0)
+    zero = tl.zeros((N_IN, D_IN, N_B, D_LANES, N_OUT), dtype=tl.float32)
+    g = zero
+    a_next = zero
+    dt_sum = tl.zeros((1, D_IN, N_B, D_LANES, 1), dtype=tl.float32)
+    alive = tl.full((1, 1, N_B, 1, 1), 1.0, tl.float32)
+    c_lo = pid_s * seg_chunks
+    c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
+    for ci in range(c_hi - c_lo):
+        c = c_hi - 1 - ci
+        for j in tl.static_range(BLOCK_T - 1, -1, -1):
+            t = c * BLOCK_T + j
+            valid = _valid(t, seqlen, EVEN)
+            m = mask_bd & valid
+            dy = tl.load(dy_ptrs + t * sdy_l, mask=m, other=0.0).to(tl.float32)
+            dtp = tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptrs + t * sC_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
+                dy = dy * z * sigmoid(z)
+            if HAS_BIAS:
+                dtp += bias
+            if SOFTPLUS:
+                dt = softplus(dtp)
+            else:
+                dt = dtp
+            dt = tl.where(valid, dt, 0.0)
+            x = Ct * dy
+            if HAS_DLAST:
+                x += tl.where(t == seqlen - 1, dlast, 0.0)
+            g = x + a_next * g
+            a = tl.exp2(dt * A2)
+            if HAS_DOCS:
+                doc = tl.load(doc_ptrs + t * sdoc_l, mask=mask_b & valid, other=0)
+                a = tl.where(doc != 0, 0.0, a)
+                alive = tl.where(doc != 0, 0.0, alive)
+            a_next = a
+            dt_sum += dt
+    seg_off = (b5 * n_segs + pid_s) * dim * dstate + dn_off
+    tl.store(segG_ptr + seg_off, a_next * g, mask=mask_all)
+    tl.store(segP_ptr + seg_off, tl.exp2(dt_sum * A2) * alive, mask=mask_all)
 
 
 def step_bwd_launch(
@@ -247,49 +357,73 @@ def step_bwd_launch(
     states: torch.Tensor, dlast_state: torch.Tensor | None, state_every: int, block_t: int,
     n_in: int, d_in: int, n_batch: int, d_lanes: int, num_warps: int,
     du_out: torch.Tensor | None = None, ddelta_out: torch.Tensor | None = None,
-    dz_out: torch.Tensor | None = None,
+    dz_out: torch.Tensor | None = None, y_out: torch.Tensor | None = None,
+    seg_len: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward; returns the gradients by name, partial sums already reduced. du,
     ddelta and dz come back in u's memory order (channel-last when u is). ``states`` holds h
     every ``state_every`` steps, (B, cdiv(L, state_every), D, N) fp32; state_every must be a
-    multiple of block_t."""
+    multiple of block_t. ``y_out``: also write the forward's output y there (the layout of du).
+    ``seg_len``: time steps per segment (a multiple of state_every), run in parallel after a
+    summary pass over all segments but the first (None: one segment)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     if state_every % block_t:
         raise ValueError(f"state_every ({state_every}) must be a multiple of block_t ({block_t})")
+    seg_len = seqlen if seg_len is None else seg_len
+    if seg_len < seqlen and seg_len % state_every:
+        raise ValueError(f"seg_len ({seg_len}) must be a multiple of state_every ({state_every})")
     n_chunks = triton.cdiv(seqlen, block_t)
+    seg_chunks = triton.cdiv(seg_len, block_t)
+    n_segs = triton.cdiv(n_chunks, seg_chunks)
     assert states.shape == (batch, triton.cdiv(seqlen, state_every), dim, dstate), \
         "states saved with another state_every"
     dev, f32 = u.device, torch.float32
     du, ddt, dz = grad_buffers(u, delta, z, du_out, ddelta_out, dz_out,
                                lambda dtype: out_like(u, dtype), unit_stride_l=False)
-    dB, dC, dA, dh0, dD, dbias = partial_buffers(batch, dim, dstate, seqlen, dev)
+    dB, dC, dA, dh0, dD, dbias = partial_buffers(batch, dim, dstate, seqlen, dev,
+                                                 n_parts=n_segs)
+    if y_out is not None and (y_out.shape != u.shape or y_out.stride() != du.stride()):
+        raise ValueError(f"y_out must be {tuple(u.shape)} with du's strides {du.stride()}; "
+                         f"got {tuple(y_out.shape)} strides {y_out.stride()}")
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
     bn = triton.next_power_of_2(dstate)
     n_in = min(n_in, bn)
     n_batch = min(n_batch, triton.next_power_of_2(batch))
-    grid = (triton.cdiv(dim, d_in * d_lanes), triton.cdiv(batch, n_batch))
+    even = (seqlen % block_t == 0 and dim % (d_in * d_lanes) == 0 and batch % n_batch == 0
+            and dstate == bn)
+    tiles = dict(N_IN=n_in, D_IN=d_in, N_B=n_batch, D_LANES=d_lanes, N_OUT=bn // n_in,
+                 BLOCK_T=block_t, EVEN=even, num_warps=num_warps)
+    grid = (triton.cdiv(dim, d_in * d_lanes), triton.cdiv(batch, n_batch), n_segs)
+    segP = segG = A  # valid pointers, never read with one segment
+    if n_segs > 1:
+        segP = torch.empty((batch, n_segs, dim, dstate), device=dev, dtype=f32)
+        segG = torch.empty_like(segP)
+        _step_bwd_summary_kernel[(grid[0], grid[1], n_segs - 1)](
+            delta, A, C, zz, delta_bias if delta_bias is not None else A, docs, dy,
+            dlast_state if dlast_state is not None else A, segP, segG,
+            batch, dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
+            *delta.stride(), *zz.stride(), *C.stride(), *sdoc, *dy.stride(),
+            HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+            HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None, **tiles)
     # per program: the states of one saved block's chunks (recomputed; stays in L2)
-    scratch = torch.empty(grid[0] * grid[1] * (state_every // block_t) * n_in * d_in * n_batch
-                          * d_lanes * (bn // n_in), device=dev, dtype=f32)
+    scratch = torch.empty(grid[0] * grid[1] * grid[2] * (state_every // block_t) * n_in * d_in
+                          * n_batch * d_lanes * (bn // n_in), device=dev, dtype=f32)
     _step_bwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else A, zz,
         delta_bias if delta_bias is not None else A, docs, states,
         dy, dlast_state if dlast_state is not None else A,
         du, ddt, dz, dB, dC, dA, dD, dbias, dh0, scratch,
-        batch, dim, seqlen, dstate, n_chunks,
+        y_out if y_out is not None else du, segP, segG,
+        batch, dim, seqlen, dstate, n_chunks, seg_chunks // (state_every // block_t), n_segs,
         *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc, *dy.stride(),
         *du.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
-        HAS_DLAST=dlast_state is not None,
-        N_IN=n_in, D_IN=d_in, N_B=n_batch, D_LANES=d_lanes, N_OUT=bn // n_in,
-        BLOCK_T=block_t, STATE_EVERY=state_every,
-        EVEN=(seqlen % block_t == 0 and dim % (d_in * d_lanes) == 0 and batch % n_batch == 0
-              and dstate == bn),
-        num_warps=num_warps,
+        HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None,
+        STATE_EVERY=state_every, **tiles,
     )
     return {
         "du": du, "ddelta": ddt, "dz": dz if z is not None else None,

@@ -37,8 +37,8 @@ def _valid(t, seqlen, EVEN: tl.constexpr):
 @triton.jit
 def _step_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, h0_ptr, doc_ptr,
-    y_ptr, states_ptr, last_ptr,
-    dim, seqlen, dstate, n_chunks,
+    y_ptr, states_ptr, last_ptr, segP_ptr, segE_ptr,
+    dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
     su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
     sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sy_b, sy_d, sy_l,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -49,6 +49,7 @@ def _step_fwd_kernel(
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)  # time segment: chunks [pid_s * seg_chunks, (pid_s + 1) * seg_chunks)
     d3 = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[None, :, None]  # (1, BD, 1)
     n3 = (tl.arange(0, N_IN)[:, None, None] * N_OUT
           + tl.arange(0, N_OUT)[None, None, :])  # (NI, 1, NO)
@@ -60,6 +61,7 @@ def _step_fwd_kernel(
         mask_n = n3 < dstate
     mask_dn = mask_d & mask_n  # (NI, BD, NO)
     dn_off = d3 * dstate + n3
+    seg_off = b * n_segs * dim * dstate + dn_off  # (B, S, D, N) segment summaries
 
     # Per-channel vectors are read through pointers broadcast over the N_OUT lanes, (1, BD, NO):
     # every lane that holds a state of a channel reads its value (one transaction), so the
@@ -77,6 +79,15 @@ def _step_fwd_kernel(
         h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn, other=0.0)
     else:
         h = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)
+    if pid_s > 0:
+        # The state entering this segment, from the summaries of the segments before it
+        # (_step_fwd_summary_kernel): E_s is segment s's end state when it starts from 0 (from h0
+        # for s = 0), P_s its total decay, so h_in(s + 1) = P_s * h_in(s) + E_s.
+        h = tl.load(segE_ptr + seg_off, mask=mask_dn, other=0.0)
+        for s in range(1, pid_s):
+            sp = seg_off + s * dim * dstate
+            h = (tl.load(segP_ptr + sp, mask=mask_dn, other=0.0) * h
+                 + tl.load(segE_ptr + sp, mask=mask_dn, other=0.0))
 
     u_ptrs = u_ptr + b * su_b + dl3 * su_d  # (1, BD, NO), advanced one step at a time
     dt_ptrs = dt_ptr + b * sdt_b + dl3 * sdt_d
@@ -90,7 +101,7 @@ def _step_fwd_kernel(
     st_ptrs = states_ptr + b * tl.cdiv(n_chunks, STATE_EVERY // BLOCK_T) * dim * dstate + dn_off
 
     K: tl.constexpr = STATE_EVERY // BLOCK_T  # chunks per saved state
-    for c in range(n_chunks):
+    for c in range(pid_s * seg_chunks, tl.minimum((pid_s + 1) * seg_chunks, n_chunks)):
         # All of the chunk's loads first: a load after a store to y could alias it, so the
         # compiler would not move it up, and every step would wait for memory on its own.
         us = ()
@@ -139,7 +150,84 @@ def _step_fwd_kernel(
             tl.store(y_ptrs + t * sy_l, y.to(y_ptr.dtype.element_ty), mask=m)
 
     if STORE_LAST:
-        tl.store(last_ptr + b * dim * dstate + dn_off, h, mask=mask_dn)
+        tl.store(last_ptr + b * dim * dstate + dn_off, h, mask=mask_dn & ((tl.zeros((1, 1, 1), dtype=tl.int32) + pid_s) == n_segs - 1))
+
+
+@triton.jit
+def _step_fwd_summary_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, bias_ptr, h0_ptr, doc_ptr, segP_ptr, segE_ptr,
+    dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
+    su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sB_b, sB_n, sB_l, sdoc_b, sdoc_l,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_DOCS: tl.constexpr,
+    BLOCK_D: tl.constexpr, N_IN: tl.constexpr, N_OUT: tl.constexpr, BLOCK_T: tl.constexpr,
+    EVEN: tl.constexpr,
+):
+    """Segment s (every one but the last): its end state E_s when it starts from 0 (from h0 for
+    s = 0) and its total decay P_s = prod_t a_t = exp(A * sum_t dt_t), 0 when a document starts
+    in it. Only the recurrence: no C, z or y. Same tiles as _step_fwd_kernel."""
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    pid_s = tl.program_id(2)
+    d3 = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[None, :, None]
+    n3 = (tl.arange(0, N_IN)[:, None, None] * N_OUT + tl.arange(0, N_OUT)[None, None, :])
+    if EVEN:
+        mask_d = tl.full((1, BLOCK_D, 1), True, tl.int1)
+        mask_n = tl.full((N_IN, 1, N_OUT), True, tl.int1)
+    else:
+        mask_d = d3 < dim
+        mask_n = n3 < dstate
+    mask_dn = mask_d & mask_n
+    dn_off = d3 * dstate + n3
+    lane_n = tl.zeros((1, 1, N_OUT), dtype=tl.int64)
+    dl3 = d3 + lane_n
+    A2 = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0) * 1.4426950408889634
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + dl3, mask=mask_d, other=0.0)
+    if HAS_H0:
+        h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn & ((tl.zeros((1, 1, 1), dtype=tl.int32) + pid_s) == 0),
+                    other=0.0)
+    else:
+        h = tl.zeros((N_IN, BLOCK_D, N_OUT), dtype=tl.float32)
+    dt_sum = tl.zeros((1, BLOCK_D, N_OUT), dtype=tl.float32)  # per channel: P_s = exp(A * sum dt)
+    alive = tl.full((1, 1, 1), 1.0, tl.float32)  # 0 once a document starts in the segment
+    u_ptrs = u_ptr + b * su_b + dl3 * su_d
+    dt_ptrs = dt_ptr + b * sdt_b + dl3 * sdt_d
+    lane_d = tl.zeros((1, BLOCK_D, 1), dtype=tl.int64)
+    B_ptrs = B_ptr + b * sB_b + n3 * sB_n + lane_d
+    doc_ptrs = doc_ptr + b * sdoc_b + tl.zeros((1, 1, 1), dtype=tl.int64)
+    for c in range(pid_s * seg_chunks, tl.minimum((pid_s + 1) * seg_chunks, n_chunks)):
+        us = ()
+        dts = ()
+        Bs = ()
+        docs = ()
+        for j in tl.static_range(BLOCK_T):
+            t = c * BLOCK_T + j
+            valid = _valid(t, seqlen, EVEN)
+            m = mask_d & valid
+            us = us + (tl.load(u_ptrs + t * su_l, mask=m, other=0.0),)
+            dts = dts + (tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0),)
+            Bs = Bs + (tl.load(B_ptrs + t * sB_l, mask=mask_n & valid, other=0.0),)
+            if HAS_DOCS:
+                docs = docs + (tl.load(doc_ptrs + t * sdoc_l, mask=valid, other=0),)
+        for j in tl.static_range(BLOCK_T):
+            t = c * BLOCK_T + j
+            valid = _valid(t, seqlen, EVEN)
+            dt = dts[j].to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = softplus(dt)
+            dt = tl.where(valid, dt, 0.0)  # identity past the end
+            a = tl.exp2(dt * A2)
+            if HAS_DOCS:
+                a = tl.where(docs[j] != 0, 0.0, a)
+                alive = tl.where(docs[j] != 0, 0.0, alive)
+            dt_sum += dt
+            h = a * h + (dt * us[j].to(tl.float32)) * Bs[j].to(tl.float32)
+    seg_off = (b * n_segs + pid_s) * dim * dstate + dn_off
+    tl.store(segE_ptr + seg_off, h, mask=mask_dn)
+    tl.store(segP_ptr + seg_off, tl.exp2(dt_sum * A2) * alive, mask=mask_dn)
 
 
 def out_like(u: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -157,16 +245,23 @@ def step_fwd_launch(
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, state_every: int, block_d: int, block_t: int,
-    n_in: int, num_warps: int, y_out: torch.Tensor | None = None,
+    n_in: int, num_warps: int, y_out: torch.Tensor | None = None, seg_len: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward. Returns (y (B, D, L) in u's dtype and memory order, last_state
     (B, D, N) fp32 or None, states (B, cdiv(L, state_every), D, N) fp32 or None: h before
-    every state_every-th step, a multiple of block_t); inputs already validated."""
+    every state_every-th step, a multiple of block_t); inputs already validated.
+    ``seg_len``: time steps per segment (a multiple of state_every), scanned in parallel after a
+    summary pass over all segments but the last (None: one segment, no summary pass)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     if state_every % block_t:
         raise ValueError(f"state_every ({state_every}) must be a multiple of block_t ({block_t})")
+    seg_len = seqlen if seg_len is None else seg_len
+    if seg_len < seqlen and seg_len % state_every:
+        raise ValueError(f"seg_len ({seg_len}) must be a multiple of state_every ({state_every})")
     n_chunks = triton.cdiv(seqlen, block_t)
+    seg_chunks = triton.cdiv(seg_len, block_t)
+    n_segs = triton.cdiv(n_chunks, seg_chunks)
     y = out_like(u) if y_out is None else y_out  # any (B, D, L) strides
     states = (torch.empty((batch, triton.cdiv(seqlen, state_every), dim, dstate), device=u.device,
                           dtype=torch.float32)
@@ -178,19 +273,33 @@ def step_fwd_launch(
     sdoc = (docs.stride(0), docs.stride(1)) if doc_starts is not None else (0, 0)
     bn = triton.next_power_of_2(dstate)
     n_in = min(n_in, bn)
-    grid = (triton.cdiv(dim, block_d), batch)
+    even = seqlen % block_t == 0 and dim % block_d == 0 and dstate == bn
+    segP = segE = A  # valid pointers, never read with one segment
+    if n_segs > 1:
+        segP = torch.empty((batch, n_segs, dim, dstate), device=u.device, dtype=torch.float32)
+        segE = torch.empty_like(segP)
+        _step_fwd_summary_kernel[(triton.cdiv(dim, block_d), batch, n_segs - 1)](
+            u, delta, A, B, delta_bias if delta_bias is not None else A,
+            initial_state if initial_state is not None else A, docs, segP, segE,
+            dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
+            *u.stride(), *delta.stride(), *B.stride(), *sdoc,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+            HAS_H0=initial_state is not None, HAS_DOCS=doc_starts is not None,
+            BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t, EVEN=even,
+            num_warps=num_warps,
+        )
+    grid = (triton.cdiv(dim, block_d), batch, n_segs)
     _step_fwd_kernel[grid](
         u, delta, A, B, C, D if D is not None else A, zz,
         delta_bias if delta_bias is not None else A,
         initial_state if initial_state is not None else A, docs,
-        y, states if states is not None else A, last if last is not None else A,
-        dim, seqlen, dstate, n_chunks,
+        y, states if states is not None else A, last if last is not None else A, segP, segE,
+        dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
         *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc, *y.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
         BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t, STATE_EVERY=state_every,
-        EVEN=seqlen % block_t == 0 and dim % block_d == 0 and dstate == bn,
-        num_warps=num_warps,
+        EVEN=even, num_warps=num_warps,
     )
     return y, last, states
