@@ -61,14 +61,24 @@ def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=
     return params, doc_starts
 
 
-@pytest.mark.parametrize("dtype,seqlen,docs,layout", [(torch.float32, 37, True, "dbl"),
-                                                      (torch.float32, 16, False, "dbl"),
-                                                      (torch.bfloat16, 33, True, "dbl"),
-                                                      (torch.float32, 37, True, "channel_last"),
-                                                      (torch.bfloat16, 33, True, "channel_last")])
-def test_matches_reference(dtype, seqlen, docs, layout):
+@pytest.mark.parametrize("dtype,seqlen,docs,layout,impl", [
+    (torch.float32, 37, True, "dbl", "tile"),
+    (torch.float32, 16, False, "dbl", "tile"),
+    (torch.bfloat16, 33, True, "dbl", "tile"),
+    (torch.float32, 37, True, "channel_last", "tile"),
+    (torch.bfloat16, 33, True, "channel_last", "tile"),
+    # step kernels in 16-step segments: the forward keeps its states and the backward gives y
+    (torch.float32, 37, True, "dbl", "step"),
+    (torch.bfloat16, 33, True, "dbl", "step"),
+])
+def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
     from mambalab.ops.triton import mamba_inner_triton
+    from mambalab.ops.triton import selective_scan as ss
     from mambalab.ops.triton.mamba_inner import is_dbl
+
+    monkeypatch.setitem(ss.CONFIG, "impl", impl)
+    monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
+    monkeypatch.setitem(ss.CONFIG, "step_seg_len", 16)
 
     params, doc_starts = _inputs(0, 2, seqlen, docs=docs, layout=layout)
     assert is_dbl(params[0].to(dtype)) == (layout == "dbl")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mambalab.ops.triton.causal_conv1d import causal_conv1d_bwd, causal_conv1d_fwd, segment_starts
-from mambalab.ops.triton.selective_scan import selective_scan_bwd, selective_scan_fwd
+from mambalab.ops.triton.selective_scan import bwd_writes_y, selective_scan_bwd, selective_scan_fwd
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -74,7 +74,9 @@ def _scan_inputs(x_dbl, delta_proj_weight, bsz, seqlen, rank, n_state):
 def _forward_dbl(xz, conv_w, conv_b, x_proj_weight, delta_proj_weight, out_proj_weight,
                  out_proj_bias, A, D, delta_bias, doc_starts, seg):
     """Forward on the (C, B*L) layout (see the module docstring) -> (out (B*L, d_model), x_dbl
-    (R + 2N, B*L))."""
+    (R + 2N, B*L), the scan's states or None). When the scan's backward can give y back
+    (``bwd_writes_y``: the step kernels, whose states are h every 64 steps, 25 MB a layer at
+    B=8, L=2048, D=1536), the states are kept and the backward does not rerun the forward."""
     bsz, two_d, seqlen = xz.shape
     d_inner = two_d // 2
     rank, n_state = delta_proj_weight.shape[1], A.shape[1]
@@ -87,18 +89,20 @@ def _forward_dbl(xz, conv_w, conv_b, x_proj_weight, delta_proj_weight, out_proj_
     b_mat = dbl_view(x_dbl[rank:rank + n_state], bsz)                        # (B, N, L)
     c_mat = dbl_view(x_dbl[rank + n_state:], bsz)
     y_mat = torch.empty_like(conv_mat)                                        # (D, B*L)
-    selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias, True, None,
-                       doc_starts, save_states=False, y_out=dbl_view(y_mat, bsz))
+    _, _, states = selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias, True,
+                                      None, doc_starts, save_states=bwd_writes_y(),
+                                      y_out=dbl_view(y_mat, bsz))
     out = y_mat.t() @ out_proj_weight.t()                                     # (B*L, d_model)
     if out_proj_bias is not None:
         out += out_proj_bias
-    return out, x_dbl
+    return out, x_dbl, states
 
 
 def _backward_dbl(dout, xz, conv_w, conv_b, x_dbl, x_proj_weight, delta_proj_weight,
-                  out_proj_weight, A, D, delta_bias, doc_starts, seg, has_out_bias):
+                  out_proj_weight, A, D, delta_bias, doc_starts, seg, has_out_bias, states=None):
     """Backward on the (C, B*L) layout: recomputes the conv output, delta and y (with the scan's
-    chunk states), then every gradient as 2-D matmuls on (C, B*L) matrices."""
+    chunk states: rerunning the scan's forward, or, given the forward's ``states``, y from the
+    scan's backward), then every gradient as 2-D matmuls on (C, B*L) matrices."""
     bsz, two_d, seqlen = xz.shape
     d_inner = two_d // 2
     rank, n_state = delta_proj_weight.shape[1], A.shape[1]
@@ -111,21 +115,28 @@ def _backward_dbl(dout, xz, conv_w, conv_b, x_dbl, x_proj_weight, delta_proj_wei
     b_mat = dbl_view(x_dbl[rank:rank + n_state], bsz)
     c_mat = dbl_view(x_dbl[rank + n_state:], bsz)
     y_mat = torch.empty_like(conv_mat)
-    _, _, states = selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias, True,
-                                      None, doc_starts, save_states=True,
-                                      y_out=dbl_view(y_mat, bsz))
+    y_from_bwd = states is not None
+    if not y_from_bwd:
+        _, _, states = selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias,
+                                          True, None, doc_starts, save_states=True,
+                                          y_out=dbl_view(y_mat, bsz))
     dy_mat = out_proj_weight.t() @ dout.t()                                   # (D, B*L)
-    dout_proj_weight = dout.t() @ y_mat.t()                                   # (d_model, D)
     dout_proj_bias = dout.sum(0) if has_out_bias else None
-    del y_mat
+    if not y_from_bwd:
+        dout_proj_weight = dout.t() @ y_mat.t()                               # (d_model, D)
+        del y_mat
     dxz_mat = torch.empty(two_d, bsz * seqlen, device=xz.device, dtype=xz.dtype)
     dconv_mat = torch.empty_like(conv_mat)                                    # du, then + x_proj
     ddelta_mat = torch.empty(d_inner, bsz * seqlen, device=xz.device, dtype=delta.dtype)
     g = selective_scan_bwd(dbl_view(dy_mat, bsz), conv_out, delta, A, b_mat, c_mat, D, z,
                            delta_bias, True, doc_starts, states,
                            du_out=dbl_view(dconv_mat, bsz), ddelta_out=dbl_view(ddelta_mat, bsz),
-                           dz_out=dbl_view(dxz_mat[d_inner:], bsz))
+                           dz_out=dbl_view(dxz_mat[d_inner:], bsz),
+                           y_out=dbl_view(y_mat, bsz) if y_from_bwd else None)
     del states, dy_mat
+    if y_from_bwd:
+        dout_proj_weight = dout.t() @ y_mat.t()                               # (d_model, D)
+        del y_mat
     dx_dbl = torch.empty_like(x_dbl)                                          # (R + 2N, B*L)
     dx_dbl[rank:rank + n_state].view(n_state, bsz, seqlen).copy_(g["dB"].transpose(0, 1))
     dx_dbl[rank + n_state:].view(n_state, bsz, seqlen).copy_(g["dC"].transpose(0, 1))
@@ -162,12 +173,13 @@ class MambaInnerFn(torch.autograd.Function):
         ctx.conv_shape = conv1d_weight.shape
         if ctx.dbl:
             with torch.autocast(xz.device.type, enabled=False):
-                out, x_dbl = _forward_dbl(xz, conv_w, conv1d_bias, x_proj_weight,
-                                          delta_proj_weight, out_proj_weight, out_proj_bias, A, D,
-                                          delta_bias, doc_starts, seg)
+                out, x_dbl, states = _forward_dbl(xz, conv_w, conv1d_bias, x_proj_weight,
+                                                  delta_proj_weight, out_proj_weight,
+                                                  out_proj_bias, A, D, delta_bias, doc_starts,
+                                                  seg)
             ctx.save_for_backward(xz, conv_w, conv1d_bias, x_dbl, x_proj_weight,
                                   delta_proj_weight, out_proj_weight, A, D, delta_bias,
-                                  doc_starts, seg)
+                                  doc_starts, seg, states)
             return out.view(bsz, seqlen, -1)
         with torch.autocast(xz.device.type, enabled=False):
             x, z = xz.chunk(2, dim=1)                                         # (B, D, L) each
@@ -179,20 +191,20 @@ class MambaInnerFn(torch.autograd.Function):
                                          True, None, doc_starts, save_states=False)
             out = F.linear(_rows(y), out_proj_weight, out_proj_bias)         # (B*L, d_model)
         ctx.save_for_backward(xz, conv_w, conv1d_bias, x_dbl, x_proj_weight, delta_proj_weight,
-                              out_proj_weight, A, D, delta_bias, doc_starts, seg)
+                              out_proj_weight, A, D, delta_bias, doc_starts, seg, None)
         return out.view(bsz, seqlen, -1)
 
     @staticmethod
     def backward(ctx, dout):                                                 # (B, L, d_model)
         (xz, conv_w, conv_b, x_dbl, x_proj_weight, delta_proj_weight, out_proj_weight, A, D,
-         delta_bias, doc_starts, seg) = ctx.saved_tensors
+         delta_bias, doc_starts, seg, states) = ctx.saved_tensors
         bsz, _, seqlen = xz.shape
         rank, n_state = delta_proj_weight.shape[1], A.shape[1]
         if ctx.dbl:
             with torch.autocast(xz.device.type, enabled=False):
                 grads = _backward_dbl(dout, xz, conv_w, conv_b, x_dbl, x_proj_weight,
                                       delta_proj_weight, out_proj_weight, A, D, delta_bias,
-                                      doc_starts, seg, ctx.has_out_bias)
+                                      doc_starts, seg, ctx.has_out_bias, states)
             dxz, dconv_w, dconv_b, dx_proj_w, ddt_proj_w, dout_w, dout_b, dA, dD, ddt_b = grads
             return (dxz, dconv_w.reshape(ctx.conv_shape), dconv_b, dx_proj_w, ddt_proj_w, dout_w,
                     dout_b, dA, dD, ddt_b, None)
