@@ -29,7 +29,14 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["tile:channel_last", "tile:dbl", "step:dbl"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--step-config", help="JSON file of CONFIG keys for the step variants "
+                                          "(scripts/bench_scan.py --impl seg writes step_best.json)")
     args = ap.parse_args()
+    base = dict(ss.CONFIG)
+    step_cfg = {}
+    if args.step_config:
+        with open(args.step_config) as f:
+            step_cfg = json.load(f)
     device = torch.device("cuda")
     size = ModelSize(d_model=768, n_layer=24, vocab_size=50280, d_state=16)
     (impl,) = training_implementations(["mambalab"], ["triton"], size, device)
@@ -38,7 +45,8 @@ def main() -> None:
         for batch in args.batch:
             for name in args.variants:
                 scan, layout = name.split(":")
-                ss.CONFIG["impl"] = scan
+                ss.CONFIG.clear()
+                ss.CONFIG.update(base, **(step_cfg if scan == "step" else {}), impl=scan)
                 mixer.TRITON_XZ_LAYOUT = layout
                 row = bench_training(impl, batch, 2048, size.vocab_size, device, warmup=3,
                                      steps=10, lr=3e-4, mixed_precision="bf16", seed=0)

@@ -4,6 +4,8 @@
 
 With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
 contiguous inputs, and a few backward tiles.
+With --impl seg: the step kernels with time segments (the current design) against the tile
+kernels, as the mixer runs them; writes the best CONFIG keys to step_best.json.
 With --impl step: the step kernels' tile choices against the tile kernels' default at B=8 and 16
 (the mixer's channel-last layout and (B, D, L) contiguous), a check, and mamba_ssm when importable.
 
@@ -205,6 +207,98 @@ def step_sweep(out: str) -> int:
 
 TILE_BWD = [(4, 4, 1, 8), (4, 8, 1, 16), (4, 4, 2, 16)]  # (block_t, n_in, warps, block_d)
 
+SEG_LENS = ["auto", 128, 256, 512, 2048]
+STATE_EVERY = [16, 32, 64]
+SEG_FWD = [(4, 32, 1), (2, 32, 1), (8, 32, 1), (4, 64, 2)]  # (block_t, block_d, warps)
+SEG_BWD = [(2, 8, 4, 1, 1), (1, 8, 4, 1, 1), (4, 8, 4, 1, 1), (2, 4, 8, 1, 1), (2, 8, 4, 1, 2),
+           (2, 8, 2, 2, 1)]  # (block_t, n_batch, d_lanes, d_in, warps)
+
+
+def time_mixer_parts(x):
+    """What the fused mixer runs with the current CONFIG: (forward ms, backward ms). Tile: the
+    forward without states, then in the backward the forward again (states and y) and the scan
+    backward. Step: the forward keeping its states, then the backward writing y."""
+    if ss.bwd_writes_y():
+        fwd = lambda: ss.selective_scan_fwd(**x, save_states=True)  # noqa: E731
+        y, _, states = fwd()
+        dy = torch.randn_like(y)
+        y_out = torch.empty_like(y)
+        bwd = lambda: ss.selective_scan_bwd(dy, **x, states=states, y_out=y_out)  # noqa: E731
+    else:
+        fwd = lambda: ss.selective_scan_fwd(**x, save_states=False)  # noqa: E731
+        y, _, _ = ss.selective_scan_fwd(**x)
+        dy = torch.randn_like(y)
+
+        def bwd():
+            _, _, states = ss.selective_scan_fwd(**x)
+            ss.selective_scan_bwd(dy, **x, states=states)
+    out = []
+    for fn in (fwd, bwd):
+        fn()
+        out.append(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+    return out
+
+
+def seg_sweep(out: str) -> int:
+    """The step kernels with time segments against the tile kernels, as the mixer runs them
+    (its (C, B*L) views), at B=8 and 16: segment length x state spacing with the default tiles,
+    then the forward and backward tiles at the best pair; the best config is checked against an
+    fp32 loop and written to step_best.json (CONFIG keys) for the end-to-end A/B."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
+    base = dict(ss.CONFIG)
+    xs = {b: inputs(b, 1536, 16, 2048, torch.bfloat16, dbl=True) for b in (8, 16)}
+
+    def run(key, cfg, batches=(8,)):
+        ss.CONFIG.clear(); ss.CONFIG.update(base, **cfg)
+        res = {}
+        for b in batches:
+            try:
+                f, bw = time_mixer_parts(xs[b])
+            except Exception as e:  # a config that fails to compile or run is reported
+                rows[f"B{b}_{key}"] = {"error": repr(e)[:300]}
+                print(f"B{b}_{key}", rows[f"B{b}_{key}"], flush=True)
+                return None
+            rows[f"B{b}_{key}"] = res[b] = {"fwd": f, "bwd": bw, "total": f + bw, "config": cfg}
+            print(f"B{b}_{key:50s} fwd {f:.3f}  bwd {bw:.3f}  total {f + bw:.3f}", flush=True)
+        return res[batches[0]]["total"]
+
+    run("tile_default", {"impl": "tile"}, (8, 16))
+    best = (1e9, None)
+    for every in STATE_EVERY:
+        for seg in SEG_LENS:
+            cfg = {"impl": "step", "step_state_every": every, "step_seg_len": seg}
+            t = run(f"step_every{every}_seg{seg}", cfg)
+            if t is not None and t < best[0]:
+                best = (t, cfg)
+    for bt, bd, w in SEG_FWD[1:]:
+        cfg = dict(best[1], step_fwd_block_t=bt, step_fwd_block_d=bd, step_fwd_warps=w)
+        t = run(f"step_fwd_T{bt}_BD{bd}_W{w}", cfg)
+        if t is not None and t < best[0]:
+            best = (t, cfg)
+    for bt, nb, dl, di, w in SEG_BWD[1:]:
+        if best[1]["step_state_every"] % bt:
+            continue
+        cfg = dict(best[1], step_bwd_block_t=bt, step_bwd_n_batch=nb, step_bwd_d_lanes=dl,
+                   step_bwd_d_in=di, step_bwd_warps=w)
+        t = run(f"step_bwd_T{bt}_NB{nb}_DL{dl}_DI{di}_W{w}", cfg)
+        if t is not None and t < best[0]:
+            best = (t, cfg)
+    for w in (8, 16, 32):  # "auto" segments: warps per SM aimed at
+        if best[1].get("step_seg_len") == "auto":
+            cfg = dict(best[1], step_warps_per_sm=w)
+            t = run(f"step_auto_wps{w}", cfg)
+            if t is not None and t < best[0]:
+                best = (t, cfg)
+    run("step_best", best[1], (8, 16))
+    rows["step_best_config"] = best[1]
+    with open(os.path.join(out, "step_best.json"), "w") as f:
+        json.dump(best[1], f)
+    print("best step config:", json.dumps(best[1]), flush=True)
+    ss.CONFIG.clear(); ss.CONFIG.update(base, **best[1])
+    code = finish(rows, "step_seg", os.path.join(out, "bench_scan_seg.json"))
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    return code
+
 
 def tile_sweep(out: str) -> int:
     """The tile kernels at B=8 and 16 on the three layouts (dbl: the mixer's (C, B*L) views;
@@ -251,7 +345,7 @@ def time_raw_part(part, x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
-    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants"])
+    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
@@ -259,6 +353,8 @@ def main():
         return step_sweep(args.out)
     if args.impl == "tile-variants":
         return tile_sweep(args.out)
+    if args.impl == "seg":
+        return seg_sweep(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()

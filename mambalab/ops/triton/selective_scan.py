@@ -32,6 +32,9 @@ default).
 """
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 
 from mambalab.ops.triton import unavailable_reason
@@ -63,6 +66,24 @@ CONFIG = {"impl": "tile",
           "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 2,
           "step_bwd_n_in": 16, "step_bwd_d_in": 1, "step_bwd_n_batch": 8, "step_bwd_d_lanes": 4,
           "step_bwd_warps": 1, "step_seg_len": "auto", "step_warps_per_sm": 16}
+
+
+def _config_from_env() -> None:
+    """MAMBALAB_SCAN_CONFIG='{"impl": "step", ...}' overrides CONFIG keys (benchmarks, A/B runs)."""
+    text = os.environ.get("MAMBALAB_SCAN_CONFIG")
+    if not text:
+        return
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"MAMBALAB_SCAN_CONFIG is not JSON ({e}): {text!r}") from None
+    unknown = sorted(set(overrides) - set(CONFIG))
+    if unknown:
+        raise ValueError(f"MAMBALAB_SCAN_CONFIG: unknown keys {unknown}; known: {sorted(CONFIG)}")
+    CONFIG.update(overrides)
+
+
+_config_from_env()
 
 
 def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int:
