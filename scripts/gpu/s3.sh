@@ -25,11 +25,12 @@ if [ "$step" = kernels ]; then
   grep -E "^B|best|check" $LOGS/seg_sweep.log | tail -n 60
   run ab 200 $PY scripts/ab_scan_impl.py --batch 16 8 --rounds 1 --variants tile:dbl step:dbl --step-config $OUT/step_best.json --out $OUT
   grep variant $LOGS/ab.log
-  for i in $(seq 60); do [ -f /tmp/kernels_done ] && break; sleep 5; done
-  cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
+  cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished yet"
   cp $LOGS/*.log $OUT/ 2>/dev/null
   stamp done; exit 0
 fi
+for i in $(seq 80); do [ -f /tmp/kernels_done ] && break; sleep 5; done  # the build of call 1
+cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
 $PY -c "import selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d; print('kernels: mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
   || { cat /tmp/kernels_done; tail -c 1500 /tmp/build-cc.log /tmp/build-ms.log; }
 export MAMBALAB_SCAN_CONFIG=${SCAN:-}
