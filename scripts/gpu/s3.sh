@@ -29,10 +29,12 @@ if [ "$step" = kernels ]; then
   cp $LOGS/*.log $OUT/ 2>/dev/null
   stamp done; exit 0
 fi
-for i in $(seq 80); do [ -f /tmp/kernels_done ] && break; sleep 5; done  # the build of call 1
-cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
-$PY -c "import selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d; print('kernels: mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
-  || { cat /tmp/kernels_done; tail -c 1500 /tmp/build-cc.log /tmp/build-ms.log; }
+wait_kernels() {  # the build of call 1
+  for i in $(seq 80); do [ -f /tmp/kernels_done ] && break; sleep 5; done
+  cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
+  $PY -c "import selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d; print('kernels: mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
+    || { tail -c 1500 /tmp/build-cc.log /tmp/build-ms.log; }
+}
 export MAMBALAB_SCAN_CONFIG=${SCAN:-}
 if [ "$step" = cmp ]; then
   CMP="$BASE scheduler=constant trainer.max_steps=$CMP_STEPS trainer.max_time_s=$CMP_TIME trainer.eval_max_batches=$EVALB trainer.checkpoint_every=null"
@@ -40,6 +42,7 @@ if [ "$step" = cmp ]; then
   run cmp_ours 280 $PY -m mambalab.train $CMP $M130 data.batch_size=$B optimizer.lr=1e-3 \
     scheduler.warmup_steps=30 trainer.eval_every=$CMP_EVAL_OURS name=e2e_cmp_ours hydra.run.dir=$OURS
   tail -n 4 $LOGS/cmp_ours.log
+  wait_kernels
   run cmp_seed 280 $PY -m mambalab.train $CMP $MHF data.batch_size=$BSEED trainer.grad_accum_steps=8 \
     optimizer.lr=5e-4 scheduler.warmup_steps=15 trainer.eval_every=$CMP_EVAL_SEED name=e2e_cmp_seed hydra.run.dir=$SEED
   tail -n 4 $LOGS/cmp_seed.log
@@ -51,6 +54,7 @@ if [ "$step" = cmp ]; then
   stamp done; exit 0
 fi
 if [ "$step" = bench ]; then
+  wait_kernels
   run bench 560 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
   tail -n 40 $LOGS/bench.log
   $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1; cat $OUT/bench.md

@@ -3,6 +3,8 @@ input, fp32 and bf16 autocast, odd L, document starts; xz as the model makes it 
 (2D, B*L) matrix) and channel-last (CPU: TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -80,26 +82,29 @@ def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
     monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
     monkeypatch.setitem(ss.CONFIG, "step_seg_len", 16)
 
+    # compiled on the GPU where there is one, else under TRITON_INTERPRET=1 (conftest)
+    dev = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
     params, doc_starts = _inputs(0, 2, seqlen, docs=docs, layout=layout)
     assert is_dbl(params[0].to(dtype)) == (layout == "dbl")
-    leaves = [p.detach().requires_grad_(True) for p in params]
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+    leaves = [p.detach().to(dev).requires_grad_(True) for p in params]
+    docs_dev = doc_starts.to(dev) if doc_starts is not None else None
+    with torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         xz = leaves[0].to(dtype)  # under autocast the in_proj output is bf16
-        out = mamba_inner_triton(xz, *leaves[1:], doc_starts=doc_starts)
+        out = mamba_inner_triton(xz, *leaves[1:], doc_starts=docs_dev)
     assert out.shape == (2, seqlen, 12) and out.dtype == dtype and not out.isnan().any()
     ref_leaves = [p.detach().double().requires_grad_(True) for p in params]
     ref = mixer_ref(*ref_leaves, doc_starts)
     tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
-    torch.testing.assert_close(out.double(), ref, **tol)
+    torch.testing.assert_close(out.double().cpu(), ref, **tol)
 
     dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
-    grads = torch.autograd.grad(out, leaves, dout.to(dtype))
+    grads = torch.autograd.grad(out, leaves, dout.to(dev, dtype))
     want = torch.autograd.grad(ref, ref_leaves, dout.double())
     for name, leaf, a, b in zip(NAMES, leaves, grads, want):
         assert a.shape == leaf.shape and a.dtype == leaf.dtype, name
         assert not a.isnan().any(), name
         scale = b.abs().max().clamp_min(1e-3)
-        torch.testing.assert_close(a.double() / scale, b / scale, **tol,
+        torch.testing.assert_close(a.double().cpu() / scale, b / scale, **tol,
                                    msg=lambda m, nm=name: f"d{nm}: {m}")
 
 
