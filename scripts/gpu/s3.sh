@@ -13,9 +13,24 @@
 #       data, then compare.png.
 #   SCAN='{"impl": ...}' bash scripts/gpu/s3.sh bench 2>&1 | tee $OUT/s3_bench.log
 #       python -m mambalab.bench, every implementation, B=8 and 16, ops and profile.
+#   bash scripts/gpu/s3.sh induction 2>&1 | tee $OUT/s3_induction.log   (a fresh machine is fine)
+#       induction heads trained ~7x longer than on 2026-11-28 (270 s of steps), then accuracy at
+#       lengths 2^6 to 2^20 (streaming, fp32), for the paper's extrapolation.
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s3.sh kernels|cmp|bench}
+step=${1:?usage: s3.sh kernels|cmp|bench|induction}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+if [ "$step" = induction ]; then
+  IH=$OUTS/induction_long
+  run induction 330 $PY -m mambalab.train experiment=induction_heads trainer.max_steps=30000 \
+    trainer.max_time_s=270 trainer.progress_bar=false logger=[jsonl] hydra.run.dir=$IH
+  grep '"validation"' $IH/metrics.jsonl | cut -c1-100 | tail -n 8; tail -n 3 $LOGS/induction.log
+  run induction_eval 200 $PY -m mambalab.evaluate "ckpt='$IH'" precision=fp32 max_batches=4 \
+    "eval_lengths=[64,128,256,512,1024,2048,4096,8192,16384,65536,262144,1048576]" out=$IH/eval
+  tail -n 25 $LOGS/induction_eval.log
+  cp $IH/metrics.jsonl $OUT/induction_metrics.jsonl; cp $IH/eval/*.json $OUT/ 2>/dev/null
+  cp $LOGS/induction*.log $OUT/
+  stamp done; exit 0
+fi
 if [ "$step" = kernels ]; then
   (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
   stamp "build started"
