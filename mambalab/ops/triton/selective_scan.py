@@ -59,6 +59,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # layer at the shape above, so the autograd Function always keeps them); the backward recomputes
 # the chunk states inside each such block into an L2-sized scratch. Backward tiles
 # (N_IN, D_IN, N_B, D_LANES, N_OUT): n_batch batches and d_lanes channels share a warp's lanes.
+# step_seg_len: time steps per segment scanned in parallel ("auto": step_warps_per_sm warps per
+# SM); segments did not make the step kernels faster on an H200 (still 2.2x slower than "tile",
+# docs/kernels/selective_scan.md), so the warp count is not their limit.
 CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
