@@ -47,7 +47,7 @@ fi
 wait_kernels() {  # the build of call 1
   for i in $(seq 80); do [ -f /tmp/kernels_done ] && break; sleep 5; done
   cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
-  $PY -c "import selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d; print('kernels: mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
+  $PY -c "import torch, selective_scan_cuda, causal_conv1d_cuda, mamba_ssm, causal_conv1d; print('kernels: mamba_ssm', mamba_ssm.__version__, 'causal_conv1d', causal_conv1d.__version__)" \
     || { tail -c 1500 /tmp/build-cc.log /tmp/build-ms.log; }
 }
 export MAMBALAB_SCAN_CONFIG=${SCAN:-}
