@@ -197,3 +197,36 @@ def test_matches_reference_gpu_full_size():
                                inputs["C"], inputs["D"], inputs["z"], inputs["delta_bias"], True)
     err = ((ours.float() - theirs.float()).norm() / theirs.float().norm()).item()
     assert err < 1e-2, f"relative difference to mamba_ssm's selective_scan_fn: {err}"
+
+
+def test_step_segments_auto(monkeypatch):
+    """"auto" segments aim at step_warps_per_sm warps per SM: B=8, D=1536 is 384 warps of one
+    (batch, channel) per thread, so 132 SMs x 16 warps take 8 segments of 256 steps."""
+    monkeypatch.setitem(ss.CONFIG, "step_seg_len", "auto")
+    monkeypatch.setitem(ss.CONFIG, "step_state_every", 64)
+    monkeypatch.setitem(ss.CONFIG, "step_warps_per_sm", 16)
+
+    class Props:
+        multi_processor_count = 132
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props())
+    cuda = torch.device("cuda")
+    assert ss.step_seg_len(8, 1536, 2048, cuda) == 256
+    assert ss.step_seg_len(16, 1536, 2048, cuda) == 512
+    assert ss.step_seg_len(8, 1536, 100, cuda) >= 100  # too short to split in 64-step blocks
+    assert ss.step_seg_len(8, 1536, 2048, torch.device("cpu")) == 2048  # one "SM": one segment
+    monkeypatch.setitem(ss.CONFIG, "step_seg_len", 8)
+    assert ss.step_seg_len(8, 1536, 2048, cuda) == 64  # a fixed length, at least state_every
+
+
+def test_config_from_env(monkeypatch):
+    monkeypatch.setattr(ss, "CONFIG", dict(ss.CONFIG))
+    monkeypatch.setenv("MAMBALAB_SCAN_CONFIG", '{"impl": "step", "step_seg_len": 256}')
+    ss._config_from_env()
+    assert ss.CONFIG["impl"] == "step" and ss.CONFIG["step_seg_len"] == 256
+    monkeypatch.setenv("MAMBALAB_SCAN_CONFIG", '{"impl": "step", "seg_len": 256}')
+    with pytest.raises(ValueError, match=r"unknown keys \['seg_len'\]"):
+        ss._config_from_env()
+    monkeypatch.setenv("MAMBALAB_SCAN_CONFIG", "impl=step")
+    with pytest.raises(ValueError, match="not JSON"):
+        ss._config_from_env()
