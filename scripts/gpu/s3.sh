@@ -17,8 +17,15 @@
 #       induction heads trained ~7x longer than on 2026-11-28 (270 s of steps), then accuracy at
 #       lengths 2^6 to 2^20 (streaming, fp32), for the paper's extrapolation.
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s3.sh kernels|cmp|bench|induction}
+step=${1:?usage: s3.sh kernels|cmp|bench|induction|seg2}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+if [ "$step" = seg2 ]; then  # the step kernels after the layout fix, in ~3.5 minutes
+  SEG_QUICK=1 run seg_sweep 200 $PY scripts/bench_scan.py --impl seg --out $OUT
+  grep -E "^B|best|check" $LOGS/seg_sweep.log | tail -n 30
+  run ab 75 $PY scripts/ab_scan_impl.py --batch 16 --rounds 1 --variants tile:dbl step:dbl --step-config $OUT/step_best.json --out $OUT
+  grep variant $LOGS/ab.log; cp $LOGS/*.log $OUT/ 2>/dev/null
+  stamp done; exit 0
+fi
 if [ "$step" = induction ]; then
   IH=$OUTS/induction_long
   run induction 330 $PY -m mambalab.train experiment=induction_heads trainer.max_steps=30000 \

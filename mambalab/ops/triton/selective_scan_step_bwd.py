@@ -64,13 +64,13 @@ def _recompute_step(h, t, u_ptrs, dt_ptrs, B_ptrs, doc_ptrs, su_l, sdt_l, sB_l, 
     return h, a, u, dt, dtp
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["lane_zero"])
 def _step_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, doc_ptr, states_ptr,
     dy_ptr, dlast_ptr,
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, dh0_ptr, scratch_ptr,
     y_ptr, segP_ptr, segG_ptr,
-    batch, dim, seqlen, dstate, n_chunks, seg_blocks, n_segs,
+    batch, dim, seqlen, dstate, n_chunks, seg_blocks, n_segs, lane_zero,
     su_b, su_d, su_l, sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l,
     sB_b, sB_n, sB_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l, sdy_b, sdy_d, sdy_l,
     sg_b, sg_d, sg_l,
@@ -104,7 +104,11 @@ def _step_bwd_kernel(
     mask_bn = mask_b & mask_n  # (NI, 1, NB, 1, NO)
     mask_dn = mask_d & mask_n
     mask_all = mask_dn & mask_b  # (NI, DI, NB, DL, NO)
-    dn_off = d5 * dstate + n5
+    # (d, n) tensors (A^T, the saved states, dlast, dh0, dA, the segment summaries) are (N, D),
+    # channels contiguous, so that Triton's coalescing puts the lanes on channels and batches and
+    # keeps the states in registers (with n contiguous it put lanes on the states axis:
+    # shuffles and layout conversions every step in Triton 3.6's SASS).
+    dn_off = n5 * dim + d5
 
     A = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0)  # (NI, DI, 1, DL, NO) fp32
     A2 = A * 1.4426950408889634
@@ -120,10 +124,11 @@ def _step_bwd_kernel(
     z_ptrs = z_ptr + b5 * sz_b + d5 * sz_d
     dy_ptrs = dy_ptr + b5 * sdy_b + d5 * sdy_d
     g_off = b5 * sg_b + d5 * sg_d  # du, ddelta, dz share one layout
-    # B and C are loaded broadcast over the channel lanes (every lane of a batch reads the same
-    # addresses: one transaction), so the tile already has the state tile's layout; a
-    # (NI, 1, NB, 1, NO) tile would take another layout and a shared-memory round trip per step.
-    lane0 = tl.zeros((1, 1, 1, D_LANES, 1), dtype=tl.int64)
+    # B and C are loaded through pointers broadcast over the channel lanes (every lane of a batch
+    # reads the same address: one transaction), so the tile already has the state tile's layout.
+    # The broadcast goes through lane_zero, a runtime 0: with a constant 0 stride Triton's
+    # coalescing sees the channel axis as constant and puts the lanes on the states instead.
+    lane0 = tl.arange(0, D_LANES)[None, None, None, :, None].to(tl.int64) * lane_zero
     B_ptrs = B_ptr + b5 * sB_b + n5 * sB_n + lane0  # (NI, 1, NB, DL, NO)
     C_ptrs = C_ptr + b5 * sC_b + n5 * sC_n + lane0
     dBC_off = b5 * dstate * seqlen + n5 * seqlen  # dB, dC: fp32 (B, N, L)
@@ -154,11 +159,16 @@ def _step_bwd_kernel(
     # one fp32 tile per chunk of the block), so no (B, L / BLOCK_T, D, N) tensor goes through HBM.
     K: tl.constexpr = STATE_EVERY // BLOCK_T  # chunks per saved state
     TILE: tl.constexpr = N_IN * D_IN * N_B * D_LANES * N_OUT
-    tile_idx = ((((tl.arange(0, D_IN)[None, :, None, None, None] * N_B
-                   + tl.arange(0, N_B)[None, None, :, None, None]) * D_LANES
-                  + tl.arange(0, D_LANES)[None, None, None, :, None]) * N_OUT
-                 + tl.arange(0, N_OUT)[None, None, None, None, :]) * N_IN
-                + tl.arange(0, N_IN)[:, None, None, None, None])  # a thread's states contiguous
+    # states and D_IN outer, the lanes' (N_B, D_LANES) contiguous: each register's store and
+    # load is one coalesced row of the warp, and the coalescing keeps the states in registers
+    # (The lanes' offsets go through lane_zero + 1, a runtime 1: seen contiguous, they would be
+    # vectorised 4 to a thread, another layout, converted through shared memory every chunk.)
+    reg_idx = ((tl.arange(0, N_IN)[:, None, None, None, None] * N_OUT
+                + tl.arange(0, N_OUT)[None, None, None, None, :]) * D_IN
+               + tl.arange(0, D_IN)[None, :, None, None, None])
+    lane_idx = (tl.arange(0, N_B)[None, None, :, None, None] * D_LANES
+                + tl.arange(0, D_LANES)[None, None, None, :, None])
+    tile_idx = reg_idx * (N_B * D_LANES) + lane_idx * (lane_zero + 1)
     prog = (pid_s * tl.num_programs(1) + pid_b) * tl.num_programs(0) + pid_d
     scr_ptrs = scratch_ptr + prog.to(tl.int64) * (K * TILE) + tile_idx
     blk_lo = pid_s * seg_blocks
@@ -261,10 +271,10 @@ def _step_bwd_kernel(
     tl.store(dbias_ptr + sb * dim + d5, dbias_acc, mask=mask_bd)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["lane_zero"])
 def _step_bwd_summary_kernel(
     dt_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, doc_ptr, dy_ptr, dlast_ptr, segP_ptr, segG_ptr,
-    batch, dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
+    batch, dim, seqlen, dstate, n_chunks, seg_chunks, n_segs, lane_zero,
     sdt_b, sdt_d, sdt_l, sz_b, sz_d, sz_l, sC_b, sC_n, sC_l, sdoc_b, sdoc_l,
     sdy_b, sdy_d, sdy_l,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -296,15 +306,15 @@ def _step_bwd_summary_kernel(
     mask_n = n5 < dstate if not EVEN else tl.full((N_IN, 1, 1, 1, N_OUT), True, tl.int1)
     mask_bn = mask_b & mask_n
     mask_all = mask_bd & mask_n
-    dn_off = d5 * dstate + n5
+    dn_off = n5 * dim + d5  # (N, D) tensors, as in _step_bwd_kernel
     A2 = tl.load(A_ptr + dn_off, mask=mask_d & mask_n, other=0.0) * 1.4426950408889634
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d5, mask=mask_d, other=0.0)
     dt_ptrs = dt_ptr + b5 * sdt_b + d5 * sdt_d
     z_ptrs = z_ptr + b5 * sz_b + d5 * sz_d
     dy_ptrs = dy_ptr + b5 * sdy_b + d5 * sdy_d
-    lane0 = tl.zeros((1, 1, 1, D_LANES, 1), dtype=tl.int64)
-    C_ptrs = C_ptr + b5 * sC_b + n5 * sC_n + lane0
+    lane0 = tl.arange(0, D_LANES)[None, None, None, :, None].to(tl.int64) * lane_zero
+    C_ptrs = C_ptr + b5 * sC_b + n5 * sC_n + lane0  # see _step_bwd_kernel
     doc_ptrs = doc_ptr + b5 * sdoc_b
     if HAS_DLAST:
         dlast = tl.load(dlast_ptr + b5 * dim * dstate + dn_off, mask=mask_all, other=0.0)
@@ -376,9 +386,13 @@ def step_bwd_launch(
     n_chunks = triton.cdiv(seqlen, block_t)
     seg_chunks = triton.cdiv(seg_len, block_t)
     n_segs = triton.cdiv(n_chunks, seg_chunks)
-    assert states.shape == (batch, triton.cdiv(seqlen, state_every), dim, dstate), \
+    assert states.shape == (batch, triton.cdiv(seqlen, state_every), dstate, dim), \
         "states saved with another state_every"
     dev, f32 = u.device, torch.float32
+    # (d, n) tensors go in and come out as (N, D), channels contiguous (see _step_bwd_kernel)
+    A = A.t().contiguous()
+    if dlast_state is not None:
+        dlast_state = dlast_state.transpose(1, 2).contiguous()
     du, ddt, dz = grad_buffers(u, delta, z, du_out, ddelta_out, dz_out,
                                lambda dtype: out_like(u, dtype), unit_stride_l=False)
     dB, dC, dA, dh0, dD, dbias = partial_buffers(batch, dim, dstate, seqlen, dev,
@@ -399,12 +413,12 @@ def step_bwd_launch(
     grid = (triton.cdiv(dim, d_in * d_lanes), triton.cdiv(batch, n_batch), n_segs)
     segP = segG = A  # valid pointers, never read with one segment
     if n_segs > 1:
-        segP = torch.empty((batch, n_segs, dim, dstate), device=dev, dtype=f32)
+        segP = torch.empty((batch, n_segs, dstate, dim), device=dev, dtype=f32)
         segG = torch.empty_like(segP)
         _step_bwd_summary_kernel[(grid[0], grid[1], n_segs - 1)](
             delta, A, C, zz, delta_bias if delta_bias is not None else A, docs, dy,
             dlast_state if dlast_state is not None else A, segP, segG,
-            batch, dim, seqlen, dstate, n_chunks, seg_chunks, n_segs,
+            batch, dim, seqlen, dstate, n_chunks, seg_chunks, n_segs, 0,
             *delta.stride(), *zz.stride(), *C.stride(), *sdoc, *dy.stride(),
             HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None, **tiles)
@@ -417,7 +431,7 @@ def step_bwd_launch(
         dy, dlast_state if dlast_state is not None else A,
         du, ddt, dz, dB, dC, dA, dD, dbias, dh0, scratch,
         y_out if y_out is not None else du, segP, segG,
-        batch, dim, seqlen, dstate, n_chunks, seg_chunks // (state_every // block_t), n_segs,
+        batch, dim, seqlen, dstate, n_chunks, seg_chunks // (state_every // block_t), n_segs, 0,
         *u.stride(), *delta.stride(), *zz.stride(), *B.stride(), *C.stride(), *sdoc, *dy.stride(),
         *du.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
@@ -427,7 +441,7 @@ def step_bwd_launch(
     )
     return {
         "du": du, "ddelta": ddt, "dz": dz if z is not None else None,
-        "dA": dA.sum(0), "dB": dB, "dC": dC, "dD": dD.sum(0) if D is not None else None,
+        "dA": dA.view(-1, dstate, dim).sum(0).t(), "dB": dB, "dC": dC, "dD": dD.sum(0) if D is not None else None,
         "ddelta_bias": dbias.sum(0) if delta_bias is not None else None,
-        "dinitial_state": dh0,
+        "dinitial_state": dh0.view(batch, dstate, dim).transpose(1, 2),
     }

@@ -60,8 +60,13 @@ def _step_fwd_kernel(
         mask_d = d3 < dim
         mask_n = n3 < dstate
     mask_dn = mask_d & mask_n  # (NI, BD, NO)
-    dn_off = d3 * dstate + n3
-    seg_off = b * n_segs * dim * dstate + dn_off  # (B, S, D, N) segment summaries
+    # Every (d, n) tensor the kernels touch (A^T, h0, the saved states, the last state, the
+    # segment summaries) is laid out (N, D), channels contiguous: Triton's coalescing puts the
+    # lanes on a tensor's contiguous axis, and that layout spreads to the state tile. With (D, N)
+    # tensors (n contiguous) it put 16 lanes on the states of each channel: a shuffle butterfly
+    # for every sum over states and layout conversions every step (Triton 3.6's SASS).
+    dn_off = n3 * dim + d3
+    seg_off = b * n_segs * dim * dstate + dn_off  # (B, S, N, D) segment summaries
 
     # Per-channel vectors are read through pointers broadcast over the N_OUT lanes, (1, BD, NO):
     # every lane that holds a state of a channel reads its value (one transaction), so the
@@ -93,10 +98,10 @@ def _step_fwd_kernel(
     dt_ptrs = dt_ptr + b * sdt_b + dl3 * sdt_d
     z_ptrs = z_ptr + b * sz_b + dl3 * sz_d
     y_ptrs = y_ptr + b * sy_b + dl3 * sy_d
-    # B and C likewise broadcast over the channel lanes: (NI, BD, NO).
-    lane_d = tl.zeros((1, BLOCK_D, 1), dtype=tl.int64)
-    B_ptrs = B_ptr + b * sB_b + n3 * sB_n + lane_d
-    C_ptrs = C_ptr + b * sC_b + n3 * sC_n + lane_d
+    # B and C as (NI, 1, NO) tiles, broadcast in the arithmetic. (Pointers broadcast over the
+    # channel lanes made Triton's coalescing put the lanes on the states axis instead.)
+    B_ptrs = B_ptr + b * sB_b + n3 * sB_n
+    C_ptrs = C_ptr + b * sC_b + n3 * sC_n
     doc_ptrs = doc_ptr + b * sdoc_b + tl.zeros((1, 1, 1), dtype=tl.int64)
     st_ptrs = states_ptr + b * tl.cdiv(n_chunks, STATE_EVERY // BLOCK_T) * dim * dstate + dn_off
 
@@ -178,7 +183,7 @@ def _step_fwd_summary_kernel(
         mask_d = d3 < dim
         mask_n = n3 < dstate
     mask_dn = mask_d & mask_n
-    dn_off = d3 * dstate + n3
+    dn_off = n3 * dim + d3  # (N, D) tensors, as in _step_fwd_kernel
     lane_n = tl.zeros((1, 1, N_OUT), dtype=tl.int64)
     dl3 = d3 + lane_n
     A2 = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0) * 1.4426950408889634
@@ -193,8 +198,7 @@ def _step_fwd_summary_kernel(
     alive = tl.full((1, 1, 1), 1.0, tl.float32)  # 0 once a document starts in the segment
     u_ptrs = u_ptr + b * su_b + dl3 * su_d
     dt_ptrs = dt_ptr + b * sdt_b + dl3 * sdt_d
-    lane_d = tl.zeros((1, BLOCK_D, 1), dtype=tl.int64)
-    B_ptrs = B_ptr + b * sB_b + n3 * sB_n + lane_d
+    B_ptrs = B_ptr + b * sB_b + n3 * sB_n
     doc_ptrs = doc_ptr + b * sdoc_b + tl.zeros((1, 1, 1), dtype=tl.int64)
     for c in range(pid_s * seg_chunks, tl.minimum((pid_s + 1) * seg_chunks, n_chunks)):
         us = ()
@@ -248,8 +252,9 @@ def step_fwd_launch(
     n_in: int, num_warps: int, y_out: torch.Tensor | None = None, seg_len: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward. Returns (y (B, D, L) in u's dtype and memory order, last_state
-    (B, D, N) fp32 or None, states (B, cdiv(L, state_every), D, N) fp32 or None: h before
-    every state_every-th step, a multiple of block_t); inputs already validated.
+    (B, D, N) fp32 or None, states (B, cdiv(L, state_every), N, D) fp32 or None: h before
+    every state_every-th step, a multiple of block_t, channels contiguous); inputs already
+    validated.
     ``seg_len``: time steps per segment (a multiple of state_every), scanned in parallel after a
     summary pass over all segments but the last (None: one segment, no summary pass)."""
     batch, dim, seqlen = u.shape
@@ -263,10 +268,14 @@ def step_fwd_launch(
     seg_chunks = triton.cdiv(seg_len, block_t)
     n_segs = triton.cdiv(n_chunks, seg_chunks)
     y = out_like(u) if y_out is None else y_out  # any (B, D, L) strides
-    states = (torch.empty((batch, triton.cdiv(seqlen, state_every), dim, dstate), device=u.device,
+    # (d, n) tensors go in and come out as (N, D), channels contiguous (see _step_fwd_kernel)
+    A = A.t().contiguous()
+    if initial_state is not None:
+        initial_state = initial_state.transpose(1, 2).contiguous()
+    states = (torch.empty((batch, triton.cdiv(seqlen, state_every), dstate, dim), device=u.device,
                           dtype=torch.float32)
               if save_states else None)
-    last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
+    last = (torch.empty((batch, dstate, dim), device=u.device, dtype=torch.float32)
             if return_last_state else None)
     zz = z if z is not None else u  # a valid pointer when the flag is off; never read
     docs = doc_starts if doc_starts is not None else u
@@ -276,7 +285,7 @@ def step_fwd_launch(
     even = seqlen % block_t == 0 and dim % block_d == 0 and dstate == bn
     segP = segE = A  # valid pointers, never read with one segment
     if n_segs > 1:
-        segP = torch.empty((batch, n_segs, dim, dstate), device=u.device, dtype=torch.float32)
+        segP = torch.empty((batch, n_segs, dstate, dim), device=u.device, dtype=torch.float32)
         segE = torch.empty_like(segP)
         _step_fwd_summary_kernel[(triton.cdiv(dim, block_d), batch, n_segs - 1)](
             u, delta, A, B, delta_bias if delta_bias is not None else A,
@@ -302,4 +311,4 @@ def step_fwd_launch(
         BLOCK_D=block_d, N_IN=n_in, N_OUT=bn // n_in, BLOCK_T=block_t, STATE_EVERY=state_every,
         EVEN=even, num_warps=num_warps,
     )
-    return y, last, states
+    return y, (last.transpose(1, 2).contiguous() if last is not None else None), states
