@@ -210,8 +210,8 @@ TILE_BWD = [(4, 4, 1, 8), (4, 8, 1, 16), (4, 4, 2, 16)]  # (block_t, n_in, warps
 SEG_LENS = ["auto", 128, 256, 512, 2048]
 STATE_EVERY = [16, 32, 64]
 SEG_FWD = [(4, 32, 1), (2, 32, 1), (8, 32, 1), (4, 64, 2)]  # (block_t, block_d, warps)
-SEG_BWD = [(2, 4, 8, 1, 1), (1, 4, 8, 1, 1), (1, 2, 16, 1, 1), (2, 8, 4, 1, 1), (1, 8, 4, 1, 1),
-           (2, 4, 8, 1, 2)]  # (block_t, n_batch, d_lanes, d_in, warps)
+SEG_BWD = [(1, 4, 8, 1, 1), (2, 4, 8, 1, 1), (1, 2, 16, 1, 1), (1, 8, 4, 1, 1), (1, 4, 8, 1, 2),
+           (2, 8, 4, 1, 1)]  # (block_t, n_batch, d_lanes, d_in, warps); [0] is CONFIG's
 if os.environ.get("SEG_QUICK"):  # a short device call: the likeliest configurations only
     SEG_LENS, STATE_EVERY = ["auto", 2048], [16, 64]
     SEG_FWD, SEG_BWD = SEG_FWD[:3], SEG_BWD[:4]

@@ -65,8 +65,8 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
-          "step_state_every": 64, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
-          "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 2,
+          "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
+          "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 1,
           "step_bwd_n_in": 1, "step_bwd_d_in": 1, "step_bwd_n_batch": 4, "step_bwd_d_lanes": 8,
           "step_bwd_warps": 1, "step_seg_len": "auto", "step_warps_per_sm": 16}
 
