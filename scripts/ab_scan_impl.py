@@ -46,7 +46,10 @@ def main() -> None:
             for name in args.variants:
                 scan, layout = name.split(":")
                 ss.CONFIG.clear()
-                ss.CONFIG.update(base, **(step_cfg if scan == "step" else {}), impl=scan)
+                ss.CONFIG.update(base)
+                if scan == "step":
+                    ss.CONFIG.update(step_cfg)
+                ss.CONFIG["impl"] = scan
                 mixer.TRITON_XZ_LAYOUT = layout
                 row = bench_training(impl, batch, 2048, size.vocab_size, device, warmup=3,
                                      steps=10, lr=3e-4, mixed_precision="bf16", seed=0)
