@@ -55,12 +55,13 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # Function keeps the chunk states (B, L / block_t, D, N) fp32 for the backward instead of rerunning
 # the forward there: 0.4 ms faster per layer at B=8, L=2048, D=1536, but 8x the bytes of a bf16 u
 # at block_t = 4 (403 MB per layer), so off by default.
-# "step" keys: the forward saves h every step_state_every steps ((B, L / 64, D, N) fp32, 25 MB per
-# layer at the shape above, so the autograd Function always keeps them); the backward recomputes
-# the chunk states inside each such block into an L2-sized scratch. Backward tiles
-# (N_IN, D_IN, N_B, D_LANES, N_OUT): n_batch batches and d_lanes channels share a warp's lanes.
+# "step" keys: the forward saves h every step_state_every steps ((B, L / 16, N, D) fp32, 100 MB per
+# layer at the shape above, so the autograd Function and the fused mixer keep them); the backward
+# recomputes the chunk states inside each such block into an L2-sized scratch. Backward tiles
+# (N_IN, D_IN, N_B, D_LANES, N_OUT): n_batch batches and d_lanes channels share a warp's lanes,
+# the states sit in registers (n_in 1: on the last axis, where Triton's layouts keep them).
 # step_seg_len: time steps per segment scanned in parallel ("auto": step_warps_per_sm warps per
-# SM); segments did not make the step kernels faster on an H200 (still 2.2x slower than "tile",
+# SM); segments did not make the step kernels faster on an H200 (still 2.1x slower than "tile",
 # docs/kernels/selective_scan.md), so the warp count is not their limit.
 CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,

@@ -1,8 +1,11 @@
 """Backward kernel of the Triton selective scan, one time step per tile ("step" kernels; not the
-default: measured 2-3x slower than the tile kernels on an H100, docs/kernels/selective_scan.md).
+default: measured 2.1x slower than the tile kernels on an H200, docs/kernels/selective_scan.md).
 
-One program per (D_IN * D_LANES channels, N_B batches), tiles (N_IN, D_IN, N_B, D_LANES, N_OUT):
-a warp's lanes hold batches and channels, a thread's registers the states (and D_IN channels).
+One program per (D_IN * D_LANES channels, N_B batches, time segment), tiles (N_IN, D_IN, N_B,
+D_LANES, N_OUT): a warp's lanes hold batches and channels, a thread's registers the states (and
+D_IN channels); the (d, n) tensors are (N, D) and the B/C and scratch offsets go through runtime
+0 and 1 so that Triton's coalescing keeps that layout (the comments below say why). A segment
+starts from the gradient carried in from the segments after it (_step_bwd_summary_kernel).
 The forward saved h every STATE_EVERY steps; the program walks those blocks from last to first,
 first recomputing the state at the start of each chunk of BLOCK_T steps inside the block into its
 own scratch (one fp32 tile per chunk; small enough to stay in L2), then walking the chunks from

@@ -1,20 +1,21 @@
 """Forward kernel of the Triton selective scan, one time step per tile ("step" kernels; not the
-default: measured 2-3x slower than the tile kernels on an H100, docs/kernels/selective_scan.md).
+default: measured 2.1x slower than the tile kernels on an H200, docs/kernels/selective_scan.md).
 
-One program per (block of BLOCK_D channels, batch). The state h is a 3-D tile (N_IN, BLOCK_D,
-N_OUT) in fp32, state n = i * N_OUT + o: Triton's default layout puts the lanes on the last two
-axes, so each thread holds N_IN states of one channel in registers and N_OUT lanes share a
-channel. The time loop advances one step per tile operation (BLOCK_T steps unrolled per loop
+One program per (block of BLOCK_D channels, batch, time segment). The state h is a 3-D tile
+(N_IN, BLOCK_D, N_OUT) in fp32, state n = i * N_OUT + o, compiled with the lanes on the channels
+and the N_IN states in registers (N_OUT 1 by default); the (d, n) tensors are laid out (N, D) and
+B and C loaded as (states, 1) tiles so that Triton's coalescing keeps that layout (see the
+kernel's comments: it put the lanes on the states otherwise). The time loop advances one step per tile operation (BLOCK_T steps unrolled per loop
 iteration for instruction-level parallelism), so the recurrence is one FMA per element, with no
 associative scan and its wasted decay products (the older kernels in selective_scan_fwd.py scan a
 (N_IN, BLOCK_T, BLOCK_D, N_OUT) tile and compute the pair product a_l * a_r for every element).
 
-Per-channel vectors are loaded through pointers broadcast over the N_OUT lanes ((1, BLOCK_D,
-N_OUT)), and B and C over the channel lanes, so every value already has the state tile's layout
-(no shared-memory round trips); y is reduced with keep_dims. A chunk's loads are all issued before
+Per-channel vectors are loaded through pointers broadcast over the N_OUT axis ((1, BLOCK_D,
+N_OUT)); y is reduced with keep_dims. A chunk's loads are all issued before
 its stores (a load after a store that may alias it would wait there). Any input strides work.
 The state before every STATE_EVERY-th step is written to ``states`` (fp32,
-(B, cdiv(L, STATE_EVERY), D, N)) for the backward, which recomputes the chunks from it.
+(B, cdiv(L, STATE_EVERY), N, D)) for the backward, which recomputes the chunks from it. Time
+segments: see step_fwd_launch and _step_fwd_summary_kernel.
 """
 from __future__ import annotations
 
