@@ -1,0 +1,81 @@
+"""Compile a step scan kernel for sm_90 without a GPU and count its SASS: the instruction mix of
+its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
+step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
+
+    python scripts/sass_count.py fwd|bwd [CONSTEXPR=VALUE ...] [warps=N]
+
+e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
+bundled ptxas and nvdisasm) and torch; use the GPU image's Triton version (3.6 in 2026-12) in a
+side venv, since instruction counts change between versions. Writes /tmp/k.ttgir, /tmp/k.sass.
+Arguments are typed as the mixer calls the kernels: bf16 activations, fp32 states and
+parameters, unit stride along time (specialised), other strides divisible by 16."""
+import re, subprocess, sys, os, collections
+import triton
+from triton.compiler import ASTSource
+from triton.backends.compiler import GPUTarget
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+which = sys.argv[1]
+over = dict(a.split("=") for a in sys.argv[2:])
+if which == "fwd":
+    from mambalab.ops.triton.selective_scan_step_fwd import _step_fwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False, HAS_DOCS=False,
+                 SAVE_STATES=True, STORE_LAST=False, BLOCK_D=32, N_IN=16, N_OUT=1, BLOCK_T=4,
+                 STATE_EVERY=16, EVEN=True)
+    warps = 1
+else:
+    from mambalab.ops.triton.selective_scan_step_bwd import _step_bwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False, HAS_DLAST=False,
+                 WRITE_Y=True, N_IN=16, D_IN=1, N_B=4, D_LANES=8, N_OUT=1, BLOCK_T=2, STATE_EVERY=16, EVEN=True)
+    warps = 1
+for k, v in over.items():
+    if k == "warps":
+        warps = int(v)
+    else:
+        const[k] = int(v) if v.lstrip("-").isdigit() else (v == "True")
+names = fn.arg_names
+bf16 = {"u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddt_ptr", "dz_ptr"}
+sig, constexprs, attrs = {}, {}, {}
+for i, n in enumerate(names):
+    if n in const:
+        sig[n] = "constexpr"; constexprs[(i,)] = const[n]
+    elif n.endswith("_ptr"):
+        sig[n] = "*bf16" if n in bf16 else ("*u8" if n == "doc_ptr" else "*fp32")
+        attrs[(i,)] = [["tt.divisibility", 16]]
+    elif re.fullmatch(r"s\w+_l", n):
+        sig[n] = "constexpr"; constexprs[(i,)] = 1
+    else:
+        sig[n] = "i32"
+        if n != "n_unit" and n not in ("n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
+            attrs[(i,)] = [["tt.divisibility", 16]]
+k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
+                   options={"num_warps": warps})
+open("/tmp/k.ttgir", "w").write(k.asm["ttgir"])
+open("/tmp/k.cubin", "wb").write(k.asm["cubin"])
+nvdisasm = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/nvdisasm")
+sass = subprocess.run([nvdisasm, "-c", "/tmp/k.cubin"], capture_output=True, text=True).stdout
+open("/tmp/k.sass", "w").write(sass)
+all_lines = sass.splitlines()
+addr = lambda l: int(re.search(r"/\*([0-9a-f]{4})\*/", l).group(1), 16)
+ins = [(addr(l), (re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", l) or [None, "?"])[1], l)
+       for l in all_lines if re.search(r"/\*[0-9a-f]{4}\*/\s+\S", l)]
+labaddr = {}
+for j, x in enumerate(all_lines):
+    m = re.match(r"\s*(\.L_x_\d+):", x)
+    if m:
+        for y in all_lines[j + 1:]:
+            if re.search(r"/\*[0-9a-f]{4}\*/", y):
+                labaddr[m.group(1)] = addr(y); break
+loops = []
+for a, op, l in ins:
+    if op.startswith("BRA"):
+        t = re.search(r"(\.L_x_\d+)", l)
+        if t and t.group(1) in labaddr and labaddr[t.group(1)] < a:
+            loops.append((labaddr[t.group(1)], a))
+print("shared", k.metadata.shared, "spill (LDL/STL in whole kernel):",
+      sum(op.startswith(("LDL", "STL")) for _, op, _ in ins), "total instr", len(ins))
+for lo, hi in sorted(loops, key=lambda x: x[1] - x[0], reverse=True)[:3]:
+    span = [op for a, op, _ in ins if lo <= a <= hi]
+    c = collections.Counter(o.split(".")[0] for o in span)
+    print(f"loop {lo:#x}-{hi:#x}: {len(span)} instr;", c.most_common(14))
+print("layouts:", re.findall(r"#blocked\d* = #ttg.blocked<\{[^}]*\}>", open('/tmp/k.ttgir').read()))
+print("convert_layout:", open('/tmp/k.ttgir').read().count("convert_layout"))
