@@ -25,7 +25,8 @@ if which == "fwd":
 else:
     from mambalab.ops.triton.selective_scan_step_bwd import _step_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False, HAS_DLAST=False,
-                 WRITE_Y=True, N_IN=16, D_IN=1, N_B=4, D_LANES=8, N_OUT=1, BLOCK_T=2, STATE_EVERY=16, EVEN=True)
+                 WRITE_Y=True, N_IN=1, D_IN=1, N_B=4, D_LANES=8, N_OUT=16, BLOCK_T=1, STATE_EVERY=16,
+                 EVEN=True)  # CONFIG's step_bwd_* defaults
     warps = 1
 for k, v in over.items():
     if k == "warps":
