@@ -217,6 +217,8 @@ def test_step_segments_auto(monkeypatch):
     assert ss.step_seg_len(8, 1536, 2048, torch.device("cpu")) == 2048  # one "SM": one segment
     monkeypatch.setitem(ss.CONFIG, "step_seg_len", 8)
     assert ss.step_seg_len(8, 1536, 2048, cuda) == 64  # a fixed length, at least state_every
+    monkeypatch.setitem(ss.CONFIG, "step_seg_len", None)
+    assert ss.step_seg_len(8, 1536, 2048, cuda) == 2048  # the default: one segment
 
 
 def test_config_from_env(monkeypatch):

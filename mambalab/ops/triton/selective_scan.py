@@ -60,16 +60,16 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # recomputes the chunk states inside each such block into an L2-sized scratch. Backward tiles
 # (N_IN, D_IN, N_B, D_LANES, N_OUT): n_batch batches and d_lanes channels share a warp's lanes,
 # the states sit in registers (n_in 1: on the last axis, where Triton's layouts keep them).
-# step_seg_len: time steps per segment scanned in parallel ("auto": step_warps_per_sm warps per
-# SM); segments did not make the step kernels faster on an H200 (still 2.1x slower than "tile",
+# step_seg_len: time steps per segment scanned in parallel (None: one; "auto": step_warps_per_sm
+# warps per SM); segments did not make the step kernels faster on an H200 (still 2.1x slower than "tile",
 # docs/kernels/selective_scan.md), so the warp count is not their limit.
 CONFIG = {"impl": "tile",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
           "step_fwd_block_d": 32, "step_fwd_warps": 1, "step_bwd_block_t": 1,
-          "step_bwd_n_in": 1, "step_bwd_d_in": 1, "step_bwd_n_batch": 4, "step_bwd_d_lanes": 8,
-          "step_bwd_warps": 1, "step_seg_len": "auto", "step_warps_per_sm": 16}
+          "step_bwd_n_in": 1, "step_bwd_d_in": 1, "step_bwd_n_batch": 2, "step_bwd_d_lanes": 16,
+          "step_bwd_warps": 1, "step_seg_len": None, "step_warps_per_sm": 16}
 
 
 def _config_from_env() -> None:
@@ -95,8 +95,11 @@ def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int
     B * D / 32 warps in all, which is too few to hide memory latency at B=8, D=1536 (384 warps on
     132 SMs); splitting time into segments scanned in parallel (after a summary pass that
     carries the state, or the gradient, across segments) multiplies the warps. "auto" aims at
-    CONFIG["step_warps_per_sm"] warps per SM, in power-of-two segment counts."""
+    CONFIG["step_warps_per_sm"] warps per SM, in power-of-two segment counts; None (the default:
+    segments measured slower on an H200) is one segment."""
     every = CONFIG["step_state_every"]
+    if CONFIG["step_seg_len"] is None:
+        return seqlen
     if CONFIG["step_seg_len"] != "auto":
         return max(int(CONFIG["step_seg_len"]), every)
     sms = (torch.cuda.get_device_properties(device).multi_processor_count
