@@ -44,6 +44,17 @@ def sigmoid(x):
 
 
 @triton.jit
+def delta_of(dt_raw, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """The step size from the dt projection: (dt + bias, bias added or not) through softplus or
+    not; returns (delta, the pre-softplus value the backward's sigmoid needs)."""
+    if HAS_BIAS:
+        dt_raw += bias
+    if SOFTPLUS:
+        return softplus(dt_raw), dt_raw
+    return dt_raw, dt_raw
+
+
+@triton.jit
 def linear_combine(a_l, b_l, a_r, b_r):
     # (a_l, b_l) first, then (a_r, b_r): h -> a_r * (a_l * h + b_l) + b_r.
     return a_l * a_r, b_l * a_r + b_r

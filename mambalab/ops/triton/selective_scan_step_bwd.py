@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton.selective_scan_bwd import grad_buffers, partial_buffers
-from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+from mambalab.ops.triton.selective_scan_fwd import delta_of, sigmoid
 from mambalab.ops.triton.selective_scan_step_fwd import out_like
 
 
@@ -50,13 +50,8 @@ def _recompute_step(h, t, u_ptrs, dt_ptrs, B_ptrs, doc_ptrs, su_l, sdt_l, sB_l, 
     valid = _valid(t, seqlen, EVEN)
     m = mask_bd & valid
     u = tl.load(u_ptrs + t * su_l, mask=m, other=0.0).to(tl.float32)  # (1, DI, NB, DL, 1)
-    dtp = tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dtp += bias
-    if SOFTPLUS:
-        dt = softplus(dtp)
-    else:
-        dt = dtp
+    dt, dtp = delta_of(tl.load(dt_ptrs + t * sdt_l, mask=m, other=0.0).to(tl.float32), bias,
+                       HAS_BIAS, SOFTPLUS)
     Bt = tl.load(B_ptrs + t * sB_l, mask=mask_bn & valid, other=0.0).to(tl.float32)
     a = tl.exp2(dt * A2)
     if HAS_DOCS:
@@ -314,6 +309,8 @@ def _step_bwd_summary_kernel(
     A2 = tl.load(A_ptr + dn_off, mask=mask_d & mask_n, other=0.0) * 1.4426950408889634
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d5, mask=mask_d, other=0.0)
+    else:
+        bias = 0.0
     dt_ptrs = dt_ptr + b5 * sdt_b + d5 * sdt_d
     z_ptrs = z_ptr + b5 * sz_b + d5 * sz_d
     dy_ptrs = dy_ptr + b5 * sdy_b + d5 * sdy_d
@@ -341,12 +338,7 @@ def _step_bwd_summary_kernel(
             if HAS_Z:
                 z = tl.load(z_ptrs + t * sz_l, mask=m, other=0.0).to(tl.float32)
                 dy = dy * z * sigmoid(z)
-            if HAS_BIAS:
-                dtp += bias
-            if SOFTPLUS:
-                dt = softplus(dtp)
-            else:
-                dt = dtp
+            dt, _ = delta_of(dtp, bias, HAS_BIAS, SOFTPLUS)
             dt = tl.where(valid, dt, 0.0)
             x = Ct * dy
             if HAS_DLAST:

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+from mambalab.ops.triton.selective_scan_fwd import delta_of, sigmoid
 
 
 @triton.jit
@@ -81,6 +81,8 @@ def _step_fwd_kernel(
         Dv = tl.load(D_ptr + dl3, mask=mask_d, other=0.0)  # (1, BD, NO)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + dl3, mask=mask_d, other=0.0)
+    else:
+        bias = 0.0
     if HAS_H0:
         h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn, other=0.0)
     else:
@@ -135,11 +137,7 @@ def _step_fwd_kernel(
             valid = _valid(t, seqlen, EVEN)
             m = mask_d & valid
             u = us[j].to(tl.float32)  # (1, BD, NO)
-            dt = dts[j].to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = softplus(dt)
+            dt, _ = delta_of(dts[j].to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
             a = tl.exp2(dt * A2)  # (NI, BD, NO)
             if HAS_DOCS:
                 a = tl.where(docs[j] != 0, 0.0, a)  # a document starts here: forget the state
@@ -190,6 +188,8 @@ def _step_fwd_summary_kernel(
     A2 = tl.load(A_ptr + dn_off, mask=mask_dn, other=0.0) * 1.4426950408889634
     if HAS_BIAS:
         bias = tl.load(bias_ptr + dl3, mask=mask_d, other=0.0)
+    else:
+        bias = 0.0
     if HAS_H0:
         h = tl.load(h0_ptr + b * dim * dstate + dn_off, mask=mask_dn & ((tl.zeros((1, 1, 1), dtype=tl.int32) + pid_s) == 0),
                     other=0.0)
@@ -218,11 +218,7 @@ def _step_fwd_summary_kernel(
         for j in tl.static_range(BLOCK_T):
             t = c * BLOCK_T + j
             valid = _valid(t, seqlen, EVEN)
-            dt = dts[j].to(tl.float32)
-            if HAS_BIAS:
-                dt += bias
-            if SOFTPLUS:
-                dt = softplus(dt)
+            dt, _ = delta_of(dts[j].to(tl.float32), bias, HAS_BIAS, SOFTPLUS)
             dt = tl.where(valid, dt, 0.0)  # identity past the end
             a = tl.exp2(dt * A2)
             if HAS_DOCS:
