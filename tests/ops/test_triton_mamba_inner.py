@@ -156,3 +156,32 @@ def test_full_size_gpu_matches_composed_ops():
         scale = b.abs().max()
         torch.testing.assert_close(a / scale, b / scale, atol=3e-2, rtol=3e-2,
                                    msg=lambda m, nm=name: f"d{nm}: {m}")
+
+
+def test_step_states_kept_only_for_a_backward(monkeypatch):
+    """With the step kernels the forward keeps the scan's states for the backward (which then
+    gives y back instead of rerunning the forward), but not where no backward will run."""
+    from mambalab.ops.triton import mamba_inner as mi
+    from mambalab.ops.triton import mamba_inner_triton
+    from mambalab.ops.triton import selective_scan as ss
+
+    monkeypatch.setitem(ss.CONFIG, "impl", "step")
+    monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
+    seen = []
+    real_fwd = mi.selective_scan_fwd
+
+    def spy(*args, save_states=True, **kwargs):
+        seen.append(save_states)
+        return real_fwd(*args, save_states=save_states, **kwargs)
+
+    monkeypatch.setattr(mi, "selective_scan_fwd", spy)
+    dev = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+    params, _ = _inputs(0, 2, 16, docs=False)
+    params = [p.to(dev) for p in params]
+    with torch.no_grad():
+        mamba_inner_triton(*params)
+    assert seen == [False]
+    leaves = [p.detach().requires_grad_(True) for p in params]
+    mamba_inner_triton(*leaves).sum().backward()
+    assert seen == [False, True]  # kept in the forward; the backward ran no forward of its own
+    assert all(leaf.grad is not None for leaf in leaves)
