@@ -2,7 +2,7 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd [CONSTEXPR=VALUE ...] [warps=N]
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd [CONSTEXPR=VALUE ...] [warps=N]
 
 e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
 bundled ptxas and nvdisasm) and torch; use the GPU image's Triton version (3.6 in 2026-12) in a
@@ -21,6 +21,17 @@ if which == "fwd":
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False, HAS_DOCS=False,
                  SAVE_STATES=True, STORE_LAST=False, BLOCK_D=32, N_IN=16, N_OUT=1, BLOCK_T=4,
                  STATE_EVERY=16, EVEN=True)
+    warps = 1
+elif which == "tile_bwd":  # the default (tile) backward at CONFIG's tiles
+    from mambalab.ops.triton.selective_scan_bwd import _scan_bwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
+                 HAS_DLAST=False, BLOCK_D=8, N_IN=4, N_OUT=4, BLOCK_T=4)
+    warps = 1
+elif which == "tile_fwd":
+    from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
+                 HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, BLOCK_D=16, N_IN=8, N_OUT=2,
+                 BLOCK_T=4)
     warps = 1
 else:
     from mambalab.ops.triton.selective_scan_step_bwd import _step_bwd_kernel as fn
