@@ -57,7 +57,8 @@ for i, n in enumerate(names):
         sig[n] = "constexpr"; constexprs[(i,)] = 1
     else:
         sig[n] = "i32"
-        if n != "n_unit" and n not in ("n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
+        # runtime 0 / 1 arguments are not specialised (do_not_specialize), nor are counts
+        if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps})
