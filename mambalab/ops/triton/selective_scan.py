@@ -45,9 +45,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 
 # impl: "tile" (selective_scan_fwd.py / _bwd.py: a (N_IN, BLOCK_T, BLOCK_D, N_OUT) tile scanned
 # along time) or "step" (selective_scan_step_*.py: one time step per tile, all N states of a
-# channel in one thread, states every step_state_every steps). The step kernels issue ~45% fewer
-# instructions per element in the backward, but hold one (batch, channel) per thread: 384 warps
-# at B=8, D=1536, too few to hide latency, and they measured 2-3x slower on an H100
+# channel in one thread, states every step_state_every steps). The step kernels issue fewer
+# instructions per element than the tile kernels (offline SASS) but measured 2.1x slower on an
+# H200, neither more warps (time segments) nor their fixed layouts closing the gap
 # (docs/kernels/selective_scan.md), so "tile" is the default.
 # "tile" keys: block_t must be the same in forward and backward (the saved states are per chunk).
 # n_in: states per thread (the rest of N spread over lanes); block_d should be a multiple of
@@ -92,9 +92,9 @@ _config_from_env()
 
 def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int:
     """Time steps per segment for the step kernels. They hold one (batch, channel) per thread,
-    B * D / 32 warps in all, which is too few to hide memory latency at B=8, D=1536 (384 warps on
-    132 SMs); splitting time into segments scanned in parallel (after a summary pass that
-    carries the state, or the gradient, across segments) multiplies the warps. "auto" aims at
+    B * D / 32 warps in all (384 at B=8, D=1536 on 132 SMs); splitting time into segments scanned
+    in parallel (after a summary pass that carries the state, or the gradient, across segments)
+    multiplies the warps, which turned out not to be their limit. "auto" aims at
     CONFIG["step_warps_per_sm"] warps per SM, in power-of-two segment counts; None (the default:
     segments measured slower on an H200) is one segment."""
     every = CONFIG["step_state_every"]
@@ -222,7 +222,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
 def bwd_writes_y() -> bool:
     """Whether selective_scan_bwd can also give back the forward's y (``y_out``): the step
     kernels recompute it anyway, so a caller that needs y in its backward (the fused mixer, for
-    out_proj's weight gradient) keeps the forward's small states instead of rerunning it."""
+    out_proj's weight gradient) keeps the forward's states (h every step_state_every steps) instead of rerunning it."""
     return CONFIG["impl"] == "step"
 
 
@@ -230,7 +230,7 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
                 delta_softplus, return_last_state):
-        # step kernels' states are small (every 64 steps): always keep them
+        # step kernels' states are h every step_state_every steps, not every chunk: always keep them
         keep = CONFIG["keep_states"] or CONFIG["impl"] == "step"
         y, last, states = selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
