@@ -1,9 +1,11 @@
 """Check and time the Triton selective scan on one GPU (docs/kernels/selective_scan.md).
 
-    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step] [--configs all|default] [--out DIR]
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes] [--configs all|default] [--out DIR]
 
 With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
 contiguous inputs, and a few backward tiles.
+With --impl lanes: the lanes kernels (one thread per channel, states in registers, B and C by
+warp shuffles) against the tile kernels as the mixer runs them; writes bench_scan_lanes.json.
 With --impl seg: the step kernels with time segments (the current design) against the tile
 kernels, as the mixer runs them; writes the best CONFIG keys to step_best.json.
 With --impl step: the step kernels' tile choices against the tile kernels' default at B=8 and 16
@@ -303,6 +305,43 @@ def seg_sweep(out: str) -> int:
     return code
 
 
+def lanes_sweep(out: str) -> int:
+    """The lanes kernels against the tile kernels, as the mixer runs them (its (C, B*L) views),
+    at B=8 and 16: the forward alone, and the backward with the forward it reruns; the raw
+    backward alone; the lanes chunk and warps; fp32 inputs; then the check of the default lanes
+    config against an fp32 loop (and mamba_ssm's kernel when importable)."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
+    base = dict(ss.CONFIG)
+    xs = {b: inputs(b, 1536, 16, 2048, torch.bfloat16, dbl=True) for b in (8, 16)}
+
+    def run(key, cfg, batches=(8, 16), x=None):
+        ss.CONFIG.clear(); ss.CONFIG.update(base, **cfg)
+        for b in batches:
+            xb = xs[b] if x is None else x
+            try:
+                f, bw = time_mixer_parts(xb)
+                raw = time_raw_part("bwd", xb)
+            except Exception as e:  # a config that fails to compile or run is reported
+                rows[f"B{b}_{key}"] = {"error": repr(e)[:300]}
+                print(f"B{b}_{key}", rows[f"B{b}_{key}"], flush=True)
+                continue
+            rows[f"B{b}_{key}"] = {"fwd": f, "bwd_with_rerun": bw, "total": f + bw,
+                                   "bwd_raw": raw, "config": cfg}
+            print(f"B{b}_{key:24s} fwd {f:.3f}  bwd(+rerun fwd) {bw:.3f}  total {f + bw:.3f}  "
+                  f"raw bwd {raw:.3f}", flush=True)
+
+    run("tile_default", {"impl": "tile"})
+    run("lanes_K8_W1", {"impl": "lanes"})
+    for k, w in ((4, 1), (8, 2), (8, 4)):
+        run(f"lanes_K{k}_W{w}", {"impl": "lanes", "lanes_chunk": k, "lanes_warps": w}, (8,))
+    run("tile_fp32", {"impl": "tile"}, (8,), inputs(8, 1536, 16, 2048, torch.float32, dbl=True))
+    run("lanes_fp32", {"impl": "lanes"}, (8,), inputs(8, 1536, 16, 2048, torch.float32, dbl=True))
+    ss.CONFIG.clear(); ss.CONFIG.update(base, impl="lanes")
+    code = finish(rows, "lanes", os.path.join(out, "bench_scan_lanes.json"))
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    return code
+
+
 def tile_sweep(out: str) -> int:
     """The tile kernels at B=8 and 16 on the three layouts (dbl: the mixer's (C, B*L) views;
     channel_last; contiguous) and a few backward tiles; then mamba_ssm's kernel on contiguous
@@ -348,7 +387,7 @@ def time_raw_part(part, x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
-    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg"])
+    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg", "lanes"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
@@ -358,6 +397,8 @@ def main():
         return tile_sweep(args.out)
     if args.impl == "seg":
         return seg_sweep(args.out)
+    if args.impl == "lanes":
+        return lanes_sweep(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()

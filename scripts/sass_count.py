@@ -2,7 +2,7 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd [CONSTEXPR=VALUE ...] [warps=N]
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd [CONSTEXPR=VALUE ...] [warps=N]
 
 e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
 bundled ptxas and nvdisasm) and torch; use the GPU image's Triton version (3.6 in 2026-12) in a
@@ -26,6 +26,16 @@ elif which == "tile_bwd":  # the default (tile) backward at CONFIG's tiles
     from mambalab.ops.triton.selective_scan_bwd import _scan_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
                  HAS_DLAST=False, BLOCK_D=8, N_IN=4, N_OUT=4, BLOCK_T=4)
+    warps = 1
+elif which == "lanes_fwd":
+    from mambalab.ops.triton.selective_scan_lanes_fwd import _lanes_fwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
+                 HAS_DOCS=False, SAVE_STATES=False, STORE_LAST=False, N=16, BD=32, K=8)
+    warps = 1
+elif which == "lanes_bwd":
+    from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
+                 HAS_DLAST=False, N=16, BD=32, K=8)
     warps = 1
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn

@@ -148,6 +148,58 @@ def test_matches_reference_cpu(case, impl, monkeypatch):
     check_against_reference(inputs, doc_starts, sp, tol, last, gen)
 
 
+LANES_CASES = [
+    # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, chunk, warps, keep)
+    (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False),
+    (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True),
+    (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False),
+]
+
+
+@pytest.mark.parametrize("case", LANES_CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}"
+                                                     for c in LANES_CASES])
+def test_lanes_matches_reference_cpu(case, monkeypatch):
+    """The lanes kernels (warp shuffles emulated under the interpreter, lane for lane): two
+    programs or two warps a program, several chunks, every optional input in some case."""
+    real_empty = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, chunk, warps, keep = case
+    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
+    monkeypatch.setitem(ss.CONFIG, "lanes_warps", warps)
+    monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
+    gen = torch.Generator().manual_seed(seqlen * 7 + dim)
+    inputs, doc_starts = make_inputs(2, dim, dstate, seqlen, dtype, DEVICE, with_z=z, with_d=d,
+                                     with_bias=bias, with_h0=h0, with_docs=docs, gen=gen)
+    assert ss.lanes_ok(inputs["u"], inputs["delta"], inputs["B"], inputs["C"], inputs["z"])
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    check_against_reference(inputs, doc_starts, sp, tol, last, gen)
+
+
+def test_lanes_contract_falls_back_to_tile(monkeypatch):
+    """Shapes the lanes kernels do not take go to the tile kernels."""
+    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    gen = torch.Generator().manual_seed(3)
+
+    def ok(dim=32, dstate=16, seqlen=16, transposed=False):
+        x, _ = make_inputs(1, dim, dstate, seqlen, torch.float32, DEVICE, with_z=True,
+                           with_d=True, with_bias=True, with_h0=False, with_docs=False,
+                           transposed=transposed, gen=gen)
+        return ss.lanes_ok(x["u"], x["delta"], x["B"], x["C"], x["z"])
+    assert ok()
+    assert not ok(dstate=32)        # B and C of one step fill one warp: N <= 16
+    assert not ok(dim=48)           # channels in whole warps
+    assert not ok(seqlen=12)        # whole chunks of lanes_chunk steps
+    assert not ok(transposed=True)  # unit stride along time
+    monkeypatch.setitem(ss.CONFIG, "impl", "tile")
+    assert not ok()
+
+
 def test_doc_starts_isolate_documents():
     """A document's outputs do not depend on what came before its start."""
     gen = torch.Generator().manual_seed(0)
@@ -176,7 +228,9 @@ def test_bad_shape_names_the_problem():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_matches_reference_gpu_full_size():
+@pytest.mark.parametrize("impl", ["tile", "lanes"])
+def test_matches_reference_gpu_full_size(impl, monkeypatch):
+    monkeypatch.setitem(ss.CONFIG, "impl", impl)
     if INTERPRET:
         pytest.skip("Triton was imported in interpreter mode (TRITON_INTERPRET=1, maybe set by "
                     "another test file): run this file on its own to test the compiled kernel")

@@ -38,8 +38,10 @@ import os
 import torch
 
 from mambalab.ops.triton import unavailable_reason
-from mambalab.ops.triton.selective_scan_bwd import scan_bwd_launch
+from mambalab.ops.triton.selective_scan_bwd import grad_buffers, scan_bwd_launch
 from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
+from mambalab.ops.triton.selective_scan_lanes_bwd import lanes_bwd_launch
+from mambalab.ops.triton.selective_scan_lanes_fwd import lanes_fwd_launch
 from mambalab.ops.triton.selective_scan_step_bwd import step_bwd_launch
 from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 
@@ -63,7 +65,12 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # step_seg_len: time steps per segment scanned in parallel (None: one; "auto": step_warps_per_sm
 # warps per SM); segments did not make the step kernels faster on an H200 (still 2.1x slower than "tile",
 # docs/kernels/selective_scan.md), so the warp count is not their limit.
-CONFIG = {"impl": "tile",
+# "lanes" keys (selective_scan_lanes_*.py: one thread per (batch, channel), its N <= 16 states in
+# registers, K = lanes_chunk steps unrolled per chunk, B and C broadcast by warp shuffles):
+# lanes_warps channels-of-32 per program. Shapes outside the lanes kernels' contract (N > 16,
+# channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
+# time that is not 1) take the tile kernels.
+CONFIG = {"impl": "tile", "lanes_chunk": 8, "lanes_warps": 1,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -110,6 +117,18 @@ def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int
     while warps * n_segs < want and n_segs * 2 * every <= seqlen:
         n_segs *= 2
     return -(-seqlen // (n_segs * every)) * every
+
+
+def lanes_ok(u, delta, B, C, z) -> bool:
+    """Whether the lanes kernels take this call (CONFIG["impl"] == "lanes" and the shapes and
+    strides fit their contract); forward and backward decide alike from the same inputs."""
+    if CONFIG["impl"] != "lanes":
+        return False
+    batch, dim, seqlen = u.shape
+    dstate = B.shape[1]
+    unit_l = all(t is None or t.stride(2) == 1 for t in (u, delta, B, C, z))
+    return (dstate <= 16 and dim % (32 * CONFIG["lanes_warps"]) == 0
+            and seqlen % CONFIG["lanes_chunk"] == 0 and unit_l and B.dtype == C.dtype)
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts) -> None:
@@ -159,6 +178,14 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     """Raw forward: (y, last_state | None, states | None). See the module docstring."""
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts)
     A, D, delta_bias, initial_state, doc_starts = _prep(A, D, delta_bias, initial_state, doc_starts)
+    if lanes_ok(u, delta, B, C, z):
+        if y_out is not None and y_out.stride(2) != 1:
+            raise ValueError(f"y_out must have unit stride along L, got strides {y_out.stride()}")
+        return lanes_fwd_launch(
+            u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
+            delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
+            save_states=save_states, return_last_state=return_last_state,
+            chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"], y_out=y_out)
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
@@ -192,7 +219,18 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     A32, D32, bias32, _, docs = _prep(A, D, delta_bias, None, doc_starts)
     if dlast_state is not None:
         dlast_state = dlast_state.to(torch.float32).contiguous()
-    if CONFIG["impl"] == "step":
+    if lanes_ok(u, delta, B, C, z):
+        dy = dy if dy.stride(2) == 1 else dy.contiguous()
+        du, ddt, dz = grad_buffers(u, delta, z, du_out, ddelta_out, dz_out,
+                                   lambda dtype: torch.empty_like(
+                                       u, dtype=dtype, memory_format=torch.contiguous_format),
+                                   unit_stride_l=True)
+        grads = lanes_bwd_launch(
+            dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
+            delta_softplus=delta_softplus, doc_starts=docs, states=states,
+            dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
+            num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz)
+    elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
             delta_softplus=delta_softplus, doc_starts=docs, states=states,

@@ -1,0 +1,159 @@
+"""Warp-lane helpers for the "lanes" selective scan (selective_scan_lanes_*.py).
+
+Those kernels use only 1-D (BD,) tensors for their per-channel values (lane i of warp w holds
+channel 32 w + i, one element per thread) and (BD, K) tiles whose K time steps sit in one thread's
+registers. So the exact lane of every value is known, and two things Triton does not offer can be
+written as inline PTX on the 1-D tensors: broadcasting lane n's value to its whole warp
+(``shfl_idx``) and exchanging with lane i ^ m (``shfl_xor``). Under TRITON_INTERPRET=1 (the CPU
+tests: no inline PTX) the same exchanges are done with reshapes, so the tests run the kernels'
+algorithm, lane for lane.
+
+``split_steps`` / ``join_steps`` turn a (BD, K) tile (one vector load or store per lane, K
+consecutive steps) into K (BD,) tensors in time order and back: in-register moves, no shuffles.
+"""
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+# The interpreter cannot run inline PTX.
+FAST_SHFL: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
+
+
+@triton.jit
+def shfl_idx(x, SRC: tl.constexpr, BD: tl.constexpr):
+    """Every lane of each warp gets lane SRC's value of x (BD,) fp32."""
+    if FAST_SHFL:
+        src = tl.full([BD], SRC, tl.int32)
+        return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
+                                         [x, src], dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        xr = tl.reshape(x, (BD // 32, 32))
+        v = tl.sum(tl.where(tl.arange(0, 32)[None, :] == SRC, xr, 0.0), axis=1)  # (warps,)
+        return tl.reshape(tl.broadcast_to(v[:, None], (BD // 32, 32)), (BD,))
+
+
+@triton.jit
+def shfl_xor(x, M: tl.constexpr, BD: tl.constexpr):
+    """Lane i gets lane (i ^ M)'s value of x (BD,) fp32; M a power of two below 32."""
+    if FAST_SHFL:
+        m = tl.full([BD], M, tl.int32)
+        return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
+                                         [x, m], dtype=tl.float32, is_pure=True, pack=1)
+    else:
+        return tl.reshape(tl.flip(tl.reshape(x, (BD // (2 * M), 2, M)), 1), (BD,))
+
+
+@triton.jit
+def _level(vals, M: tl.constexpr, HALF: tl.constexpr, lane, BD: tl.constexpr):
+    # One level of the reduce-scatter: a lane whose bit M is 0 keeps the lower half of the
+    # values, gives the upper half to lane i ^ M and adds what comes back; the other lane the
+    # reverse. Kept value i then stands for index i + HALF * bit.
+    bit = (lane // M) % 2
+    out = ()
+    for i in tl.static_range(HALF):
+        keep = tl.where(bit != 0, vals[i + HALF], vals[i])
+        send = tl.where(bit != 0, vals[i], vals[i + HALF])
+        out = out + (keep + shfl_xor(send, M, BD),)
+    return out
+
+
+@triton.jit
+def reduce_scatter32(vals, lane, BD: tl.constexpr):
+    """vals: 32 (BD,) tensors. Returns one (BD,) tensor whose lane i holds the sum of vals[i] over
+    the 32 lanes of its warp: 31 exchanges (16 + 8 + 4 + 2 + 1), where a butterfly all-reduce of
+    each value would take 160."""
+    v = _level(vals, 16, 16, lane, BD)
+    v = _level(v, 8, 8, lane, BD)
+    v = _level(v, 4, 4, lane, BD)
+    v = _level(v, 2, 2, lane, BD)
+    v = _level(v, 1, 1, lane, BD)
+    return v[0]
+
+
+@triton.jit
+def split_steps(x, BD: tl.constexpr, K: tl.constexpr):
+    """(BD, K) -> tuple of K (BD,) tensors, step 0 first (K = 2, 4 or 8)."""
+    e, o = tl.split(tl.reshape(x, (BD, K // 2, 2)))  # even, odd steps
+    if K == 2:
+        return (e, o)
+    elif K == 4:
+        t0, t2 = tl.split(e)
+        t1, t3 = tl.split(o)
+        return (t0, t1, t2, t3)
+    else:
+        ee, eo = tl.split(tl.reshape(e, (BD, 2, 2)))  # (0, 4), (2, 6)
+        oe, oo = tl.split(tl.reshape(o, (BD, 2, 2)))  # (1, 5), (3, 7)
+        t0, t4 = tl.split(ee)
+        t2, t6 = tl.split(eo)
+        t1, t5 = tl.split(oe)
+        t3, t7 = tl.split(oo)
+        return (t0, t1, t2, t3, t4, t5, t6, t7)
+
+
+@triton.jit
+def join_steps(ts, BD: tl.constexpr, K: tl.constexpr):
+    """Tuple of K (BD,) tensors, step 0 first -> (BD, K); the inverse of split_steps."""
+    if K == 2:
+        return tl.join(ts[0], ts[1])
+    elif K == 4:
+        e = tl.join(ts[0], ts[2])
+        o = tl.join(ts[1], ts[3])
+        return tl.reshape(tl.join(e, o), (BD, 4))
+    else:
+        ee = tl.join(ts[0], ts[4])
+        eo = tl.join(ts[2], ts[6])
+        oe = tl.join(ts[1], ts[5])
+        oo = tl.join(ts[3], ts[7])
+        e = tl.reshape(tl.join(ee, eo), (BD, 4))
+        o = tl.reshape(tl.join(oe, oo), (BD, 4))
+        return tl.reshape(tl.join(e, o), (BD, 8))
+
+
+@triton.jit
+def load_steps(base, t, BD: tl.constexpr, K: tl.constexpr):
+    """K steps from time t of each lane's row (base: (BD, 1) pointers, unit stride along time)
+    as K fp32 (BD,) tensors. At most 16 bytes per load, so that the vector lies along time in one
+    thread and the lanes stay on channels (a wider tile would be split over two lanes)."""
+    BITS: tl.constexpr = base.dtype.element_ty.primitive_bitwidth
+    if K * BITS <= 128:
+        return split_steps(tl.load(base + t + tl.arange(0, K)[None, :]).to(tl.float32), BD, K)
+    else:
+        H: tl.constexpr = K // 2
+        lo = split_steps(tl.load(base + t + tl.arange(0, H)[None, :]).to(tl.float32), BD, H)
+        hi = split_steps(tl.load(base + (t + H) + tl.arange(0, H)[None, :]).to(tl.float32), BD, H)
+        return lo + hi
+
+
+@triton.jit
+def _first_half(ts, H: tl.constexpr):
+    out = ()
+    for i in tl.static_range(H):
+        out = out + (ts[i],)
+    return out
+
+
+@triton.jit
+def _second_half(ts, H: tl.constexpr):
+    out = ()
+    for i in tl.static_range(H):
+        out = out + (ts[H + i],)
+    return out
+
+
+@triton.jit
+def store_steps(base, t, ts, BD: tl.constexpr, K: tl.constexpr):
+    """Store K (BD,) tensors (step 0 first) at time t of each lane's row, in base's dtype; at
+    most 16 bytes per store, as in load_steps."""
+    ty: tl.constexpr = base.dtype.element_ty
+    BITS: tl.constexpr = ty.primitive_bitwidth
+    if K * BITS <= 128:
+        tl.store(base + t + tl.arange(0, K)[None, :], join_steps(ts, BD, K).to(ty))
+    else:
+        H: tl.constexpr = K // 2
+        tl.store(base + t + tl.arange(0, H)[None, :],
+                 join_steps(_first_half(ts, H), BD, H).to(ty))
+        tl.store(base + (t + H) + tl.arange(0, H)[None, :],
+                 join_steps(_second_half(ts, H), BD, H).to(ty))
