@@ -72,6 +72,9 @@ def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=
     # step kernels in 16-step segments: the forward keeps its states and the backward gives y
     (torch.float32, 37, True, "dbl", "step"),
     (torch.bfloat16, 33, True, "dbl", "step"),
+    # lanes kernels: 32 channels, whole 8-step chunks (other shapes fall back to the tile kernels)
+    (torch.float32, 24, True, "dbl", "lanes"),
+    (torch.bfloat16, 16, True, "dbl", "lanes"),
 ])
 def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
     from mambalab.ops.triton import mamba_inner_triton
@@ -84,7 +87,11 @@ def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
 
     # compiled on the GPU where there is one, else under TRITON_INTERPRET=1 (conftest)
     dev = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
-    params, doc_starts = _inputs(0, 2, seqlen, docs=docs, layout=layout)
+    d_inner = 32 if impl == "lanes" else 16
+    params, doc_starts = _inputs(0, 2, seqlen, d_inner=d_inner, docs=docs, layout=layout)
+    if impl == "lanes":
+        xz = params[0]
+        assert ss.lanes_ok(xz[:, :d_inner], xz[:, :d_inner], xz[:, :4], xz[:, :4], None)
     assert is_dbl(params[0].to(dtype)) == (layout == "dbl")
     leaves = [p.detach().to(dev).requires_grad_(True) for p in params]
     docs_dev = doc_starts.to(dev) if doc_starts is not None else None
