@@ -223,7 +223,7 @@ def time_mixer_parts(x):
     """What the fused mixer runs with the current CONFIG: (forward ms, backward ms). Tile: the
     forward without states, then in the backward the forward again (states and y) and the scan
     backward. Step: the forward keeping its states, then the backward writing y."""
-    if ss.bwd_writes_y():
+    if ss.bwd_writes_y(x["u"], x["delta"], x["B"], x["C"], x["z"]):
         fwd = lambda: ss.selective_scan_fwd(**x, save_states=True)  # noqa: E731
         y, _, states = fwd()
         dy = torch.randn_like(y)
@@ -331,9 +331,10 @@ def lanes_sweep(out: str) -> int:
                   f"raw bwd {raw:.3f}", flush=True)
 
     run("tile_default", {"impl": "tile"})
-    run("lanes_K8_W1", {"impl": "lanes"})
-    for k, w in ((4, 1), (8, 2), (8, 4)):
-        run(f"lanes_K{k}_W{w}", {"impl": "lanes", "lanes_chunk": k, "lanes_warps": w}, (8,))
+    run("lanes_K8_W1_PF2", {"impl": "lanes"})
+    for k, w, pf in ((8, 1, 0), (8, 1, 1), (8, 1, 4), (4, 1, 4), (8, 2, 2)):
+        run(f"lanes_K{k}_W{w}_PF{pf}",
+            {"impl": "lanes", "lanes_chunk": k, "lanes_warps": w, "lanes_prefetch": pf}, (8,))
     run("tile_fp32", {"impl": "tile"}, (8,), inputs(8, 1536, 16, 2048, torch.float32, dbl=True))
     run("lanes_fp32", {"impl": "lanes"}, (8,), inputs(8, 1536, 16, 2048, torch.float32, dbl=True))
     ss.CONFIG.clear(); ss.CONFIG.update(base, impl="lanes")

@@ -140,9 +140,12 @@ def test_full_size_gpu_matches_composed_ops():
         x = causal_conv1d_triton(x, conv_w, conv_b, doc_starts=doc_starts)
         x_dbl = F.linear(x.transpose(1, 2), x_proj_w)
         dt, b_mat, c_mat = x_dbl.split([48, 16, 16], dim=-1)
-        delta = F.linear(dt, dt_proj_w).transpose(1, 2)
-        y = selective_scan_triton(x, delta, A, b_mat.transpose(1, 2), c_mat.transpose(1, 2), D,
-                                  z, dt_bias, True, doc_starts=doc_starts)
+        # unit stride along time, as the fused mixer's views have, so that both take the same
+        # scan kernels (the lanes kernels need it) and differ only in the composition
+        delta = F.linear(dt, dt_proj_w).transpose(1, 2).contiguous()
+        y = selective_scan_triton(x, delta, A, b_mat.transpose(1, 2).contiguous(),
+                                  c_mat.transpose(1, 2).contiguous(), D, z, dt_bias, True,
+                                  doc_starts=doc_starts)
         return F.linear(y.transpose(1, 2), out_w, out_b)
 
     results, held = [], []

@@ -157,3 +157,14 @@ def store_steps(base, t, ts, BD: tl.constexpr, K: tl.constexpr):
                  join_steps(_first_half(ts, H), BD, H).to(ty))
         tl.store(base + (t + H) + tl.arange(0, H)[None, :],
                  join_steps(_second_half(ts, H), BD, H).to(ty))
+
+
+@triton.jit
+def prefetch(ptrs):
+    """Ask for the lines at ``ptrs`` (any shape of pointers) to be brought into L1, without
+    waiting. The lanes kernels have one warp per (batch, 32 channels), so few warps per SM to hide
+    a load's latency behind: a chunk's inputs are requested a few chunks before they are read.
+    A no-op under the interpreter."""
+    if FAST_SHFL:
+        tl.inline_asm_elementwise("prefetch.global.L1 [$1]; mov.u32 $0, 0;", "=r,l", [ptrs],
+                                  dtype=tl.int32, is_pure=False, pack=1)

@@ -74,10 +74,10 @@ def _scan_inputs(x_dbl, delta_proj_weight, bsz, seqlen, rank, n_state):
 def _forward_dbl(xz, conv_w, conv_b, x_proj_weight, delta_proj_weight, out_proj_weight,
                  out_proj_bias, A, D, delta_bias, doc_starts, seg, keep_states=False):
     """Forward on the (C, B*L) layout (see the module docstring) -> (out (B*L, d_model), x_dbl
-    (R + 2N, B*L), the scan's states or None). ``keep_states`` (the caller's choice: a backward
-    will run and the scan's backward can give y back, ``bwd_writes_y``: the step kernels, whose
-    states are h every 16 steps, 100 MB a layer at B=8, L=2048, D=1536): return the states, so
-    that the backward does not rerun the forward."""
+    (R + 2N, B*L), the scan's states or None). ``keep_states`` (a backward will run): where the
+    scan's backward can give y back (``bwd_writes_y``: the step kernels, states h every 16 steps,
+    100 MB a layer at B=8, L=2048, D=1536; the lanes kernels, every 8 steps, 200 MB), return the
+    states, so that the backward does not rerun the forward."""
     bsz, two_d, seqlen = xz.shape
     d_inner = two_d // 2
     rank, n_state = delta_proj_weight.shape[1], A.shape[1]
@@ -90,6 +90,7 @@ def _forward_dbl(xz, conv_w, conv_b, x_proj_weight, delta_proj_weight, out_proj_
     b_mat = dbl_view(x_dbl[rank:rank + n_state], bsz)                        # (B, N, L)
     c_mat = dbl_view(x_dbl[rank + n_state:], bsz)
     y_mat = torch.empty_like(conv_mat)                                        # (D, B*L)
+    keep_states = keep_states and bwd_writes_y(conv_out, delta, b_mat, c_mat, z)
     _, _, states = selective_scan_fwd(conv_out, delta, A, b_mat, c_mat, D, z, delta_bias, True,
                                       None, doc_starts, save_states=keep_states,
                                       y_out=dbl_view(y_mat, bsz))
@@ -174,8 +175,9 @@ class MambaInnerFn(torch.autograd.Function):
         ctx.conv_shape = conv1d_weight.shape
         if ctx.dbl:
             with torch.autocast(xz.device.type, enabled=False):
-                # no states kept where no backward will run (evaluation, generation)
-                keep = bwd_writes_y() and any(ctx.needs_input_grad)
+                # no states kept where no backward will run (evaluation, generation); whether
+                # the scan can keep them for these shapes, _forward_dbl asks bwd_writes_y
+                keep = any(ctx.needs_input_grad)
                 out, x_dbl, states = _forward_dbl(xz, conv_w, conv1d_bias, x_proj_weight,
                                                   delta_proj_weight, out_proj_weight,
                                                   out_proj_bias, A, D, delta_bias, doc_starts,

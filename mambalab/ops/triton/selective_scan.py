@@ -67,10 +67,11 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # docs/kernels/selective_scan.md), so the warp count is not their limit.
 # "lanes" keys (selective_scan_lanes_*.py: one thread per (batch, channel), its N <= 16 states in
 # registers, K = lanes_chunk steps unrolled per chunk, B and C broadcast by warp shuffles):
-# lanes_warps channels-of-32 per program. Shapes outside the lanes kernels' contract (N > 16,
+# lanes_warps channels-of-32 per program; lanes_prefetch: chunks ahead whose inputs are requested
+# into L1 (0: none). Shapes outside the lanes kernels' contract (N > 16,
 # channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
 # time that is not 1) take the tile kernels.
-CONFIG = {"impl": "tile", "lanes_chunk": 8, "lanes_warps": 1,
+CONFIG = {"impl": "tile", "lanes_chunk": 8, "lanes_warps": 1, "lanes_prefetch": 2,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -185,7 +186,8 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
             delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
             save_states=save_states, return_last_state=return_last_state,
-            chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"], y_out=y_out)
+            chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
+            prefetch_chunks=CONFIG["lanes_prefetch"], y_out=y_out)
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
@@ -212,8 +214,9 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
                        du_out=None, ddelta_out=None, dz_out=None, y_out=None):
     """Raw backward: a dict of gradients. See the module docstring. ``y_out`` (step kernels
     only, see ``bwd_writes_y``): also write the forward's y there, as the backward recomputes it."""
-    if y_out is not None and not bwd_writes_y():
-        raise ValueError("y_out needs CONFIG['impl'] == 'step' (the tile backward does not compute y)")
+    if y_out is not None and not bwd_writes_y(u, delta, B, C, z):
+        raise ValueError("y_out needs the step or lanes kernels (the tile backward does not "
+                         "compute y)")
     if states is None:
         raise ValueError("selective_scan_bwd needs the states from selective_scan_fwd(save_states=True)")
     A32, D32, bias32, _, docs = _prep(A, D, delta_bias, None, doc_starts)
@@ -229,7 +232,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
             delta_softplus=delta_softplus, doc_starts=docs, states=states,
             dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
-            num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz)
+            num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
+            prefetch_chunks=CONFIG["lanes_prefetch"], y_out=y_out)
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
@@ -257,10 +261,14 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
     return grads
 
 
-def bwd_writes_y() -> bool:
-    """Whether selective_scan_bwd can also give back the forward's y (``y_out``): the step
-    kernels recompute it anyway, so a caller that needs y in its backward (the fused mixer, for
-    out_proj's weight gradient) keeps the forward's states (h every step_state_every steps) instead of rerunning it."""
+def bwd_writes_y(u=None, delta=None, B=None, C=None, z=None) -> bool:
+    """Whether selective_scan_bwd can also give back the forward's y (``y_out``) for these
+    inputs: the step and lanes kernels recompute it anyway, so a caller that needs y in its
+    backward (the fused mixer, for out_proj's weight gradient) keeps the forward's states (h
+    every step_state_every steps, or every lanes_chunk steps) instead of rerunning it. The lanes
+    answer depends on the shapes (lanes_ok), so pass the scan's inputs."""
+    if CONFIG["impl"] == "lanes":
+        return u is not None and lanes_ok(u, delta, B, C, z)
     return CONFIG["impl"] == "step"
 
 

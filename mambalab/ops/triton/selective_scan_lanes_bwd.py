@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import load_steps, reduce_scatter32, split_steps, store_steps, shfl_idx
+from mambalab.ops.triton.lanes import (load_steps, prefetch, reduce_scatter32, shfl_idx, split_steps,
+                                      store_steps)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 from mambalab.ops.triton.selective_scan_lanes_fwd import load_bc, per_channel
 
@@ -35,13 +36,14 @@ def _reversed(ts, K: tl.constexpr):
 @triton.jit
 def _lanes_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, doc_ptr, states_ptr, dy_ptr, dlast_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dbc_ptr, dA_ptr, dpc_ptr, dh0_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dbc_ptr, dA_ptr, dpc_ptr, dh0_ptr, y_ptr,
     dim, seqlen, n_chunks,
     su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_n, sC_b, sC_n, sdoc_b, sdy_b, sdy_d,
-    so_b, so_d,
+    so_b, so_d, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr,
-    K: tl.constexpr,
+    HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, WRITE_Y: tl.constexpr, N: tl.constexpr,
+    BD: tl.constexpr,
+    K: tl.constexpr, PF: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -72,6 +74,7 @@ def _lanes_bwd_kernel(
     z_row = z_ptr + b * sz_b + dcol * sz_d
     dy_row = dy_ptr + b * sdy_b + dcol * sdy_d
     o_off = b * so_b + dcol * so_d  # du, ddt, dz: one layout
+    y_row = y_ptr + b * sy_b + dcol * sy_d
     ln = lane[:, None].to(tl.int64)
     B_row = B_ptr + b * sB_b + (ln % 16) * sB_n
     C_row = C_ptr + b * sC_b + (ln % 16) * sC_n
@@ -79,10 +82,23 @@ def _lanes_bwd_kernel(
     # per-warp partials of dB (lanes 0..15) and dC (lanes 16..31): (B, D / 32, 32, L) fp32
     dbc_row = dbc_ptr + ((b * (dim // 32) + dcol // 32) * 32 + ln) * seqlen
     kk = tl.arange(0, K)[None, :]
+    bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
 
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         t = c * K
+        if PF > 0:  # chunk c - PF's inputs and saved states (chunk 0's, near the start)
+            cp = tl.maximum(c - PF, 0)
+            tp = cp * K
+            prefetch(u_row + tp)
+            prefetch(dt_row + tp)
+            prefetch(dy_row + tp)
+            prefetch(bc_row + tp)
+            if HAS_Z:
+                prefetch(z_row + tp)
+            sp = states_ptr + (b * n_chunks + cp) * dim * N + d * N
+            prefetch(sp)
+            prefetch(sp + N // 2)
         u = load_steps(u_row, t, BD, K)
         dtr = load_steps(dt_row, t, BD, K)
         dy = load_steps(dy_row, t, BD, K)
@@ -126,6 +142,7 @@ def _lanes_bwd_kernel(
         ddt_r = ()
         dz_r = ()
         dbc_r = ()
+        y_r = ()
         for jj in tl.static_range(K):
             # step K - 1 - jj (written out: Triton 3.6 does not keep a name assigned here constexpr)
             if K - 1 - jj > 0:
@@ -156,7 +173,7 @@ def _lanes_bwd_kernel(
             for n in tl.static_range(N):
                 Cn = shfl_idx(bcj, 16 + n, BD)
                 gv = g[n] + Cn * dout
-                if HAS_Z:
+                if HAS_Z or WRITE_Y:
                     ypre += Cn * hj[n]
                 dC_p = dC_p + (hj[n] * dout,)
                 dB_p = dB_p + (gv * dtu,)
@@ -181,10 +198,16 @@ def _lanes_bwd_kernel(
             if HAS_D:
                 du += Dv * dout
                 dD_acc += dout * uj
-                ypre += Dv * uj
+                if HAS_Z or WRITE_Y:
+                    ypre += Dv * uj
             dbias_acc += ddt
             if HAS_Z:
                 dz_r = dz_r + (dyj * ypre * sig * (1.0 + zj * (1.0 - sig)),)
+            if WRITE_Y:  # the forward's y, which the mixer needs and so need not rerun the forward
+                if HAS_Z:
+                    y_r = y_r + (ypre * zj * sig,)
+                else:
+                    y_r = y_r + (ypre,)
             du_r = du_r + (du,)
             ddt_r = ddt_r + (ddt,)
 
@@ -193,6 +216,8 @@ def _lanes_bwd_kernel(
         if HAS_Z:
             store_steps(dz_ptr + o_off, t, _reversed(dz_r, K), BD, K)
         store_steps(dbc_row, t, _reversed(dbc_r, K), BD, K)
+        if WRITE_Y:
+            store_steps(y_row, t, _reversed(y_r, K), BD, K)
 
     # g now holds a_0 g_0 = dL/dh_{-1}: the initial state's gradient.
     for n in tl.static_range(N):
@@ -207,10 +232,12 @@ def lanes_bwd_launch(
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
-    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor,
+    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, prefetch_chunks: int = 2,
+    y_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
-    gradients by name, partials reduced. dB, dC come back fp32 (B, N, L)."""
+    gradients by name, partials reduced. dB, dC come back fp32 (B, N, L). ``y_out`` (B, D, L),
+    unit stride along L: also write the forward's y there (recomputed here anyway)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -227,15 +254,17 @@ def lanes_bwd_launch(
     _lanes_bwd_kernel[(dim // bd, batch)](
         u, delta, A, B, C, pc, zz, docs, states, dy,
         dlast_state if dlast_state is not None else A,
-        du, ddelta, dz, dbc, dA, dpc, dh0,
+        du, ddelta, dz, dbc, dA, dpc, dh0, y_out if y_out is not None else du,
         dim, seqlen, n_chunks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
         docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
         du.stride(0), du.stride(1),
+        y_out.stride(0) if y_out is not None else 0, y_out.stride(1) if y_out is not None else 0,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
-        HAS_DLAST=dlast_state is not None, N=dstate, BD=bd, K=chunk, num_warps=num_warps,
+        HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk, PF=prefetch_chunks,
+        num_warps=num_warps,
     )
     dbc = dbc.sum(1)  # (B, 32, L)
     return {

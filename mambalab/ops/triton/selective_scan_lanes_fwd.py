@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import load_steps, shfl_idx, split_steps, store_steps
+from mambalab.ops.triton.lanes import load_steps, prefetch, shfl_idx, split_steps, store_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 
 LOG2E = 1.4426950408889634
@@ -54,6 +54,7 @@ def _lanes_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
+    PF: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -85,9 +86,18 @@ def _lanes_fwd_kernel(
     C_row = C_ptr + b * sC_b + (ln % 16) * sC_n
     doc_row = doc_ptr + b * sdoc_b + dcol * 0
     kk = tl.arange(0, K)[None, :]
+    bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
+    seqlen = n_chunks * K
 
     for c in range(n_chunks):
         t = c * K
+        if PF > 0:  # chunk c + PF's inputs (the last chunk's, near the end: in bounds)
+            tp = tl.minimum(t + PF * K, seqlen - K)
+            prefetch(u_row + tp)
+            prefetch(dt_row + tp)
+            prefetch(bc_row + tp)
+            if HAS_Z:
+                prefetch(z_row + tp)
         u = load_steps(u_row, t, BD, K)
         dt = load_steps(dt_row, t, BD, K)
         if HAS_Z:
@@ -134,7 +144,7 @@ def lanes_fwd_launch(
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
-    y_out: torch.Tensor | None = None,
+    prefetch_chunks: int = 2, y_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states (B, L / chunk,
     D, N) fp32 | None: h at every chunk start). Inputs validated, contract above checked."""
@@ -160,7 +170,7 @@ def lanes_fwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
-        N=dstate, BD=bd, K=chunk, num_warps=num_warps,
+        N=dstate, BD=bd, K=chunk, PF=prefetch_chunks, num_warps=num_warps,
     )
     return y, last, states
 
