@@ -12,7 +12,7 @@ from mambalab.models.init import init_mamba_lm_
 from mambalab.models.mixer import MambaMixer, stateful_impl
 from mambalab.models.state import MambaState
 from mambalab.ops.cross_entropy import fused_linear_cross_entropy, resolve_cross_entropy
-from mambalab.ops.dispatch import resolve_kernels, unavailable_reason
+from mambalab.ops.dispatch import auto_mixer, resolve_kernels, unavailable_reason
 from mambalab.ops.rms_norm import rms_norm
 
 
@@ -134,6 +134,10 @@ class MambaLM(nn.Module):
             # it runs), as a carried state does
             kernels = {op: stateful_impl(op, impl, input_ids.device)
                        for op, impl in kernels.items()}
+        elif self.config.kernels == "auto" and state is None:
+            # large batches: the Triton mixer is the faster one (dispatch.auto_mixer)
+            kernels = auto_mixer(kernels, input_ids.shape[0], self.config.d_inner,
+                                 input_ids.device)
         hidden = self.backbone.embedding(input_ids)                      # (B, L, d)
         residual = None
         ckpt = (self.gradient_checkpointing and self.training and torch.is_grad_enabled()

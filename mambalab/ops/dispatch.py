@@ -29,6 +29,22 @@ AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
     "rms_norm": ("triton", "cuda", "reference"),
     "mamba_inner": ("cuda", "triton", "reference"),
 }
+# Above this many scan rows (batch x d_inner) ``auto`` takes the Triton mixer even where
+# mamba_ssm's runs: its lanes scan (one thread per row) needs many rows to fill the GPU. Measured
+# on an H200 in one run of `python -m mambalab.bench` (2026-12-01, docs/performance.md),
+# Mamba-130M (d_inner 1536): at 16 x 2048 (24,576 rows) the Triton mixer 201.5k tokens/s against
+# 189.6k with mamba_ssm's; at 8 x 2048 (12,288 rows) 152.4k against 171.1k.
+AUTO_TRITON_MIXER_MIN_ROWS = 24576
+
+
+def auto_mixer(kernels: dict[str, str], batch: int, d_inner: int,
+               device: torch.device | str) -> dict[str, str]:
+    """``kernels`` resolved for ``auto``, with the mixer switched to Triton for a call with at
+    least AUTO_TRITON_MIXER_MIN_ROWS scan rows (where Triton runs); the same dict otherwise."""
+    if (kernels["mamba_inner"] == "cuda" and batch * d_inner >= AUTO_TRITON_MIXER_MIN_ROWS
+            and unavailable_reason("mamba_inner", "triton", torch.device(device)) is None):
+        return dict(kernels, mamba_inner="triton")
+    return kernels
 
 INSTALL_KERNELS = 'pip install -e ".[kernels]" --no-build-isolation'
 

@@ -72,3 +72,22 @@ def test_auto_takes_the_measured_fastest_when_everything_runs(monkeypatch):
     # without the CUDA packages, Triton everywhere
     triton_only = {(op, "triton") for op in OPS}
     assert _auto_with(monkeypatch, triton_only) == {op: "triton" for op in OPS}
+
+
+def test_auto_mixer_takes_triton_for_many_rows(monkeypatch):
+    """auto keeps mamba_ssm's mixer for small batches and takes the Triton one from
+    AUTO_TRITON_MIXER_MIN_ROWS scan rows (batch x d_inner), where the lanes scan is faster."""
+    monkeypatch.setattr(dispatch, "unavailable_reason", lambda op, impl, device: None)
+    kernels = {"selective_scan": "cuda", "causal_conv1d": "cuda", "rms_norm": "triton",
+               "mamba_inner": "cuda"}
+    rows = dispatch.AUTO_TRITON_MIXER_MIN_ROWS
+    assert dispatch.auto_mixer(kernels, 8, 1536, "cuda") == kernels          # 12,288 rows
+    big = dispatch.auto_mixer(kernels, rows // 1536, 1536, "cuda")           # 16 x 1536
+    assert big == dict(kernels, mamba_inner="triton") and kernels["mamba_inner"] == "cuda"
+    # no Triton where it would run: mamba_ssm's mixer stays
+    monkeypatch.setattr(dispatch, "unavailable_reason",
+                        lambda op, impl, device: "no triton" if impl == "triton" else None)
+    assert dispatch.auto_mixer(kernels, 64, 1536, "cuda") == kernels
+    # a mixer already on Triton or the reference is left alone
+    ref = dict(kernels, mamba_inner="reference")
+    assert dispatch.auto_mixer(ref, 64, 1536, "cuda") == ref

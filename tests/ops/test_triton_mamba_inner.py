@@ -127,7 +127,8 @@ def test_bad_shapes_name_the_problem():
 @pytest.mark.gpu
 def test_full_size_gpu_matches_composed_ops():
     """Mamba-130M's mixer shape at B=2, L=2048, bf16 autocast, against the unfused composition
-    (Triton conv and scan through plain autograd), and no more memory than that composition."""
+    (Triton conv and scan through plain autograd), and no more memory than that composition
+    (both keep the lanes scan's states, h every 8 steps, when that is the scan)."""
     from mambalab.ops.triton import causal_conv1d_triton, mamba_inner_triton, selective_scan_triton
 
     torch.manual_seed(0)

@@ -68,10 +68,13 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # "lanes" keys (selective_scan_lanes_*.py: one thread per (batch, channel), its N <= 16 states in
 # registers, K = lanes_chunk steps unrolled per chunk, B and C broadcast by warp shuffles):
 # lanes_warps channels-of-32 per program; lanes_prefetch: chunks ahead whose inputs are requested
-# into L1 (0: none). Shapes outside the lanes kernels' contract (N > 16,
+# into L1 (0: none; 2 measured slower on an H200, forward 0.75 against 0.70 ms at B=8).
+# The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
+# gives y back) took 2.31 ms at B=8 and 3.77 at B=16, against 2.55 and 4.53 for "tile"
+# (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
 # channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
 # time that is not 1) take the tile kernels.
-CONFIG = {"impl": "tile", "lanes_chunk": 8, "lanes_warps": 1, "lanes_prefetch": 2,
+CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_prefetch": 0,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -276,8 +279,10 @@ class SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, doc_starts,
                 delta_softplus, return_last_state):
-        # step kernels' states are h every step_state_every steps, not every chunk: always keep them
-        keep = CONFIG["keep_states"] or CONFIG["impl"] == "step"
+        # the step and lanes kernels: keep the states (h every step_state_every or lanes_chunk
+        # steps) rather than rerun the forward in the backward (0.7 ms a layer for lanes at B=8)
+        keep = (CONFIG["keep_states"] or CONFIG["impl"] == "step"
+                or lanes_ok(u, delta, B, C, z))
         y, last, states = selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
             return_last_state=return_last_state, save_states=keep)
