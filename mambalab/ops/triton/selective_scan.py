@@ -24,11 +24,14 @@ Entry points:
   into the given buffers (one layout, unit stride along L), else new contiguous (B, D, L) ones, in
   their input's dtype; dB, dC come back in B's and C's dtype.
 The fused mixer (``mamba_inner_triton``) calls the two raw functions inside its own autograd
-Function, with buffers that are views of its (D, B*L) matrices; it drops ``states`` and reruns
-``selective_scan_fwd`` in its backward. ``CONFIG`` holds the implementation ("tile" or "step"),
-the tile sizes (measured on an H100) and ``keep_states`` (the autograd Function keeps the states
-rather than rerunning the forward: faster, but 403 MB a layer at B=8, L=2048, D=1536; off by
-default).
+Function, with buffers that are views of its (D, B*L) matrices. ``CONFIG`` holds the
+implementation: "lanes" (the default: one thread per (batch, channel); where its contract does
+not hold, ``lanes_ok``, the tile kernels run), "tile" or "step", and each one's sizes. With the
+lanes (and step) kernels the mixer keeps the forward's states and the backward gives y back
+(``bwd_writes_y``); with the tile kernels it drops ``states`` and reruns ``selective_scan_fwd``
+in its backward. ``keep_states``: the autograd Function keeps the tile kernels' chunk states
+rather than rerunning the forward (faster, but 403 MB a layer at B=8, L=2048, D=1536; off by
+default; the lanes kernels' states, 201 MB, are always kept).
 """
 from __future__ import annotations
 
