@@ -12,7 +12,8 @@ from mambalab.models.init import init_mamba_lm_
 from mambalab.models.mixer import MambaMixer, stateful_impl
 from mambalab.models.state import MambaState
 from mambalab.ops.cross_entropy import fused_linear_cross_entropy, resolve_cross_entropy
-from mambalab.ops.dispatch import auto_mixer, resolve_kernels, unavailable_reason
+from mambalab.ops.dispatch import (AUTO_TRITON_MIXER_MIN_ROWS, auto_mixer, resolve_kernels,
+                                   unavailable_reason)
 from mambalab.ops.rms_norm import rms_norm
 
 
@@ -94,6 +95,11 @@ class MambaLM(nn.Module):
         report["cross_entropy"] = resolve_cross_entropy(device, "mean")
         report["mixer"] = ("fused mamba_inner" if report["mamba_inner"] != "reference"
                            else "composed ops")
+        if (self.config.kernels == "auto"
+                and auto_mixer(report, 1 << 30, 1, device)["mamba_inner"] != report["mamba_inner"]):
+            rows = AUTO_TRITON_MIXER_MIN_ROWS
+            report["mixer"] += (f" (cuda below {rows} scan rows, triton from batch "
+                                f"{-(-rows // self.config.d_inner)} up)")
         report["stateful_scan"] = stateful_impl("selective_scan", report["selective_scan"], device)
         report["decode_step"] = ("mamba_ssm (causal_conv1d_update, selective_state_update)"
                                  if device.type == "cuda" and unavailable_reason(

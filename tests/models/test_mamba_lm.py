@@ -115,3 +115,32 @@ def test_mamba_130m_parameter_count_and_first_loss():
     # The same loss averaged over every possible target: free of the targets' sampling noise.
     expected_over_targets = (logits.logsumexp(-1) - logits.mean(-1)).mean().item()
     assert abs(expected_over_targets - (math.log(50280) + 768 * 0.02 ** 2 / 2)) < 0.05
+
+
+def test_auto_mixer_rule_in_report_and_forward(monkeypatch):
+    """With mamba_ssm's mixer resolved for auto, a forward with at least
+    AUTO_TRITON_MIXER_MIN_ROWS scan rows runs the Triton mixer, a smaller one mamba_ssm's; the
+    report says so."""
+    from mambalab.models import lm as lm_mod
+    from mambalab.ops import dispatch
+
+    tiny = build_mamba_lm(d_model=32, n_layer=2, vocab_size=61, d_state=8)  # kernels=auto
+
+    cuda_mix = {"selective_scan": "reference", "causal_conv1d": "reference",
+                "rms_norm": "reference", "mamba_inner": "cuda"}
+    monkeypatch.setattr(dispatch, "unavailable_reason", lambda op, impl, device: None)
+    monkeypatch.setattr(type(tiny), "kernels", lambda self, device=None: dict(cuda_mix))
+    assert tiny.config.kernels == "auto"
+    assert "triton from batch" in tiny.kernel_report()["mixer"]
+    seen = []
+    monkeypatch.setattr(type(tiny.backbone.layers[0].mixer), "forward",
+                        lambda self, hidden, kernels, *a, **k: seen.append(
+                            kernels["mamba_inner"]) or hidden)
+    rows = dispatch.AUTO_TRITON_MIXER_MIN_ROWS
+    small = max(1, rows // tiny.config.d_inner - 1)
+    with torch.no_grad():
+        tiny.hidden_states(torch.zeros(small, 4, dtype=torch.long))
+        tiny.hidden_states(torch.zeros(-(-rows // tiny.config.d_inner), 4, dtype=torch.long))
+    n = tiny.config.n_layer
+    assert seen == ["cuda"] * n + ["triton"] * n
+    assert lm_mod.auto_mixer is dispatch.auto_mixer
