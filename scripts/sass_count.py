@@ -37,6 +37,14 @@ elif which == "lanes_bwd":
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
                  HAS_DLAST=False, N=16, BD=32, K=8, PF=2)
     warps = 1
+elif which == "conv_rows_fwd":
+    from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn
+    const = dict(W=4, SILU=True, HAS_DOC=False, BD=32, K=8)
+    warps = 1
+elif which == "conv_rows_bwd":
+    from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_bwd_kernel as fn
+    const = dict(W=4, SILU=True, HAS_DOC=False, BD=32, K=8)
+    warps = 1
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
@@ -55,20 +63,22 @@ for k, v in over.items():
     else:
         const[k] = int(v) if v.lstrip("-").isdigit() else (v == "True")
 names = fn.arg_names
-bf16 = {"u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddt_ptr", "dz_ptr"}
+bf16 = {"u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddt_ptr", "dz_ptr",
+        "x_ptr", "out_ptr", "dout_ptr", "dx_ptr"}
 sig, constexprs, attrs = {}, {}, {}
 for i, n in enumerate(names):
     if n in const:
         sig[n] = "constexpr"; constexprs[(i,)] = const[n]
     elif n.endswith("_ptr"):
-        sig[n] = "*bf16" if n in bf16 else ("*u8" if n == "doc_ptr" else "*fp32")
+        sig[n] = "*bf16" if n in bf16 else ("*u8" if n == "doc_ptr" else
+                                            "*i32" if n == "seg_ptr" else "*fp32")
         attrs[(i,)] = [["tt.divisibility", 16]]
     elif re.fullmatch(r"s\w+_l", n):
         sig[n] = "constexpr"; constexprs[(i,)] = 1
     else:
         sig[n] = "i32"
         # runtime 0 / 1 arguments are not specialised (do_not_specialize), nor are counts
-        if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
+        if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch", "L"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps})

@@ -75,12 +75,19 @@ def _inputs(seed, bsz, seqlen, d_model=12, d_inner=16, n_state=4, rank=3, width=
     # lanes kernels: 32 channels, whole 8-step chunks (other shapes fall back to the tile kernels)
     (torch.float32, 24, True, "dbl", "lanes"),
     (torch.bfloat16, 16, True, "dbl", "lanes"),
+    (torch.float32, 24, True, "dbl", "lanes+rows"),  # and the rows conv kernels
 ])
 def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
     from mambalab.ops.triton import mamba_inner_triton
     from mambalab.ops.triton import selective_scan as ss
     from mambalab.ops.triton.mamba_inner import is_dbl
 
+    from mambalab.ops.triton import causal_conv1d as cc
+
+    if impl == "lanes+rows":
+        impl = "lanes"
+        monkeypatch.setitem(cc.CONFIG, "impl", "rows")
+        monkeypatch.setitem(cc.CONFIG, "rows_seg_len", 16)
     monkeypatch.setitem(ss.CONFIG, "impl", impl)
     monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
     monkeypatch.setitem(ss.CONFIG, "step_seg_len", 16)

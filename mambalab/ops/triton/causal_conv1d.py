@@ -14,9 +14,38 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton.causal_conv1d_rows import conv_rows_bwd, conv_rows_fwd
+
 # 32 x 32 tiles: no register spills in any kernel here (checked with cuobjdump for sm_90)
 _BLOCK_D = 32
 _BLOCK_L = 32
+
+# impl: "tile" (this file's kernels: (32 channels, 32 steps) tiles, the backward in two passes
+# through a (B, D, L) fp32 buffer) or "rows" (causal_conv1d_rows.py: one thread per (batch,
+# channel) and time segment of rows_seg_len steps, K = rows_chunk steps a vector, no buffer).
+# "rows" is not the default yet: it is tested (CPU, interpreter) but was written after this
+# session's last GPU call, so it has not been timed; the tile kernels took 0.95 ms a layer at
+# B=16, L=2048, D=1536 in the mixer on an H200, causal-conv1d's 0.20 (docs/performance.md).
+CONFIG = {"impl": "tile", "rows_chunk": 8, "rows_seg_len": 256, "rows_warps": 1}
+
+
+def rows_ok(x: torch.Tensor, weight: torch.Tensor, initial_state: torch.Tensor | None,
+            *outs: torch.Tensor) -> bool:
+    """Whether the rows kernels take this call: CONFIG["impl"] == "rows" and their contract
+    (no initial state, W <= rows_chunk + 1, whole chunks, whole warps of channels, unit stride
+    along time for x and every output / gradient given)."""
+    if CONFIG["impl"] != "rows":
+        return False
+    bsz, dim, seqlen = x.shape
+    chunk = CONFIG["rows_chunk"]
+    return (initial_state is None and weight.shape[1] <= chunk + 1 and seqlen % chunk == 0
+            and dim % (32 * CONFIG["rows_warps"]) == 0
+            and all(t.stride(2) == 1 for t in (x, *outs)))
+
+
+def _rows_kw() -> dict:
+    return dict(chunk=CONFIG["rows_chunk"], seg_len=CONFIG["rows_seg_len"],
+                num_warps=CONFIG["rows_warps"])
 
 
 @triton.jit
@@ -231,6 +260,8 @@ def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     bsz, dim, seqlen = x.shape
     width = weight.shape[1]
     out = _like_layout(x) if out is None else out
+    if rows_ok(x, weight, initial_state, out):
+        return conv_rows_fwd(x, weight, bias, seg, silu, out, **_rows_kw())
     grid = (bsz, triton.cdiv(dim, _BLOCK_D), triton.cdiv(seqlen, _BLOCK_L))
     _conv_fwd_kernel[grid](
         x, weight, bias if bias is not None else weight, initial_state if initial_state is not None
@@ -252,6 +283,8 @@ def causal_conv1d_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     bsz, dim, seqlen = x.shape
     width = weight.shape[1]
     dx = _like_layout(x) if dx is None else dx
+    if rows_ok(x, weight, initial_state, dout, dx):
+        return (*conv_rows_bwd(x, weight, bias, seg, dout, silu, dx, **_rows_kw()), None)
     dpre = _like_layout(x, torch.float32)                                   # (B, D, L) fp32
     n_l = triton.cdiv(seqlen, _BLOCK_L)
     dw_part = torch.empty(bsz * n_l, dim, width, device=x.device, dtype=torch.float32)
