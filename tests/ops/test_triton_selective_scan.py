@@ -107,15 +107,8 @@ CASES = [
 @pytest.mark.parametrize("impl", ["step", "step-seg", "tile"])
 @pytest.mark.parametrize("case", CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}"
                                                for c in CASES])
-def test_matches_reference_cpu(case, impl, monkeypatch):
-    # Outputs are allocated NaN-filled, so an element the kernels never write shows up.
-    real_empty = torch.empty
-
-    def nan_empty(*args, **kwargs):
-        t = real_empty(*args, **kwargs)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
+def test_matches_reference_cpu(case, impl, monkeypatch, nan_empty):
+    # nan_empty: an output element the kernels never write shows up as NaN
     seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, transposed, n_in, keep = case
     # Small tiles so that several channel blocks and chunks (and a ragged last chunk) are run;
     # n_in changes how the states split between registers and lanes; keep=False reruns the
@@ -158,16 +151,9 @@ LANES_CASES = [
 
 @pytest.mark.parametrize("case", LANES_CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}"
                                                      for c in LANES_CASES])
-def test_lanes_matches_reference_cpu(case, monkeypatch):
+def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     """The lanes kernels (warp shuffles emulated under the interpreter, lane for lane): two
     programs or two warps a program, several chunks, every optional input in some case."""
-    real_empty = torch.empty
-
-    def nan_empty(*args, **kwargs):
-        t = real_empty(*args, **kwargs)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
     seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, chunk, warps, keep = case
     monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
     monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
