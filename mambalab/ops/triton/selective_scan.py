@@ -285,7 +285,7 @@ class SelectiveScanFn(torch.autograd.Function):
         # the step and lanes kernels: keep the states (h every step_state_every or lanes_chunk
         # steps) rather than rerun the forward in the backward (0.7 ms a layer for lanes at B=8)
         keep = (CONFIG["keep_states"] or CONFIG["impl"] == "step"
-                or lanes_ok(u, delta, B, C, z))
+                or (lanes_ok(u, delta, B, C, z) and any(ctx.needs_input_grad)))
         y, last, states = selective_scan_fwd(
             u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state, doc_starts,
             return_last_state=return_last_state, save_states=keep)
