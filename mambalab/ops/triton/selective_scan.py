@@ -31,7 +31,7 @@ lanes (and step) kernels the mixer keeps the forward's states and the backward g
 (``bwd_writes_y``); with the tile kernels it drops ``states`` and reruns ``selective_scan_fwd``
 in its backward. ``keep_states``: the autograd Function keeps the tile kernels' chunk states
 rather than rerunning the forward (faster, but 403 MB a layer at B=8, L=2048, D=1536; off by
-default; the lanes kernels' states, 201 MB, are always kept).
+default; the lanes kernels' states, 201 MB, are kept whenever a backward can follow).
 """
 from __future__ import annotations
 
@@ -218,8 +218,9 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
                        delta_softplus=True, doc_starts=None, states=None, dlast_state=None,
                        du_out=None, ddelta_out=None, dz_out=None, y_out=None):
-    """Raw backward: a dict of gradients. See the module docstring. ``y_out`` (step kernels
-    only, see ``bwd_writes_y``): also write the forward's y there, as the backward recomputes it."""
+    """Raw backward: a dict of gradients. See the module docstring. ``y_out`` (step and lanes
+    kernels only, see ``bwd_writes_y``): also write the forward's y there, as the backward
+    recomputes it."""
     if y_out is not None and not bwd_writes_y(u, delta, B, C, z):
         raise ValueError("y_out needs the step or lanes kernels (the tile backward does not "
                          "compute y)")
