@@ -111,6 +111,7 @@ def test_matches_reference(dtype, with_bias, with_init, with_docs, channel_last,
     (torch.float32, True, True, "silu", 4, 48, 16, 1),   # 3 segments, several chunks each
     (torch.bfloat16, False, True, "silu", 4, 40, 16, 2),  # a short last segment, 2 warps
     (torch.float32, True, False, None, 9, 24, 256, 1),    # W = K + 1, one segment
+    (torch.float32, True, True, "silu", 2, 8, 8, 1),      # W = 2, one chunk in all
 ])
 def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
                                       seg_len, warps, monkeypatch, nan_empty):
