@@ -28,8 +28,7 @@ fi
 export MAMBALAB_SCAN_CONFIG=${SCAN:-}
 if [ "$step" = bench ]; then
   # the conv implementation for this run (rows only if bench_conv.py showed it faster)
-  [ "${CONV:-tile}" = rows ] && sed -i 's/CONFIG = {"impl": "tile", "rows_chunk"/CONFIG = {"impl": "rows", "rows_chunk"/' mambalab/ops/triton/causal_conv1d.py
-  grep -n '^CONFIG' mambalab/ops/triton/causal_conv1d.py
+  export MAMBALAB_CONV_CONFIG="{\"impl\": \"${CONV:-tile}\"}"; echo "conv: $MAMBALAB_CONV_CONFIG"
   run bench 560 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
   tail -n 40 $LOGS/bench.log
   $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1; cat $OUT/bench.md

@@ -196,3 +196,16 @@ def test_full_size_gpu(dtype):
     for a, b in zip(got, want):
         scale = b.abs().max()
         torch.testing.assert_close(a.float() / scale, b / scale, **tol)
+
+
+def test_conv_config_from_env(monkeypatch):
+    from mambalab.ops.triton import causal_conv1d as cc
+    from mambalab.ops.triton import config_from_env
+
+    config = dict(cc.CONFIG)
+    monkeypatch.setenv("MAMBALAB_CONV_CONFIG", '{"impl": "rows", "rows_seg_len": 128}')
+    config_from_env(config, "MAMBALAB_CONV_CONFIG")
+    assert config["impl"] == "rows" and config["rows_seg_len"] == 128
+    monkeypatch.setenv("MAMBALAB_CONV_CONFIG", '{"seg_len": 128}')
+    with pytest.raises(ValueError, match=r"MAMBALAB_CONV_CONFIG: unknown keys \['seg_len'\]"):
+        config_from_env(config, "MAMBALAB_CONV_CONFIG")

@@ -6,6 +6,7 @@ CPU-only machine runs them under ``TRITON_INTERPRET=1`` (tests only: the interpr
 from __future__ import annotations
 
 import importlib
+import json
 import os
 
 import torch
@@ -33,6 +34,23 @@ def unavailable_reason(device: torch.device | str | None = None) -> str | None:
     if os.environ.get("TRITON_INTERPRET") == "1":
         return None
     return "Triton kernels run on CUDA GPUs (or on the CPU under TRITON_INTERPRET=1, for tests)"
+
+
+def config_from_env(config: dict, var: str) -> None:
+    """Update a kernel module's CONFIG from the JSON object in environment variable ``var``
+    (benchmarks, A/B runs: ``MAMBALAB_SCAN_CONFIG='{"impl": "tile"}'``); an unknown key or text
+    that is not JSON is an error naming the known keys."""
+    text = os.environ.get(var)
+    if not text:
+        return
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{var} is not JSON ({e}): {text!r}") from None
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(f"{var}: unknown keys {unknown}; known: {sorted(config)}")
+    config.update(overrides)
 
 
 def available(device: torch.device | str | None = None) -> bool:

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton import config_from_env
 from mambalab.ops.triton.causal_conv1d_rows import conv_rows_bwd, conv_rows_fwd
 
 # 32 x 32 tiles: no register spills in any kernel here (checked with cuobjdump for sm_90)
@@ -27,6 +28,8 @@ _BLOCK_L = 32
 # session's last GPU call, so it has not been timed; the tile kernels took 0.95 ms a layer at
 # B=16, L=2048, D=1536 in the mixer on an H200, causal-conv1d's 0.20 (docs/performance.md).
 CONFIG = {"impl": "tile", "rows_chunk": 8, "rows_seg_len": 256, "rows_warps": 1}
+# MAMBALAB_CONV_CONFIG='{"impl": "rows"}' (JSON) overrides CONFIG keys for a process (benchmarks).
+config_from_env(CONFIG, "MAMBALAB_CONV_CONFIG")
 
 
 def rows_ok(x: torch.Tensor, weight: torch.Tensor, initial_state: torch.Tensor | None,

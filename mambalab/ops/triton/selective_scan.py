@@ -35,12 +35,11 @@ default; the lanes kernels' states, 201 MB, are kept whenever a backward can fol
 """
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 
-from mambalab.ops.triton import unavailable_reason
+from mambalab.ops.triton import config_from_env, unavailable_reason
 from mambalab.ops.triton.selective_scan_bwd import grad_buffers, scan_bwd_launch
 from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 from mambalab.ops.triton.selective_scan_lanes_bwd import lanes_bwd_launch
@@ -88,17 +87,7 @@ CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_prefetch":
 
 def _config_from_env() -> None:
     """MAMBALAB_SCAN_CONFIG='{"impl": "step", ...}' overrides CONFIG keys (benchmarks, A/B runs)."""
-    text = os.environ.get("MAMBALAB_SCAN_CONFIG")
-    if not text:
-        return
-    try:
-        overrides = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"MAMBALAB_SCAN_CONFIG is not JSON ({e}): {text!r}") from None
-    unknown = sorted(set(overrides) - set(CONFIG))
-    if unknown:
-        raise ValueError(f"MAMBALAB_SCAN_CONFIG: unknown keys {unknown}; known: {sorted(CONFIG)}")
-    CONFIG.update(overrides)
+    config_from_env(CONFIG, "MAMBALAB_SCAN_CONFIG")
 
 
 _config_from_env()
