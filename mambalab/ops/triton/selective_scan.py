@@ -35,8 +35,6 @@ default; the lanes kernels' states, 201 MB, are kept whenever a backward can fol
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
 from mambalab.ops.triton import config_from_env, unavailable_reason
