@@ -338,7 +338,7 @@ def lanes_sweep(out: str) -> int:
                 {"impl": "lanes", "lanes_chunk": k, "lanes_warps": w, "lanes_prefetch": pf}, (8,))
         x32 = inputs(8, 1536, 16, 2048, torch.float32, dbl=True)
         run("tile_fp32", {"impl": "tile"}, (8,), x32)
-        run("lanes_fp32", {"impl": "lanes"}, (8,), x32)
+        run("lanes_fp32", {"impl": "lanes", "lanes_fp32": True}, (8,), x32)
     ss.CONFIG.clear(); ss.CONFIG.update(base, impl="lanes")
     code = finish(rows, "lanes", os.path.join(out, "bench_scan_lanes.json"))
     ss.CONFIG.clear(); ss.CONFIG.update(base)

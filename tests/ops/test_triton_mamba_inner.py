@@ -89,6 +89,7 @@ def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
         monkeypatch.setitem(cc.CONFIG, "impl", "rows")
         monkeypatch.setitem(cc.CONFIG, "rows_seg_len", 16)
     monkeypatch.setitem(ss.CONFIG, "impl", impl)
+    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)  # the fp32 cases run the lanes kernels
     monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
     monkeypatch.setitem(ss.CONFIG, "step_seg_len", 16)
 

@@ -156,6 +156,7 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     programs or two warps a program, several chunks, every optional input in some case."""
     seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, chunk, warps, keep = case
     monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)  # fp32 cases run the lanes kernels too
     monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
     monkeypatch.setitem(ss.CONFIG, "lanes_warps", warps)
     monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
@@ -177,6 +178,8 @@ def test_lanes_contract_falls_back_to_tile(monkeypatch):
                            with_d=True, with_bias=True, with_h0=False, with_docs=False,
                            transposed=transposed, gen=gen)
         return ss.lanes_ok(x["u"], x["delta"], x["B"], x["C"], x["z"])
+    assert not ok()                 # fp32 inputs: the tile kernels unless lanes_fp32
+    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)
     assert ok()
     assert not ok(dstate=32)        # B and C of one step fill one warp: N <= 16
     assert not ok(dim=48)           # channels in whole warps

@@ -73,8 +73,12 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # gives y back) took 2.31 ms at B=8 and 3.77 at B=16, against 2.55 and 4.53 for "tile"
 # (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
 # channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
-# time that is not 1) take the tile kernels.
+# time that is not 1), and fp32 inputs unless lanes_fp32, take the tile kernels.
+# lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
+# were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
+# inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_prefetch": 0,
+          "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -121,6 +125,9 @@ def lanes_ok(u, delta, B, C, z) -> bool:
     batch, dim, seqlen = u.shape
     dstate = B.shape[1]
     unit_l = all(t is None or t.stride(2) == 1 for t in (u, delta, B, C, z))
+    if not CONFIG["lanes_fp32"] and any(t is not None and t.element_size() > 2
+                                        for t in (u, delta, B, C, z)):
+        return False
     return (dstate <= 16 and dim % (32 * CONFIG["lanes_warps"]) == 0
             and seqlen % CONFIG["lanes_chunk"] == 0 and unit_l and B.dtype == C.dtype)
 
