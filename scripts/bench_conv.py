@@ -5,7 +5,7 @@
 At Mamba-130M's layer shape (D=1536, L=2048, W=4, bf16, SiLU) and B=8 and 16, on the mixer's
 layout (x a (B, D, L) view of a (D, B*L) matrix: unit stride along time): the forward, and the
 backward (what the mixer's backward runs: the forward again for x_proj's input, then the
-backward), for CONFIG["impl"] = "tile" and "rows" (rows_seg_len 128, 256, 512), and causal-conv1d's
+backward), for CONFIG["impl"] = "tile" and "rows" (VARIANTS: segment lengths, chunk, warps), and causal-conv1d's
 kernels when importable; then the rows kernels checked against the tile kernels (outputs and
 gradients, with document starts). Writes bench_conv.json. This is the measurement that decides
 causal_conv1d.CONFIG's default (docs/performance.md).
@@ -89,6 +89,14 @@ def check() -> dict:
     return rel
 
 
+# rows variants: segment length, K steps a vector (16: two 16-byte loads per lane, a whole
+# 32-byte sector of a bf16 row), warps per program
+VARIANTS = [("rows_default", {"impl": "rows"})] + [(f"rows_K{k}_seg{s}_W{w}", {"impl": "rows", "rows_chunk": k, "rows_seg_len": s,
+                                        "rows_warps": w})
+            for k, s, w in ((8, 128, 1), (8, 256, 1), (8, 512, 1), (16, 256, 1), (16, 512, 1),
+                            (16, 256, 2), (16, 1024, 1))]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -96,9 +104,7 @@ def main() -> int:
     base = dict(cc.CONFIG)
     rows = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
     for batch in (8, 16):
-        for key, cfg in (("tile", {"impl": "tile"}),
-                         *((f"rows_seg{s}", {"impl": "rows", "rows_seg_len": s})
-                           for s in (128, 256, 512))):
+        for key, cfg in (("tile", {"impl": "tile"}), *VARIANTS):
             cc.CONFIG.clear(); cc.CONFIG.update(base, **cfg)
             rows[f"B{batch}_{key}"] = time_ours(batch)
             print(f"B{batch} {key:14s}", rows[f"B{batch}_{key}"], flush=True)

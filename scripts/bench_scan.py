@@ -1,6 +1,6 @@
 """Check and time the Triton selective scan on one GPU (docs/kernels/selective_scan.md).
 
-    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes] [--configs all|default] [--out DIR]
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes|lanes-scaling|lanes-variants] [--configs all|default] [--out DIR]
 
 With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
 contiguous inputs, and a few backward tiles.
@@ -333,14 +333,76 @@ def lanes_sweep(out: str) -> int:
     run("tile_default", {"impl": "tile"})
     run("lanes_default", {"impl": "lanes"})
     if not os.environ.get("LANES_QUICK"):  # each variant compiles its own kernels (~20 s)
-        for k, w, pf in ((8, 1, 2), (4, 1, 0), (8, 2, 0)):
-            run(f"lanes_K{k}_W{w}_PF{pf}",
-                {"impl": "lanes", "lanes_chunk": k, "lanes_warps": w, "lanes_prefetch": pf}, (8,))
+        for k, w in ((4, 1), (8, 2)):
+            run(f"lanes_K{k}_W{w}", {"impl": "lanes", "lanes_chunk": k, "lanes_warps": w}, (8,))
         x32 = inputs(8, 1536, 16, 2048, torch.float32, dbl=True)
         run("tile_fp32", {"impl": "tile"}, (8,), x32)
         run("lanes_fp32", {"impl": "lanes", "lanes_fp32": True}, (8,), x32)
     ss.CONFIG.clear(); ss.CONFIG.update(base, impl="lanes")
     code = finish(rows, "lanes", os.path.join(out, "bench_scan_lanes.json"))
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    return code
+
+
+def lanes_scaling(out: str) -> int:
+    """How the lanes kernels' time grows with the batch (warps = B * D / 32): the forward (saving
+    its states, as the mixer runs it) and the backward writing y, at B = 4 .. 64. Flat times
+    mean the kernels are short of warps (latency-bound); proportional ones, that they are
+    throughput-bound. Writes bench_scan_lanes_scaling.json."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__,
+                  "config": dict(ss.CONFIG)}
+    for batch in (4, 8, 16, 32, 64):
+        x = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
+        f, bw = time_mixer_parts(x)
+        rows[f"B{batch}"] = {"fwd": f, "bwd": bw, "warps": batch * 1536 // 32}
+        print(f"B{batch:3d} warps {batch * 48:5d}  fwd {f:.3f}  bwd {bw:.3f}  "
+              f"per 1k rows: fwd {f / batch / 1.536:.4f} bwd {bw / batch / 1.536:.4f}", flush=True)
+        del x
+        torch.cuda.empty_cache()
+    with open(os.path.join(out, "bench_scan_lanes_scaling.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return 0
+
+
+LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's kernels
+    "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": False, "lanes_bwd_split": 1},
+    "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": False, "lanes_bwd_split": 1},
+    "bwd_split2": {"lanes_pipeline": True, "lanes_bwd_pipeline": False, "lanes_bwd_split": 2},
+    "bwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": True, "lanes_bwd_split": 1},
+}
+
+
+def lanes_variants(out: str) -> int:
+    """The lanes kernels' pipelining and backward-split variants as the mixer runs them, at B=8
+    and 16; the fastest forward and backward choices (by B=16) are checked against an fp32 loop
+    and written to best_scan.json (MAMBALAB_SCAN_CONFIG for the benchmark that follows)."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
+    base = dict(ss.CONFIG, impl="lanes")
+    xs = {b: inputs(b, 1536, 16, 2048, torch.bfloat16, dbl=True) for b in (8, 16)}
+    for name, cfg in LANES_VARIANTS.items():
+        ss.CONFIG.clear(); ss.CONFIG.update(base, **cfg)
+        for b in (8, 16):
+            try:
+                f, bw = time_mixer_parts(xs[b])
+            except Exception as e:  # a variant that fails to compile or run is reported
+                rows[f"B{b}_{name}"] = {"error": repr(e)[:300]}
+                print(f"B{b}_{name}", rows[f"B{b}_{name}"], flush=True)
+                continue
+            rows[f"B{b}_{name}"] = {"fwd": f, "bwd": bw, "total": f + bw, "config": cfg}
+            print(f"B{b}_{name:12s} fwd {f:.3f}  bwd {bw:.3f}  total {f + bw:.3f}", flush=True)
+    ok = {n: rows[f"B16_{n}"] for n in LANES_VARIANTS if "fwd" in rows.get(f"B16_{n}", {})}
+    fwd_best = min(("base", "fwd_pipe"), key=lambda n: ok.get(n, {"fwd": 1e9})["fwd"])
+    bwd_best = min(ok, key=lambda n: ok[n]["bwd"])
+    best = {"impl": "lanes",
+            "lanes_pipeline": LANES_VARIANTS[fwd_best]["lanes_pipeline"],
+            "lanes_bwd_pipeline": LANES_VARIANTS[bwd_best]["lanes_bwd_pipeline"],
+            "lanes_bwd_split": LANES_VARIANTS[bwd_best]["lanes_bwd_split"]}
+    rows["best"] = best
+    print("best lanes config:", json.dumps(best), flush=True)
+    with open(os.path.join(out, "best_scan.json"), "w") as f:
+        json.dump(best, f)
+    ss.CONFIG.clear(); ss.CONFIG.update(base, **best)
+    code = finish(rows, "lanes_variants", os.path.join(out, "bench_scan_lanes_variants.json"))
     ss.CONFIG.clear(); ss.CONFIG.update(base)
     return code
 
@@ -390,7 +452,8 @@ def time_raw_part(part, x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
-    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg", "lanes"])
+    ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg", "lanes",
+                                                     "lanes-scaling", "lanes-variants"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
@@ -402,6 +465,10 @@ def main():
         return seg_sweep(args.out)
     if args.impl == "lanes":
         return lanes_sweep(args.out)
+    if args.impl == "lanes-scaling":
+        return lanes_scaling(args.out)
+    if args.impl == "lanes-variants":
+        return lanes_variants(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()

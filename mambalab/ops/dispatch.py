@@ -29,12 +29,13 @@ AUTO_PREFERENCE: dict[str, tuple[str, ...]] = {
     "rms_norm": ("triton", "cuda", "reference"),
     "mamba_inner": ("cuda", "triton", "reference"),
 }
-# Above this many scan rows (batch x d_inner) ``auto`` takes the Triton mixer even where
+# From this many scan rows (batch x d_inner) ``auto`` takes the Triton mixer even where
 # mamba_ssm's runs: its lanes scan (one thread per row) needs many rows to fill the GPU. Measured
-# on an H200 in one run of `python -m mambalab.bench` (2026-12-01, docs/performance.md),
-# Mamba-130M (d_inner 1536): at 16 x 2048 (24,576 rows) the Triton mixer 201.5k tokens/s against
-# 189.6k with mamba_ssm's; at 8 x 2048 (12,288 rows) 152.4k against 171.1k.
-AUTO_TRITON_MIXER_MIN_ROWS = 24576
+# on an H200 in one run of `python -m mambalab.bench` (2026-12-01, fifth session,
+# docs/performance.md), Mamba-130M (d_inner 1536): at 8 x 2048 (12,288 rows) the Triton mixer
+# 167.4k tokens/s against 159.1k with mamba_ssm's (auto's rule then), at 16 x 2048 224.0k against
+# 183.8k (kernels=cuda). Smaller batches were not measured: they keep mamba_ssm's mixer.
+AUTO_TRITON_MIXER_MIN_ROWS = 12288
 
 
 def auto_mixer(kernels: dict[str, str], batch: int, d_inner: int,

@@ -81,8 +81,8 @@ def test_auto_mixer_takes_triton_for_many_rows(monkeypatch):
     kernels = {"selective_scan": "cuda", "causal_conv1d": "cuda", "rms_norm": "triton",
                "mamba_inner": "cuda"}
     rows = dispatch.AUTO_TRITON_MIXER_MIN_ROWS
-    assert dispatch.auto_mixer(kernels, 8, 1536, "cuda") == kernels          # 12,288 rows
-    big = dispatch.auto_mixer(kernels, rows // 1536, 1536, "cuda")           # 16 x 1536
+    assert dispatch.auto_mixer(kernels, rows // 1536 - 1, 1536, "cuda") == kernels  # 7 x 1536
+    big = dispatch.auto_mixer(kernels, rows // 1536, 1536, "cuda")           # 8 x 1536
     assert big == dict(kernels, mamba_inner="triton") and kernels["mamba_inner"] == "cuda"
     # no Triton where it would run: mamba_ssm's mixer stays
     monkeypatch.setattr(dispatch, "unavailable_reason",

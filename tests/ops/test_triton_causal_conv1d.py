@@ -112,6 +112,8 @@ def test_matches_reference(dtype, with_bias, with_init, with_docs, channel_last,
     (torch.bfloat16, False, True, "silu", 4, 40, 16, 2),  # a short last segment, 2 warps
     (torch.float32, True, False, None, 9, 24, 256, 1),    # W = K + 1, one segment
     (torch.float32, True, True, "silu", 2, 8, 8, 1),      # W = 2, one chunk in all
+    (torch.bfloat16, True, True, "silu", 4, 64, 32, 1),   # K = 16 (16-bit inputs), 2 segments
+    (torch.bfloat16, True, False, "silu", 4, 96, "auto", 1),  # auto segments (one on the CPU)
 ])
 def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
                                       seg_len, warps, monkeypatch, nan_empty):
@@ -127,6 +129,8 @@ def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, w
     x, weight, bias, _, docs = _case(3, bsz, dim, seqlen, width, dtype, with_bias, False,
                                      with_docs, False)
     assert cc.rows_ok(x, weight, None, x)
+    want_k = 16 if dtype == torch.bfloat16 and seqlen % 16 == 0 else 8
+    assert cc.rows_chunk(x, width) == want_k
     leaves = [t for t in (x, weight, bias) if t is not None]
     for t in leaves:
         t.requires_grad_(True)

@@ -21,34 +21,57 @@ from mambalab.ops.triton.causal_conv1d_rows import conv_rows_bwd, conv_rows_fwd
 _BLOCK_D = 32
 _BLOCK_L = 32
 
-# impl: "tile" (this file's kernels: (32 channels, 32 steps) tiles, the backward in two passes
-# through a (B, D, L) fp32 buffer) or "rows" (causal_conv1d_rows.py: one thread per (batch,
-# channel) and time segment of rows_seg_len steps, K = rows_chunk steps a vector, no buffer).
-# "rows" is not the default yet: it is tested (CPU, interpreter) but was written after this
-# session's last GPU call, so it has not been timed; the tile kernels took 0.95 ms a layer at
-# B=16, L=2048, D=1536 in the mixer on an H200, causal-conv1d's 0.20 (docs/performance.md).
-CONFIG = {"impl": "tile", "rows_chunk": 8, "rows_seg_len": 256, "rows_warps": 1}
-# MAMBALAB_CONV_CONFIG='{"impl": "rows"}' (JSON) overrides CONFIG keys for a process (benchmarks).
+# impl: "rows" (causal_conv1d_rows.py: one thread per (batch, channel) row and time segment, K
+# steps a vector, no buffer) or "tile" (this file's kernels: (32 channels, 32 steps) tiles, the
+# backward in two passes through a (B, D, L) fp32 buffer). "rows" is the default since the fifth
+# session's H200 run (scripts/bench_conv.py, mixer layout, B=16, L=2048, D=1536): forward 0.122
+# ms against 0.186, backward with the forward it reruns 0.309 against 0.802
+# (docs/kernels/causal_conv1d.md). Shapes outside its contract (rows_ok) take the tile kernels.
+# rows_chunk: K for 16-bit inputs (16: two 16-byte loads per lane, a whole 32-byte sector of a
+# bf16 row; fp32 inputs take at most 8, one vector per 16-byte load), lowered to a power of two
+# that divides L. rows_seg_len: steps per program, or "auto": as many segments as bring the
+# programs to about rows_warps_per_sm warps per SM (12 was the fastest measured: 1024 steps at
+# B=16, 512 at B=8; shorter segments reread more of the window and were slower).
+CONFIG = {"impl": "rows", "rows_chunk": 16, "rows_seg_len": "auto", "rows_warps": 1,
+          "rows_warps_per_sm": 12}
+# MAMBALAB_CONV_CONFIG='{"impl": "tile"}' (JSON) overrides CONFIG keys for a process (benchmarks).
 config_from_env(CONFIG, "MAMBALAB_CONV_CONFIG")
+
+
+def rows_chunk(x: torch.Tensor, width: int) -> int | None:
+    """K for the rows kernels: CONFIG's rows_chunk (at most 8 for 32-bit inputs), halved until it
+    divides L; None when no K >= max(W - 1, 2) does."""
+    k = min(CONFIG["rows_chunk"], 256 // (8 * x.element_size()))
+    while k >= max(width - 1, 2):
+        if x.shape[2] % k == 0:
+            return k
+        k //= 2
+    return None
 
 
 def rows_ok(x: torch.Tensor, weight: torch.Tensor, initial_state: torch.Tensor | None,
             *outs: torch.Tensor) -> bool:
     """Whether the rows kernels take this call: CONFIG["impl"] == "rows" and their contract
-    (no initial state, W <= rows_chunk + 1, whole chunks, whole warps of channels, unit stride
-    along time for x and every output / gradient given)."""
+    (no initial state, a K from rows_chunk, so W <= K + 1 and whole chunks, whole warps of
+    channels, unit stride along time for x and every output / gradient given)."""
     if CONFIG["impl"] != "rows":
         return False
-    bsz, dim, seqlen = x.shape
-    chunk = CONFIG["rows_chunk"]
-    return (initial_state is None and weight.shape[1] <= chunk + 1 and seqlen % chunk == 0
-            and dim % (32 * CONFIG["rows_warps"]) == 0
+    return (initial_state is None and rows_chunk(x, weight.shape[1]) is not None
+            and x.shape[1] % (32 * CONFIG["rows_warps"]) == 0
             and all(t.stride(2) == 1 for t in (x, *outs)))
 
 
-def _rows_kw() -> dict:
-    return dict(chunk=CONFIG["rows_chunk"], seg_len=CONFIG["rows_seg_len"],
-                num_warps=CONFIG["rows_warps"])
+def _rows_kw(x: torch.Tensor, width: int) -> dict:
+    chunk = rows_chunk(x, width)
+    seg_len = CONFIG["rows_seg_len"]
+    bsz, dim, seqlen = x.shape
+    if seg_len == "auto":
+        sms = (torch.cuda.get_device_properties(x.device).multi_processor_count
+               if x.device.type == "cuda" else 1)
+        warps_per_seg = bsz * dim // 32  # one warp per 32 rows and segment, whatever rows_warps
+        n_segs = max(1, round(sms * CONFIG["rows_warps_per_sm"] / warps_per_seg))
+        seg_len = -(-seqlen // n_segs)
+    return dict(chunk=chunk, seg_len=int(seg_len), num_warps=CONFIG["rows_warps"])
 
 
 @triton.jit
@@ -264,7 +287,7 @@ def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     width = weight.shape[1]
     out = _like_layout(x) if out is None else out
     if rows_ok(x, weight, initial_state, out):
-        return conv_rows_fwd(x, weight, bias, seg, silu, out, **_rows_kw())
+        return conv_rows_fwd(x, weight, bias, seg, silu, out, **_rows_kw(x, width))
     grid = (bsz, triton.cdiv(dim, _BLOCK_D), triton.cdiv(seqlen, _BLOCK_L))
     _conv_fwd_kernel[grid](
         x, weight, bias if bias is not None else weight, initial_state if initial_state is not None
@@ -287,7 +310,7 @@ def causal_conv1d_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     width = weight.shape[1]
     dx = _like_layout(x) if dx is None else dx
     if rows_ok(x, weight, initial_state, dout, dx):
-        return (*conv_rows_bwd(x, weight, bias, seg, dout, silu, dx, **_rows_kw()), None)
+        return (*conv_rows_bwd(x, weight, bias, seg, dout, silu, dx, **_rows_kw(x, width)), None)
     dpre = _like_layout(x, torch.float32)                                   # (B, D, L) fp32
     n_l = triton.cdiv(seqlen, _BLOCK_L)
     dw_part = torch.empty(bsz * n_l, dim, width, device=x.device, dtype=torch.float32)

@@ -23,12 +23,15 @@ FAST_SHFL: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") !
 
 
 @triton.jit
-def shfl_idx(x, SRC: tl.constexpr, BD: tl.constexpr):
-    """Every lane of each warp gets lane SRC's value of x (BD,) fp32."""
+def shfl_idx(x, SRC: tl.constexpr, BD: tl.constexpr, PURE: tl.constexpr = True):
+    """Every lane of each warp gets lane SRC's value of x (BD,) fp32. PURE=False keeps the
+    compiler from merging equal shuffles (and so everything computed from them): the lanes
+    backward recomputes states on purpose, to keep fewer of them live, and merged, the recomputed
+    values (and the B values) would stay live across the chunk and spill."""
     if FAST_SHFL:
         src = tl.full([BD], SRC, tl.int32)
         return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
-                                         [x, src], dtype=tl.float32, is_pure=True, pack=1)
+                                         [x, src], dtype=tl.float32, is_pure=PURE, pack=1)
     else:
         xr = tl.reshape(x, (BD // 32, 32))
         v = tl.sum(tl.where(tl.arange(0, 32)[None, :] == SRC, xr, 0.0), axis=1)  # (warps,)
@@ -65,7 +68,22 @@ def reduce_scatter32(vals, lane, BD: tl.constexpr):
     """vals: 32 (BD,) tensors. Returns one (BD,) tensor whose lane i holds the sum of vals[i] over
     the 32 lanes of its warp: 31 exchanges (16 + 8 + 4 + 2 + 1), where a butterfly all-reduce of
     each value would take 160."""
-    v = _level(vals, 16, 16, lane, BD)
+    return reduce_scatter_rest(_level(vals, 16, 16, lane, BD), lane, BD)
+
+
+@triton.jit
+def first_level_pair(lo, hi, lane, BD: tl.constexpr):
+    """reduce_scatter32's first level for one pair (vals[i], vals[i + 16]) = (lo, hi), done as
+    soon as the pair exists, so that 16 values, not 32, wait for the other levels."""
+    up = (lane // 16) % 2
+    keep = tl.where(up != 0, hi, lo)
+    send = tl.where(up != 0, lo, hi)
+    return keep + shfl_xor(send, 16, BD)
+
+
+@triton.jit
+def reduce_scatter_rest(v, lane, BD: tl.constexpr):
+    """reduce_scatter32 after its first level: 16 values (first_level_pair's) -> one."""
     v = _level(v, 8, 8, lane, BD)
     v = _level(v, 4, 4, lane, BD)
     v = _level(v, 2, 2, lane, BD)
@@ -113,18 +131,58 @@ def join_steps(ts, BD: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
-def load_steps(base, t, BD: tl.constexpr, K: tl.constexpr):
-    """K steps from time t of each lane's row (base: (BD, 1) pointers, unit stride along time)
-    as K fp32 (BD,) tensors. At most 16 bytes per load, so that the vector lies along time in one
-    thread and the lanes stay on channels (a wider tile would be split over two lanes)."""
+def load_raw(base, t, K: tl.constexpr):
+    """K steps from time t of each lane's row (base: (BD, 1) pointers, unit stride along time) as
+    they are in memory: a tuple of one (BD, K) tile, or of two (BD, K / 2) when K steps exceed 16
+    bytes (so that the vector lies along time in one thread and the lanes stay on channels; a
+    wider tile would be split over two lanes). Issued a chunk before ``raw_steps`` converts it,
+    the load's latency hides behind that chunk's work."""
     BITS: tl.constexpr = base.dtype.element_ty.primitive_bitwidth
     if K * BITS <= 128:
-        return split_steps(tl.load(base + t + tl.arange(0, K)[None, :]).to(tl.float32), BD, K)
+        return (tl.load(base + t + tl.arange(0, K)[None, :]),)
     else:
         H: tl.constexpr = K // 2
-        lo = split_steps(tl.load(base + t + tl.arange(0, H)[None, :]).to(tl.float32), BD, H)
-        hi = split_steps(tl.load(base + (t + H) + tl.arange(0, H)[None, :]).to(tl.float32), BD, H)
-        return lo + hi
+        return (tl.load(base + t + tl.arange(0, H)[None, :]),
+                tl.load(base + (t + H) + tl.arange(0, H)[None, :]))
+
+
+@triton.jit
+def load_raw_masked(base, t, mask, K: tl.constexpr):
+    """load_raw with a (BD, 1) mask: zeros where it is False."""
+    BITS: tl.constexpr = base.dtype.element_ty.primitive_bitwidth
+    if K * BITS <= 128:
+        return (tl.load(base + t + tl.arange(0, K)[None, :], mask=mask, other=0.0),)
+    else:
+        H: tl.constexpr = K // 2
+        return (tl.load(base + t + tl.arange(0, H)[None, :], mask=mask, other=0.0),
+                tl.load(base + (t + H) + tl.arange(0, H)[None, :], mask=mask, other=0.0))
+
+
+@triton.jit
+def raw_steps(raw, BD: tl.constexpr, K: tl.constexpr):
+    """load_raw's tiles -> K fp32 (BD,) tensors, step 0 first."""
+    BITS: tl.constexpr = raw[0].dtype.primitive_bitwidth
+    if K * BITS <= 128:
+        return split_steps(raw[0].to(tl.float32), BD, K)
+    else:
+        H: tl.constexpr = K // 2
+        return (split_steps(raw[0].to(tl.float32), BD, H)
+                + split_steps(raw[1].to(tl.float32), BD, H))
+
+
+@triton.jit
+def load_steps(base, t, BD: tl.constexpr, K: tl.constexpr):
+    """K steps from time t of each lane's row as K fp32 (BD,) tensors (load_raw, then raw_steps)."""
+    return raw_steps(load_raw(base, t, K), BD, K)
+
+
+@triton.jit
+def take(ts, I: tl.constexpr, n: tl.constexpr):
+    """ts[I : I + n] of a tuple (slicing a tuple is not Triton syntax)."""
+    out = ()
+    for j in tl.static_range(n):
+        out = out + (ts[I + j],)
+    return out
 
 
 @triton.jit
@@ -157,14 +215,3 @@ def store_steps(base, t, ts, BD: tl.constexpr, K: tl.constexpr):
                  join_steps(_first_half(ts, H), BD, H).to(ty))
         tl.store(base + (t + H) + tl.arange(0, H)[None, :],
                  join_steps(_second_half(ts, H), BD, H).to(ty))
-
-
-@triton.jit
-def prefetch(ptrs):
-    """Ask for the lines at ``ptrs`` (any shape of pointers) to be brought into L1, without
-    waiting. The lanes kernels have one warp per (batch, 32 channels), so few warps per SM to hide
-    a load's latency behind: a chunk's inputs are requested a few chunks before they are read.
-    A no-op under the interpreter."""
-    if FAST_SHFL:
-        tl.inline_asm_elementwise("prefetch.global.L1 [$1]; mov.u32 $0, 0;", "=r,l", [ptrs],
-                                  dtype=tl.int32, is_pure=False, pack=1)

@@ -67,8 +67,16 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # docs/kernels/selective_scan.md), so the warp count is not their limit.
 # "lanes" keys (selective_scan_lanes_*.py: one thread per (batch, channel), its N <= 16 states in
 # registers, K = lanes_chunk steps unrolled per chunk, B and C broadcast by warp shuffles):
-# lanes_warps channels-of-32 per program; lanes_prefetch: chunks ahead whose inputs are requested
-# into L1 (0: none; 2 measured slower on an H200, forward 0.75 against 0.70 ms at B=8).
+# lanes_warps channels-of-32 per program; lanes_pipeline: each chunk issues the next chunk's
+# loads (its inputs and, in the backward, its saved state) before its own work, holding them in
+# registers: Nsight Compute on the H200 showed the first use of a chunk's loads as the single
+# largest stall of the forward (13% of its samples), since a chunk's loads were issued right
+# before their use. (An L1 prefetch a few chunks ahead, tried before, measured slower.)
+# lanes_bwd_pipeline: the same in the backward (its next chunk's inputs and saved state); off,
+# since with them held the backward spills ten times as much (offline SASS, sm_90).
+# lanes_bwd_split: 2 runs the backward's recompute-and-reverse a half chunk at a time, so that
+# K / 2 steps of states (not K) are live (at K = 8 the backward uses 255 registers and spills);
+# offline SASS shows no fewer spills, so 1 until a GPU run says otherwise.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
 # gives y back) took 2.31 ms at B=8 and 3.77 at B=16, against 2.55 and 4.53 for "tile"
 # (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
@@ -77,7 +85,8 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
-CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_prefetch": 0,
+CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
+          "lanes_bwd_pipeline": False, "lanes_bwd_split": 1,
           "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -187,7 +196,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
-            prefetch_chunks=CONFIG["lanes_prefetch"], y_out=y_out)
+            pipeline=CONFIG["lanes_pipeline"], y_out=y_out)
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
@@ -234,7 +243,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             delta_softplus=delta_softplus, doc_starts=docs, states=states,
             dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
-            prefetch_chunks=CONFIG["lanes_prefetch"], y_out=y_out)
+            pipeline=CONFIG["lanes_bwd_pipeline"], split=CONFIG["lanes_bwd_split"], y_out=y_out)
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -19,10 +19,10 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import (load_steps, prefetch, reduce_scatter32, shfl_idx, split_steps,
-                                      store_steps)
+from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
+                                      shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
-from mambalab.ops.triton.selective_scan_lanes_fwd import load_bc, per_channel
+from mambalab.ops.triton.selective_scan_lanes_fwd import chunk_inputs, per_channel, unpack_inputs
 
 
 @triton.jit
@@ -30,6 +30,136 @@ def _reversed(ts, K: tl.constexpr):
     out = ()
     for i in tl.static_range(K):
         out = out + (ts[K - 1 - i],)
+    return out
+
+
+@triton.jit
+def _recompute(hp, dts, u, bc, doc, A2, J0: tl.constexpr, NJ: tl.constexpr,
+               HAS_DOCS: tl.constexpr, N: tl.constexpr, BD: tl.constexpr):
+    """h for steps J0 .. J0 + NJ - 1 of the chunk from hp, the state before step J0: a tuple of
+    NJ tuples of N (BD,) tensors."""
+    hs = ()
+    for jj in tl.static_range(NJ):
+        dtu = dts[J0 + jj] * u[J0 + jj]
+        hn = ()
+        for n in tl.static_range(N):
+            a = tl.exp2(dts[J0 + jj] * A2[n])
+            if HAS_DOCS:
+                a = tl.where(doc[J0 + jj] != 0, 0.0, a)
+            hn = hn + (a * hp[n] + dtu * shfl_idx(bc[J0 + jj], n, BD, False),)
+        hs = hs + (hn,)
+        hp = hn
+    return hs
+
+
+@triton.jit
+def _reverse(g, dA_acc, dD_acc, dbias_acc, hs, hbefore, dts, dtps, u, dy, z, bc, doc, A2, Dv,
+             lane, zero, J0: tl.constexpr, NJ: tl.constexpr,
+             HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr,
+             HAS_DOCS: tl.constexpr, WRITE_Y: tl.constexpr, N: tl.constexpr, BD: tl.constexpr):
+    """The reverse recurrence over steps J0 + NJ - 1 down to J0 (hs: their states, from
+    _recompute; hbefore: the state before step J0). Returns the carried sums and, per output,
+    NJ (BD,) tensors in time order."""
+    du_r = ()
+    ddt_r = ()
+    dz_r = ()
+    dbc_r = ()
+    y_r = ()
+    for jj in tl.static_range(NJ):
+        # step J0 + NJ - 1 - jj (written out: Triton 3.6 does not keep a name assigned here
+        # constexpr)
+        if NJ - 1 - jj > 0:
+            hprev = hs[NJ - 2 - jj]
+        else:
+            hprev = hbefore
+        hj = hs[NJ - 1 - jj]
+        dtj = dts[J0 + NJ - 1 - jj]
+        uj = u[J0 + NJ - 1 - jj]
+        dyj = dy[J0 + NJ - 1 - jj]
+        bcj = bc[J0 + NJ - 1 - jj]
+        if HAS_DOCS:
+            docj = doc[J0 + NJ - 1 - jj]
+        if HAS_Z:
+            zj = z[J0 + NJ - 1 - jj]
+            sig = sigmoid(zj)
+            dout = dyj * zj * sig
+        else:
+            dout = dyj
+        dtu = dtj * uj
+        gB = zero
+        gAah = zero
+        ypre = zero
+        gn = ()
+        dbc_1 = ()  # dB_n and dC_n after the reduce-scatter's first level (lanes.py)
+        dA_n = ()
+        for n in tl.static_range(N):
+            Cn = shfl_idx(bcj, 16 + n, BD, False)
+            gv = g[n] + Cn * dout
+            if HAS_Z or WRITE_Y:
+                ypre += Cn * hj[n]
+            dbc_1 = dbc_1 + (first_level_pair(gv * dtu, hj[n] * dout, lane, BD),)
+            gB += gv * shfl_idx(bcj, n, BD, False)
+            a = tl.exp2(dtj * A2[n])
+            if HAS_DOCS:
+                a = tl.where(docj != 0, 0.0, a)
+            gah = gv * (a * hprev[n])  # g_t a_t h_{t-1}
+            dA_n = dA_n + (dA_acc[n] + gah * dtj,)
+            gAah += gah * A2[n]
+            gn = gn + (a * gv,)
+        g = gn
+        dA_acc = dA_n
+        for n in tl.static_range(N, 16):  # pad to 16 (dB_n = dC_n = 0)
+            dbc_1 = dbc_1 + (zero,)
+        dbc_r = dbc_r + (reduce_scatter_rest(dbc_1, lane, BD),)
+        ddt = gAah * 0.6931471805599453 + uj * gB  # A = A2 ln 2
+        if SOFTPLUS:
+            ddt = ddt * sigmoid(dtps[J0 + NJ - 1 - jj])
+        du = dtj * gB
+        if HAS_D:
+            du += Dv * dout
+            dD_acc += dout * uj
+            if HAS_Z or WRITE_Y:
+                ypre += Dv * uj
+        dbias_acc += ddt
+        if HAS_Z:
+            dz_r = dz_r + (dyj * ypre * sig * (1.0 + zj * (1.0 - sig)),)
+        if WRITE_Y:  # the forward's y, which the mixer needs and so need not rerun the forward
+            if HAS_Z:
+                y_r = y_r + (ypre * zj * sig,)
+            else:
+                y_r = y_r + (ypre,)
+        du_r = du_r + (du,)
+        ddt_r = ddt_r + (ddt,)
+    if HAS_Z:
+        dz_r = _reversed(dz_r, NJ)
+    if WRITE_Y:
+        y_r = _reversed(y_r, NJ)
+    return (g, dA_acc, dD_acc, dbias_acc, _reversed(du_r, NJ), _reversed(ddt_r, NJ), dz_r,
+            _reversed(dbc_r, NJ), y_r)
+
+
+@triton.jit
+def _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z: tl.constexpr,
+                   WRITE_Y: tl.constexpr, BD: tl.constexpr, NJ: tl.constexpr):
+    """_reverse's per-step outputs for steps t .. t + NJ - 1."""
+    store_steps(du_ptr + o_off, t, outs[4], BD, NJ)
+    store_steps(ddt_ptr + o_off, t, outs[5], BD, NJ)
+    if HAS_Z:
+        store_steps(dz_ptr + o_off, t, outs[6], BD, NJ)
+    store_steps(dbc_row, t, outs[7], BD, NJ)
+    if WRITE_Y:
+        store_steps(y_row, t, outs[8], BD, NJ)
+
+
+@triton.jit
+def _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row, st, dim, lane, t,
+                HAS_Z: tl.constexpr, HAS_DOCS: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
+    """The forward's chunk inputs, dy, and the saved state at the chunk start (st: pointers),
+    as one flat tuple of raw loads (issued a chunk ahead when PIPE)."""
+    out = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS, N, K)
+    out = out + load_raw(dy_row, t, K)
+    for n in tl.static_range(N):
+        out = out + (tl.load(st + n * dim),)  # (B, n_chunks, N, D): one line per warp
     return out
 
 
@@ -42,8 +172,7 @@ def _lanes_bwd_kernel(
     so_b, so_d, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, WRITE_Y: tl.constexpr, N: tl.constexpr,
-    BD: tl.constexpr,
-    K: tl.constexpr, PF: tl.constexpr,
+    BD: tl.constexpr, K: tl.constexpr, PIPE: tl.constexpr, SPLIT: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -60,13 +189,15 @@ def _lanes_bwd_kernel(
         else:
             g = g + (tl.zeros([BD], dtype=tl.float32),)
         dA_acc = dA_acc + (tl.zeros([BD], dtype=tl.float32),)
+    zero = tl.zeros([BD], dtype=tl.float32)
+    Dv = zero
+    bias = zero
     if HAS_D:
         Dv = tl.load(pc_ptr + d * 2)
     if HAS_BIAS:
         bias = tl.load(pc_ptr + d * 2 + 1)
-    dD_acc = tl.zeros([BD], dtype=tl.float32)
-    dbias_acc = tl.zeros([BD], dtype=tl.float32)
-    zero = tl.zeros([BD], dtype=tl.float32)
+    dD_acc = zero
+    dbias_acc = zero
 
     dcol = d[:, None].to(tl.int64)
     u_row = u_ptr + b * su_b + dcol * su_d  # (BD, 1)
@@ -81,143 +212,83 @@ def _lanes_bwd_kernel(
     doc_row = doc_ptr + b * sdoc_b + dcol * 0
     # per-warp partials of dB (lanes 0..15) and dC (lanes 16..31): (B, D / 32, 32, L) fp32
     dbc_row = dbc_ptr + ((b * (dim // 32) + dcol // 32) * 32 + ln) * seqlen
-    kk = tl.arange(0, K)[None, :]
     bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
+    st_row = states_ptr + b * n_chunks * N * dim + d
+    u_ty: tl.constexpr = u_ptr.dtype.element_ty
+    dt_ty: tl.constexpr = dt_ptr.dtype.element_ty
+    z_ty: tl.constexpr = z_ptr.dtype.element_ty
+    bc_ty: tl.constexpr = B_ptr.dtype.element_ty
+    dy_ty: tl.constexpr = dy_ptr.dtype.element_ty
+    # where dy and the states sit in _bwd_inputs' tuple (each input takes 1 or 2 tiles)
+    NT_U: tl.constexpr = 1 if K * u_ty.primitive_bitwidth <= 128 else 2
+    NT_DT: tl.constexpr = 1 if K * dt_ty.primitive_bitwidth <= 128 else 2
+    NT_Z: tl.constexpr = (1 if K * z_ty.primitive_bitwidth <= 128 else 2) if HAS_Z else 0
+    NT_BC: tl.constexpr = 1 if K * bc_ty.primitive_bitwidth <= 128 else 2
+    NT_DOC: tl.constexpr = 1 if HAS_DOCS else 0
+    NT_DY: tl.constexpr = 1 if K * dy_ty.primitive_bitwidth <= 128 else 2
+    I_DY: tl.constexpr = NT_U + NT_DT + NT_Z + NT_BC + NT_DOC
+    I_ST: tl.constexpr = I_DY + NT_DY
+    H: tl.constexpr = K // SPLIT
 
+    if PIPE:  # the last chunk's loads; each chunk then asks for the one before it
+        nxt = _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row,
+                          st_row + (n_chunks - 1) * N * dim, dim, lane, (n_chunks - 1) * K,
+                          HAS_Z, HAS_DOCS, N, K)
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         t = c * K
-        if PF > 0:  # chunk c - PF's inputs and saved states (chunk 0's, near the start)
-            cp = tl.maximum(c - PF, 0)
-            tp = cp * K
-            prefetch(u_row + tp)
-            prefetch(dt_row + tp)
-            prefetch(dy_row + tp)
-            prefetch(bc_row + tp)
-            if HAS_Z:
-                prefetch(z_row + tp)
-            sp = states_ptr + (b * n_chunks + cp) * dim * N + d * N
-            prefetch(sp)
-            prefetch(sp + N // 2)
-        u = load_steps(u_row, t, BD, K)
-        dtr = load_steps(dt_row, t, BD, K)
-        dy = load_steps(dy_row, t, BD, K)
-        if HAS_Z:
-            z = load_steps(z_row, t, BD, K)
-        bc = load_bc(B_row, C_row, lane, t, N, BD, K)
-        if HAS_DOCS:
-            doc = split_steps(tl.load(doc_row + t + kk).to(tl.float32), BD, K)
-        st = states_ptr + (b * n_chunks + c) * dim * N + d * N
-        h0c = ()
-        for n in tl.static_range(N):
-            h0c = h0c + (tl.load(st + n),)
-
-        # Recompute h_t over the chunk, keeping every step's states (K * N registers).
+        if PIPE:
+            cur = nxt
+            cp = tl.maximum(c - 1, 0)  # chunk 0 loads itself again (in bounds, unused)
+            nxt = _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row,
+                              st_row + cp * N * dim, dim, lane, cp * K, HAS_Z, HAS_DOCS, N, K)
+        else:
+            cur = _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row,
+                              st_row + c * N * dim, dim, lane, t, HAS_Z, HAS_DOCS, N, K)
+        u, dtr, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
+        dy = raw_steps(take(cur, I_DY, NT_DY), BD, K)
+        h0c = take(cur, I_ST, N)
         dts = ()
         dtps = ()
-        hs = ()
-        hp = h0c
         for j in tl.static_range(K):
             dtp = dtr[j]
             if HAS_BIAS:
                 dtp += bias
-            if SOFTPLUS:
-                dtj = softplus(dtp)
-            else:
-                dtj = dtp
-            dtu = dtj * u[j]
-            hn = ()
-            for n in tl.static_range(N):
-                a = tl.exp2(dtj * A2[n])
-                if HAS_DOCS:
-                    a = tl.where(doc[j] != 0, 0.0, a)
-                hn = hn + (a * hp[n] + dtu * shfl_idx(bc[j], n, BD),)
-            hs = hs + (hn,)
-            hp = hn
-            dts = dts + (dtj,)
             dtps = dtps + (dtp,)
-
-        # The reverse recurrence, last step first.
-        du_r = ()
-        ddt_r = ()
-        dz_r = ()
-        dbc_r = ()
-        y_r = ()
-        for jj in tl.static_range(K):
-            # step K - 1 - jj (written out: Triton 3.6 does not keep a name assigned here constexpr)
-            if K - 1 - jj > 0:
-                hprev = hs[K - 2 - jj]
-            else:
-                hprev = h0c
-            hj = hs[K - 1 - jj]
-            dtj = dts[K - 1 - jj]
-            uj = u[K - 1 - jj]
-            dyj = dy[K - 1 - jj]
-            bcj = bc[K - 1 - jj]
-            if HAS_DOCS:
-                docj = doc[K - 1 - jj]
-            if HAS_Z:
-                zj = z[K - 1 - jj]
-                sig = sigmoid(zj)
-                dout = dyj * zj * sig
-            else:
-                dout = dyj
-            dtu = dtj * uj
-            gB = zero
-            gAah = zero
-            ypre = zero
-            gn = ()
-            dB_p = ()
-            dC_p = ()
-            dA_n = ()
-            for n in tl.static_range(N):
-                Cn = shfl_idx(bcj, 16 + n, BD)
-                gv = g[n] + Cn * dout
-                if HAS_Z or WRITE_Y:
-                    ypre += Cn * hj[n]
-                dC_p = dC_p + (hj[n] * dout,)
-                dB_p = dB_p + (gv * dtu,)
-                gB += gv * shfl_idx(bcj, n, BD)
-                a = tl.exp2(dtj * A2[n])
-                if HAS_DOCS:
-                    a = tl.where(docj != 0, 0.0, a)
-                gah = gv * (a * hprev[n])  # g_t a_t h_{t-1}
-                dA_n = dA_n + (dA_acc[n] + gah * dtj,)
-                gAah += gah * A2[n]
-                gn = gn + (a * gv,)
-            g = gn
-            dA_acc = dA_n
-            for n in tl.static_range(N, 16):  # pad to 16 + 16 values
-                dB_p = dB_p + (zero,)
-                dC_p = dC_p + (zero,)
-            dbc_r = dbc_r + (reduce_scatter32(dB_p + dC_p, lane, BD),)
-            ddt = gAah * 0.6931471805599453 + uj * gB  # A = A2 ln 2
             if SOFTPLUS:
-                ddt = ddt * sigmoid(dtps[K - 1 - jj])
-            du = dtj * gB
-            if HAS_D:
-                du += Dv * dout
-                dD_acc += dout * uj
-                if HAS_Z or WRITE_Y:
-                    ypre += Dv * uj
-            dbias_acc += ddt
-            if HAS_Z:
-                dz_r = dz_r + (dyj * ypre * sig * (1.0 + zj * (1.0 - sig)),)
-            if WRITE_Y:  # the forward's y, which the mixer needs and so need not rerun the forward
-                if HAS_Z:
-                    y_r = y_r + (ypre * zj * sig,)
-                else:
-                    y_r = y_r + (ypre,)
-            du_r = du_r + (du,)
-            ddt_r = ddt_r + (ddt,)
+                dts = dts + (softplus(dtp),)
+            else:
+                dts = dts + (dtp,)
 
-        store_steps(du_ptr + o_off, t, _reversed(du_r, K), BD, K)
-        store_steps(ddt_ptr + o_off, t, _reversed(ddt_r, K), BD, K)
-        if HAS_Z:
-            store_steps(dz_ptr + o_off, t, _reversed(dz_r, K), BD, K)
-        store_steps(dbc_row, t, _reversed(dbc_r, K), BD, K)
-        if WRITE_Y:
-            store_steps(y_row, t, _reversed(y_r, K), BD, K)
+        # Recompute h over the chunk from the saved state, then run the reverse recurrence, last
+        # step first. SPLIT = 2 does it a half chunk at a time (the second half from h at the
+        # middle, then the first half again from the chunk start): K / 2 steps of states live
+        # instead of K, at the price of recomputing the first half twice (registers: the
+        # backward spilled at K = 8 on sm_90).
+        if SPLIT == 1:
+            hs = _recompute(h0c, dts, u, bc, doc, A2, 0, K, HAS_DOCS, N, BD)
+            outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, h0c, dts, dtps, u, dy, z, bc, doc,
+                            A2, Dv, lane, zero, 0, K, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS,
+                            WRITE_Y, N, BD)
+            g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
+            _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z,
+                           WRITE_Y, BD, K)
+        else:
+            hmid = _recompute(h0c, dts, u, bc, doc, A2, 0, H, HAS_DOCS, N, BD)[H - 1]
+            hs = _recompute(hmid, dts, u, bc, doc, A2, H, H, HAS_DOCS, N, BD)
+            outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, hmid, dts, dtps, u, dy, z, bc, doc,
+                            A2, Dv, lane, zero, H, H, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS,
+                            WRITE_Y, N, BD)
+            g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
+            _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t + H, outs, HAS_Z,
+                           WRITE_Y, BD, H)
+            hs = _recompute(h0c, dts, u, bc, doc, A2, 0, H, HAS_DOCS, N, BD)
+            outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, h0c, dts, dtps, u, dy, z, bc, doc,
+                            A2, Dv, lane, zero, 0, H, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS,
+                            WRITE_Y, N, BD)
+            g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
+            _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z,
+                           WRITE_Y, BD, H)
 
     # g now holds a_0 g_0 = dL/dh_{-1}: the initial state's gradient.
     for n in tl.static_range(N):
@@ -232,8 +303,8 @@ def lanes_bwd_launch(
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
-    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, prefetch_chunks: int = 2,
-    y_out: torch.Tensor | None = None,
+    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: bool = True,
+    split: int = 2, y_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC come back fp32 (B, N, L). ``y_out`` (B, D, L),
@@ -241,7 +312,7 @@ def lanes_bwd_launch(
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
-    assert states.shape == (batch, n_chunks, dim, dstate), "states saved with another chunk"
+    assert states.shape == (batch, n_chunks, dstate, dim), "states saved with another chunk"
     f32 = dict(device=u.device, dtype=torch.float32)
     dbc = torch.empty((batch, dim // 32, 32, seqlen), **f32)
     dA = torch.empty((batch, dim, dstate), **f32)
@@ -263,8 +334,8 @@ def lanes_bwd_launch(
         y_out.stride(0) if y_out is not None else 0, y_out.stride(1) if y_out is not None else 0,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
-        HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk, PF=prefetch_chunks,
-        num_warps=num_warps,
+        HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk,
+        PIPE=pipeline, SPLIT=split, num_warps=num_warps,
     )
     dbc = dbc.sum(1)  # (B, 32, L)
     return {

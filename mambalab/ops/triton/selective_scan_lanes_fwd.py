@@ -17,32 +17,53 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import load_steps, prefetch, shfl_idx, split_steps, store_steps
+from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
+                                      take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 
 LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def load_bc_steps(B_row, C_row, lane, t, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr):
-    """Lane n < 16 gets B[n], lane 16 + n gets C[n], K steps from t, as (BD,) fp32 tensors."""
-    tk = t + tl.arange(0, K)[None, :]
-    ln = lane[:, None]
-    bv = tl.load(B_row + tk, mask=ln < N, other=0.0).to(tl.float32)
-    cv = tl.load(C_row + tk, mask=(ln >= 16) & (ln < 16 + N), other=0.0).to(tl.float32)
-    return split_steps(bv + cv, BD, K)
+def load_bc_raw(bc_row, lane, t, N: tl.constexpr, K: tl.constexpr):
+    """K steps from t of B[n] (lanes n < 16) and C[n] (lanes 16 + n), zeros for n >= N, raw
+    (lanes.load_raw); bc_row: each lane's row of B or C."""
+    return load_raw_masked(bc_row, t, (lane[:, None] % 16) < N, K)
 
 
 @triton.jit
-def load_bc(B_row, C_row, lane, t, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr):
-    """load_bc_steps in loads of at most 16 bytes (see lanes.load_steps)."""
-    BITS: tl.constexpr = B_row.dtype.element_ty.primitive_bitwidth
-    if K * BITS <= 128:
-        return load_bc_steps(B_row, C_row, lane, t, N, BD, K)
-    else:
-        H: tl.constexpr = K // 2
-        return (load_bc_steps(B_row, C_row, lane, t, N, BD, H)
-                + load_bc_steps(B_row, C_row, lane, t + H, N, BD, H))
+def chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z: tl.constexpr,
+                 HAS_DOCS: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
+    """The raw loads of one chunk's inputs (u, dt, z, B/C, document starts), as one flat tuple:
+    issued a chunk ahead of their use when the kernels pipeline (PIPE)."""
+    out = load_raw(u_row, t, K) + load_raw(dt_row, t, K)
+    if HAS_Z:
+        out = out + load_raw(z_row, t, K)
+    out = out + load_bc_raw(bc_row, lane, t, N, K)
+    if HAS_DOCS:
+        out = out + load_raw(doc_row, t, K)
+    return out
+
+
+@triton.jit
+def unpack_inputs(raw, u_ty, dt_ty, z_ty, bc_ty, HAS_Z: tl.constexpr, HAS_DOCS: tl.constexpr,
+                  BD: tl.constexpr, K: tl.constexpr):
+    """chunk_inputs' tuple -> (u, dt, z, bc, doc), each K fp32 (BD,) tensors (z, doc: () when
+    absent). The element types say how many tiles each input took (lanes.load_raw)."""
+    nu: tl.constexpr = 1 if K * u_ty.primitive_bitwidth <= 128 else 2
+    ndt: tl.constexpr = 1 if K * dt_ty.primitive_bitwidth <= 128 else 2
+    nz: tl.constexpr = (1 if K * z_ty.primitive_bitwidth <= 128 else 2) if HAS_Z else 0
+    nbc: tl.constexpr = 1 if K * bc_ty.primitive_bitwidth <= 128 else 2
+    u = raw_steps(take(raw, 0, nu), BD, K)
+    dt = raw_steps(take(raw, nu, ndt), BD, K)
+    z = ()
+    if HAS_Z:
+        z = raw_steps(take(raw, nu + ndt, nz), BD, K)
+    bc = raw_steps(take(raw, nu + ndt + nz, nbc), BD, K)
+    doc = ()
+    if HAS_DOCS:
+        doc = raw_steps(take(raw, nu + ndt + nz + nbc, 1), BD, K)
+    return u, dt, z, bc, doc
 
 
 @triton.jit
@@ -54,7 +75,7 @@ def _lanes_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
-    PF: tl.constexpr,
+    PIPE: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -85,30 +106,30 @@ def _lanes_fwd_kernel(
     B_row = B_ptr + b * sB_b + (ln % 16) * sB_n
     C_row = C_ptr + b * sC_b + (ln % 16) * sC_n
     doc_row = doc_ptr + b * sdoc_b + dcol * 0
-    kk = tl.arange(0, K)[None, :]
     bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
     seqlen = n_chunks * K
+    u_ty: tl.constexpr = u_ptr.dtype.element_ty
+    dt_ty: tl.constexpr = dt_ptr.dtype.element_ty
+    z_ty: tl.constexpr = z_ptr.dtype.element_ty
+    bc_ty: tl.constexpr = B_ptr.dtype.element_ty
 
+    if PIPE:  # chunk 0's loads; each chunk then asks for the next one's before its own work
+        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, 0, HAS_Z, HAS_DOCS, N, K)
     for c in range(n_chunks):
         t = c * K
-        if PF > 0:  # chunk c + PF's inputs (the last chunk's, near the end: in bounds)
-            tp = tl.minimum(t + PF * K, seqlen - K)
-            prefetch(u_row + tp)
-            prefetch(dt_row + tp)
-            prefetch(bc_row + tp)
-            if HAS_Z:
-                prefetch(z_row + tp)
-        u = load_steps(u_row, t, BD, K)
-        dt = load_steps(dt_row, t, BD, K)
-        if HAS_Z:
-            z = load_steps(z_row, t, BD, K)
-        bc = load_bc(B_row, C_row, lane, t, N, BD, K)
-        if HAS_DOCS:
-            doc = split_steps(tl.load(doc_row + t + kk).to(tl.float32), BD, K)
-        if SAVE_STATES:
-            st = states_ptr + (b * n_chunks + c) * dim * N + d * N
+        if PIPE:
+            cur = nxt
+            # the last chunk loads itself again (in bounds, unused)
+            nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane,
+                               tl.minimum(t + K, seqlen - K), HAS_Z, HAS_DOCS, N, K)
+        else:
+            cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
+                               N, K)
+        u, dt, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
+        if SAVE_STATES:  # (B, n_chunks, N, D): each state's store is one line per warp
+            st = states_ptr + (b * n_chunks + c) * N * dim + d
             for n in tl.static_range(N):
-                tl.store(st + n, h[n])
+                tl.store(st + n * dim, h[n])
         ys = ()
         for j in tl.static_range(K):
             dtj = dt[j]
@@ -144,15 +165,16 @@ def lanes_fwd_launch(
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
-    prefetch_chunks: int = 2, y_out: torch.Tensor | None = None,
+    pipeline: bool = True, y_out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states (B, L / chunk,
-    D, N) fp32 | None: h at every chunk start). Inputs validated, contract above checked."""
+    N, D) fp32 | None: h at every chunk start, channels last so that the stores of a state are
+    contiguous across lanes). Inputs validated, contract above checked."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
     y = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype) if y_out is None else y_out
-    states = (torch.empty((batch, n_chunks, dim, dstate), device=u.device, dtype=torch.float32)
+    states = (torch.empty((batch, n_chunks, dstate, dim), device=u.device, dtype=torch.float32)
               if save_states else None)
     last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
             if return_last_state else None)
@@ -170,7 +192,7 @@ def lanes_fwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
-        N=dstate, BD=bd, K=chunk, PF=prefetch_chunks, num_warps=num_warps,
+        N=dstate, BD=bd, K=chunk, PIPE=pipeline, num_warps=num_warps,
     )
     return y, last, states
 
