@@ -78,7 +78,7 @@ for i, n in enumerate(names):
     else:
         sig[n] = "i32"
         # runtime 0 / 1 arguments are not specialised (do_not_specialize), nor are counts
-        if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch", "L"):
+        if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps})
@@ -88,15 +88,15 @@ nvdisasm = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/n
 sass = subprocess.run([nvdisasm, "-c", "/tmp/k.cubin"], capture_output=True, text=True).stdout
 open("/tmp/k.sass", "w").write(sass)
 all_lines = sass.splitlines()
-addr = lambda l: int(re.search(r"/\*([0-9a-f]{4})\*/", l).group(1), 16)
+addr = lambda l: int(re.search(r"/\*([0-9a-f]{4,6})\*/", l).group(1), 16)
 ins = [(addr(l), (re.search(r"\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]+)", l) or [None, "?"])[1], l)
-       for l in all_lines if re.search(r"/\*[0-9a-f]{4}\*/\s+\S", l)]
+       for l in all_lines if re.search(r"/\*[0-9a-f]{4,6}\*/\s+\S", l)]
 labaddr = {}
 for j, x in enumerate(all_lines):
     m = re.match(r"\s*(\.L_x_\d+):", x)
     if m:
         for y in all_lines[j + 1:]:
-            if re.search(r"/\*[0-9a-f]{4}\*/", y):
+            if re.search(r"/\*[0-9a-f]{4,6}\*/", y):
                 labaddr[m.group(1)] = addr(y); break
 loops = []
 for a, op, l in ins:

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import load_steps, store_steps
+from mambalab.ops.triton.lanes import load_raw, raw_steps, store_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid
 
 
@@ -35,16 +35,32 @@ def _row_params(p_ptr, d, W: tl.constexpr):
 
 
 @triton.jit
-def _chunk(row, t, L, BD: tl.constexpr, K: tl.constexpr):
-    """K steps from t of each lane's row, zeros where t is outside [0, L) (read clamped, so
-    in bounds, and scaled by 0: a mask would stop the load being one vector)."""
+def _chunk_raw(row, t, L, K: tl.constexpr):
+    """The raw load (lanes.load_raw) of K steps from t of each lane's row, read clamped into
+    [0, L) so it stays in bounds and is one vector (a mask would split it), and the factor (1 or
+    0: t outside [0, L)) that _chunk_of applies. Issued a chunk or two before its use, the load's
+    latency hides behind the chunks before it (the kernels waited on every chunk's loads)."""
     ok = ((t >= 0) & (t < L)).to(tl.float32)
-    tc = tl.minimum(tl.maximum(t, 0), L - K)
-    vals = load_steps(row, tc, BD, K)
+    # clamped with where, not min / max: Triton then still knows t's alignment (a multiple of K
+    # when L and the segment length are), so the load stays one 16-byte vector, not K scalars
+    tc = tl.where(t < 0, 0, tl.where(t > L - K, L - K, t))
+    return load_raw(row, tc, K), ok
+
+
+@triton.jit
+def _chunk_of(raw_ok, BD: tl.constexpr, K: tl.constexpr):
+    """_chunk_raw's result -> K fp32 (BD,) tensors, zeros where t was outside [0, L)."""
+    vals = raw_steps(raw_ok[0], BD, K)
     out = ()
     for j in tl.static_range(K):
-        out = out + (vals[j] * ok,)
+        out = out + (vals[j] * raw_ok[1],)
     return out
+
+
+@triton.jit
+def _chunk(row, t, L, BD: tl.constexpr, K: tl.constexpr):
+    """K steps from t of each lane's row, zeros where t is outside [0, L)."""
+    return _chunk_of(_chunk_raw(row, t, L, K), BD, K)
 
 
 @triton.jit
@@ -76,11 +92,18 @@ def _conv_rows_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, seg_len,
     prev = ()
     for i in tl.static_range(W - 1):
         prev = prev + (before[K - (W - 1) + i],)
+    x_n = _chunk_raw(x_row, t0, L, K)  # chunk c + 1's loads go out before chunk c's work
+    if HAS_DOC:
+        s_n = _chunk_raw(s_row, t0, L, K)
     for c in range(tl.minimum(seg_len, L - t0) // K):
         t = t0 + c * K
-        win = prev + load_steps(x_row, t, BD, K)  # x at t - (W - 1) .. t + K - 1
+        x_c = x_n
+        x_n = _chunk_raw(x_row, t + K, L, K)
+        win = prev + _chunk_of(x_c, BD, K)  # x at t - (W - 1) .. t + K - 1
         if HAS_DOC:
-            segs = load_steps(s_row, t, BD, K)
+            s_c = s_n
+            s_n = _chunk_raw(s_row, t + K, L, K)
+            segs = _chunk_of(s_c, BD, K)
         ys = ()
         for j in tl.static_range(K):
             if HAS_DOC:
@@ -124,15 +147,21 @@ def _conv_rows_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
         prev = prev + (before[K - (W - 1) + i],)
     x_cur = _chunk(x_row, t0, L, BD, K)
     g_cur = _chunk(g_row, t0, L, BD, K)
+    x_n = _chunk_raw(x_row, t0 + K, L, K)  # loads run two chunks ahead of the work
+    g_n = _chunk_raw(g_row, t0 + K, L, K)
     if HAS_DOC:
         s_cur = _chunk(s_row, t0, L, BD, K)
+        s_n = _chunk_raw(s_row, t0 + K, L, K)
     for c in range(tl.minimum(seg_len, L - t0) // K):
         t = t0 + c * K
         # the next chunk (zeros past the end): its first W - 1 steps' gradients reach this chunk
-        x_nxt = _chunk(x_row, t + K, L, BD, K)
-        g_nxt = _chunk(g_row, t + K, L, BD, K)
+        x_nxt = _chunk_of(x_n, BD, K)
+        g_nxt = _chunk_of(g_n, BD, K)
+        x_n = _chunk_raw(x_row, t + 2 * K, L, K)
+        g_n = _chunk_raw(g_row, t + 2 * K, L, K)
         if HAS_DOC:
-            s_nxt = _chunk(s_row, t + K, L, BD, K)
+            s_nxt = _chunk_of(s_n, BD, K)
+            s_n = _chunk_raw(s_row, t + 2 * K, L, K)
             segs = s_cur + s_nxt
         win = prev + x_cur + x_nxt  # x at t - (W - 1) .. t + 2K - 1
         gs = g_cur + g_nxt
