@@ -143,16 +143,15 @@ def test_matches_reference_cpu(case, impl, monkeypatch, nan_empty):
 
 LANES_CASES = [
     # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, chunk, warps, keep,
-    #  pipeline, bwd_split)
-    (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, True, 2),
-    (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True, False,
-     1),
-    (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False, True, 1),
-    (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, False, 2),
+    #  pipeline (backward: 0, 1 or 2; forward: on unless 0), bwd_split)
+    (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, 1, 2),
+    (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True, 0, 1),
+    (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False, 2, 1),
+    (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, 0, 2),
 ]
 
 
-@pytest.mark.parametrize("case", LANES_CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}-pipe{int(c[14])}-split{c[15]}"
+@pytest.mark.parametrize("case", LANES_CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}-pipe{c[14]}-split{c[15]}"
                                                      for c in LANES_CASES])
 def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     """The lanes kernels (warp shuffles emulated under the interpreter, lane for lane): two
@@ -163,8 +162,8 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
     monkeypatch.setitem(ss.CONFIG, "lanes_warps", warps)
     monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
-    monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", pipe)
-    monkeypatch.setitem(ss.CONFIG, "lanes_bwd_pipeline", pipe)
+    monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", bool(pipe))
+    monkeypatch.setitem(ss.CONFIG, "lanes_bwd_pipeline", pipe)  # 0, 1 or 2
     monkeypatch.setitem(ss.CONFIG, "lanes_bwd_split", split)
     gen = torch.Generator().manual_seed(seqlen * 7 + dim)
     inputs, doc_starts = make_inputs(2, dim, dstate, seqlen, dtype, DEVICE, with_z=z, with_d=d,

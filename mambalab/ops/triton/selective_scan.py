@@ -72,8 +72,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # registers: Nsight Compute on the H200 showed the first use of a chunk's loads as the single
 # largest stall of the forward (13% of its samples), since a chunk's loads were issued right
 # before their use. (An L1 prefetch a few chunks ahead, tried before, measured slower.)
-# lanes_bwd_pipeline: the same in the backward (its next chunk's inputs and saved state); off,
-# since with them held the backward spills ten times as much (offline SASS, sm_90).
+# lanes_bwd_pipeline: the same in the backward: 0 none, 1 the forward's inputs (u, dt, z, B/C),
+# 2 also dy and the saved state. 2 measured 2.6x slower on the H200 (with them held the backward
+# spills ten times as much, offline SASS, sm_90); 1 is not measured yet, so 0.
 # lanes_bwd_split: 2 runs the backward's recompute-and-reverse a half chunk at a time, so that
 # K / 2 steps of states (not K) are live (at K = 8 the backward uses 255 registers and spills);
 # offline SASS shows no fewer spills, so 1 until a GPU run says otherwise.
@@ -86,7 +87,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
-          "lanes_bwd_pipeline": False, "lanes_bwd_split": 1,
+          "lanes_bwd_pipeline": 0, "lanes_bwd_split": 1,
           "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,

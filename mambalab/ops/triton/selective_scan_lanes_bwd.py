@@ -152,12 +152,10 @@ def _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_
 
 
 @triton.jit
-def _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row, st, dim, lane, t,
-                HAS_Z: tl.constexpr, HAS_DOCS: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
-    """The forward's chunk inputs, dy, and the saved state at the chunk start (st: pointers),
-    as one flat tuple of raw loads (issued a chunk ahead when PIPE)."""
-    out = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS, N, K)
-    out = out + load_raw(dy_row, t, K)
+def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr):
+    """dy's chunk and the saved state at the chunk start (st: pointers), as one flat tuple of raw
+    loads (issued a chunk ahead when PIPE == 2)."""
+    out = load_raw(dy_row, t, K)
     for n in tl.static_range(N):
         out = out + (tl.load(st + n * dim),)  # (B, n_chunks, N, D): one line per warp
     return out
@@ -219,35 +217,37 @@ def _lanes_bwd_kernel(
     z_ty: tl.constexpr = z_ptr.dtype.element_ty
     bc_ty: tl.constexpr = B_ptr.dtype.element_ty
     dy_ty: tl.constexpr = dy_ptr.dtype.element_ty
-    # where dy and the states sit in _bwd_inputs' tuple (each input takes 1 or 2 tiles)
-    NT_U: tl.constexpr = 1 if K * u_ty.primitive_bitwidth <= 128 else 2
-    NT_DT: tl.constexpr = 1 if K * dt_ty.primitive_bitwidth <= 128 else 2
-    NT_Z: tl.constexpr = (1 if K * z_ty.primitive_bitwidth <= 128 else 2) if HAS_Z else 0
-    NT_BC: tl.constexpr = 1 if K * bc_ty.primitive_bitwidth <= 128 else 2
-    NT_DOC: tl.constexpr = 1 if HAS_DOCS else 0
     NT_DY: tl.constexpr = 1 if K * dy_ty.primitive_bitwidth <= 128 else 2
-    I_DY: tl.constexpr = NT_U + NT_DT + NT_Z + NT_BC + NT_DOC
-    I_ST: tl.constexpr = I_DY + NT_DY
     H: tl.constexpr = K // SPLIT
 
-    if PIPE:  # the last chunk's loads; each chunk then asks for the one before it
-        nxt = _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row,
-                          st_row + (n_chunks - 1) * N * dim, dim, lane, (n_chunks - 1) * K,
-                          HAS_Z, HAS_DOCS, N, K)
+    # PIPE 1: each chunk issues the loads of the forward's inputs (u, dt, z, B/C, document starts)
+    # for the chunk before it (the next one processed) before its own work; PIPE 2: dy and the
+    # saved state too. The last chunk's loads go out first.
+    c0 = n_chunks - 1
+    if PIPE >= 1:
+        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c0 * K, HAS_Z, HAS_DOCS,
+                           N, K)
+    if PIPE >= 2:
+        nxt_r = _bwd_rest(dy_row, st_row + c0 * N * dim, dim, c0 * K, N, K)
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         t = c * K
-        if PIPE:
+        cp = tl.maximum(c - 1, 0)  # chunk 0 loads itself again (in bounds, unused)
+        if PIPE >= 1:
             cur = nxt
-            cp = tl.maximum(c - 1, 0)  # chunk 0 loads itself again (in bounds, unused)
-            nxt = _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row,
-                              st_row + cp * N * dim, dim, lane, cp * K, HAS_Z, HAS_DOCS, N, K)
+            nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, cp * K, HAS_Z,
+                               HAS_DOCS, N, K)
         else:
-            cur = _bwd_inputs(u_row, dt_row, z_row, bc_row, doc_row, dy_row,
-                              st_row + c * N * dim, dim, lane, t, HAS_Z, HAS_DOCS, N, K)
+            cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
+                               N, K)
+        if PIPE >= 2:
+            cur_r = nxt_r
+            nxt_r = _bwd_rest(dy_row, st_row + cp * N * dim, dim, cp * K, N, K)
+        else:
+            cur_r = _bwd_rest(dy_row, st_row + c * N * dim, dim, t, N, K)
         u, dtr, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
-        dy = raw_steps(take(cur, I_DY, NT_DY), BD, K)
-        h0c = take(cur, I_ST, N)
+        dy = raw_steps(take(cur_r, 0, NT_DY), BD, K)
+        h0c = take(cur_r, NT_DY, N)
         dts = ()
         dtps = ()
         for j in tl.static_range(K):
@@ -303,7 +303,7 @@ def lanes_bwd_launch(
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
-    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: bool = True,
+    du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
     split: int = 2, y_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
@@ -335,7 +335,7 @@ def lanes_bwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk,
-        PIPE=pipeline, SPLIT=split, num_warps=num_warps,
+        PIPE=int(pipeline), SPLIT=split, num_warps=num_warps,
     )
     dbc = dbc.sum(1)  # (B, 32, L)
     return {
