@@ -104,7 +104,12 @@ for a, op, l in ins:
         t = re.search(r"(\.L_x_\d+)", l)
         if t and t.group(1) in labaddr and labaddr[t.group(1)] < a:
             loops.append((labaddr[t.group(1)], a))
-print("shared", k.metadata.shared, "spill (LDL/STL in whole kernel):",
+open("/tmp/k.ptx", "w").write(k.asm["ptx"])
+ptxas = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/ptxas")
+info = subprocess.run([ptxas, "-arch=sm_90a", "-v", "-o", "/dev/null", "/tmp/k.ptx"],
+                      capture_output=True, text=True).stderr
+regs = (re.search(r"Used (\d+) registers", info) or [None, "?"])[1]
+print("regs", regs, "shared", k.metadata.shared, "spill (LDL/STL in whole kernel):",
       sum(op.startswith(("LDL", "STL")) for _, op, _ in ins), "total instr", len(ins))
 for lo, hi in sorted(loops, key=lambda x: x[1] - x[0], reverse=True)[:3]:
     span = [op for a, op, _ in ins if lo <= a <= hi]

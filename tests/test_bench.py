@@ -78,6 +78,7 @@ def test_kernel_groups():
     assert kernel_group("sm90_xmma_gemm_bf16bf16_bf16f32") == "matmuls"
     assert kernel_group("_rms_fwd_kernel") == "norm"
     assert kernel_group("_conv_bwd_kernel") == "conv"
+    assert kernel_group("_conv_rows_fwd_kernel") == "conv"  # the rows kernels (default)
     assert kernel_group("_fused_linear_cross_entropy_kernel") == "loss"
     assert kernel_group("void at::native::(anonymous)::multi_tensor_apply_kernel<FusedAdam>") \
         == "optimizer"

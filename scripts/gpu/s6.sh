@@ -56,6 +56,11 @@ if [ "$step" = check ]; then
   tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
   run scaling 100 $PY scripts/bench_scan.py --impl lanes-scaling --out $OUT
   grep -E "^B" $LOGS/scaling.log
+  # per-instruction stall samples of the lanes backward and the rows conv (for the next session)
+  run ncu_bwd 120 $NCU -k 'regex:_lanes_bwd|_conv_rows' --section WarpStateStats --section SourceCounters --page source --print-source sass --csv $PY scripts/ncu_kernels.py --batch 16
+  gzip -c $LOGS/ncu_bwd.log > $OUT/ncu_src_bwd_conv.csv.gz
+  run ncu_sec 90 $NCU -k 'regex:_lanes|_conv_rows' $SECS $PY scripts/ncu_kernels.py --batch 16
+  cp $LOGS/ncu_sec.log $OUT/ncu_sections.txt
   for i in $(seq 100); do [ -f /tmp/kernels_done ] && break; sleep 5; done
   cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
   tar czf $OUT/s6_check_logs.tgz -C $LOGS . 2>/dev/null

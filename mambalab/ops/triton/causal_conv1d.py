@@ -24,8 +24,9 @@ _BLOCK_L = 32
 # impl: "rows" (causal_conv1d_rows.py: one thread per (batch, channel) row and time segment, K
 # steps a vector, no buffer) or "tile" (this file's kernels: (32 channels, 32 steps) tiles, the
 # backward in two passes through a (B, D, L) fp32 buffer). "rows" is the default since the fifth
-# session's H200 run (scripts/bench_conv.py, mixer layout, B=16, L=2048, D=1536): forward 0.122
-# ms against 0.186, backward with the forward it reruns 0.309 against 0.802
+# session's H200 runs (scripts/bench_conv.py, mixer layout, B=16, L=2048, D=1536): forward 0.122
+# ms against 0.186, backward with the forward it reruns 0.278 against 0.802; in the training
+# benchmark's profile at 16 x 2048 the conv went from 22.9 to 9.3 ms a step
 # (docs/kernels/causal_conv1d.md). Shapes outside its contract (rows_ok) take the tile kernels.
 # rows_chunk: K for 16-bit inputs (16: two 16-byte loads per lane, a whole 32-byte sector of a
 # bf16 row; fp32 inputs take at most 8, one vector per 16-byte load), lowered to a power of two

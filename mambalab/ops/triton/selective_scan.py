@@ -67,27 +67,28 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # docs/kernels/selective_scan.md), so the warp count is not their limit.
 # "lanes" keys (selective_scan_lanes_*.py: one thread per (batch, channel), its N <= 16 states in
 # registers, K = lanes_chunk steps unrolled per chunk, B and C broadcast by warp shuffles):
-# lanes_warps channels-of-32 per program; lanes_pipeline: each chunk issues the next chunk's
-# loads (its inputs and, in the backward, its saved state) before its own work, holding them in
-# registers: Nsight Compute on the H200 showed the first use of a chunk's loads as the single
-# largest stall of the forward (13% of its samples), since a chunk's loads were issued right
-# before their use. (An L1 prefetch a few chunks ahead, tried before, measured slower.)
-# lanes_bwd_pipeline: the same in the backward: 0 none, 1 the forward's inputs (u, dt, z, B/C),
-# 2 also dy and the saved state. 2 measured 2.6x slower on the H200 (with them held the backward
-# spills ten times as much, offline SASS, sm_90); 1 is not measured yet, so 0.
-# lanes_bwd_split: 2 runs the backward's recompute-and-reverse a half chunk at a time, so that
-# K / 2 steps of states (not K) are live (at K = 8 the backward uses 255 registers and spills);
-# offline SASS shows no fewer spills, so 1 until a GPU run says otherwise.
+# lanes_warps channels-of-32 per program. lanes_pipeline: the forward issues each chunk's loads
+# (u, dt, z, B/C) a chunk ahead and holds them in registers: Nsight Compute on the H200 had shown
+# the first use of a chunk's loads as its largest single stall (13% of the samples); with it the
+# forward took 0.593 ms against 0.949 at B=16 (0.442 against 0.867 at B=8), as the mixer runs it
+# (scripts/bench_scan.py --impl lanes-variants, fifth session; an L1 prefetch a few chunks ahead,
+# tried before, was slower). lanes_bwd_pipeline: the same in the backward, 0 none, 1 the forward's
+# inputs (2.230 against 2.454 ms at B=16; no extra spills offline), 2 also dy and the saved state
+# (8.9 ms: ten times the spills). lanes_bwd_split: 2 runs the backward's recompute-and-reverse a
+# half chunk at a time (K / 2 steps of states live), measured slower (3.0 against 2.2 ms at B=16:
+# the compiler keeps the values anyway), so 1. The forward saves the states channel-last,
+# (B, L / K, N, D), so that each state's store is one line per warp.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
-# gives y back) took 2.31 ms at B=8 and 3.77 at B=16, against 2.55 and 4.53 for "tile"
-# (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
+# gives y back) took 2.08 ms at B=8 and 2.82 at B=16 (fifth session), against 2.55 and 4.53 for
+# "tile" (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
 # channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
-# time that is not 1), and fp32 inputs unless lanes_fp32, take the tile kernels.
+# time that is not 1, B and C of two dtypes), and fp32 inputs unless lanes_fp32, take the tile
+# kernels.
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
-          "lanes_bwd_pipeline": 0, "lanes_bwd_split": 1,
+          "lanes_bwd_pipeline": 1, "lanes_bwd_split": 1,
           "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
