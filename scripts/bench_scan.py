@@ -365,12 +365,12 @@ def lanes_scaling(out: str) -> int:
 
 
 LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's pipelining (none)
-    "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": 0, "lanes_bwd_split": 1},
-    "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": 0, "lanes_bwd_split": 1},
-    "bwd_pipe1": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_split": 1},
+    "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": 0},
+    "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": 0},
+    "bwd_pipe1": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1},
 }
 # measured slower in the fifth session's second call (B=16, bwd 3.01 and 8.91 ms against 2.19):
-# {"lanes_bwd_split": 2} and {"lanes_bwd_pipeline": 2} (then True)
+# {"lanes_bwd_split": 2} (since removed) and {"lanes_bwd_pipeline": 2} (then True)
 
 
 def lanes_variants(out: str) -> int:
@@ -396,8 +396,7 @@ def lanes_variants(out: str) -> int:
     bwd_best = min(ok, key=lambda n: ok[n]["bwd"])
     best = {"impl": "lanes",
             "lanes_pipeline": LANES_VARIANTS[fwd_best]["lanes_pipeline"],
-            "lanes_bwd_pipeline": LANES_VARIANTS[bwd_best]["lanes_bwd_pipeline"],
-            "lanes_bwd_split": LANES_VARIANTS[bwd_best]["lanes_bwd_split"]}
+            "lanes_bwd_pipeline": LANES_VARIANTS[bwd_best]["lanes_bwd_pipeline"]}
     rows["best"] = best
     print("best lanes config:", json.dumps(best), flush=True)
     with open(os.path.join(out, "best_scan.json"), "w") as f:

@@ -74,9 +74,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # (scripts/bench_scan.py --impl lanes-variants, fifth session; an L1 prefetch a few chunks ahead,
 # tried before, was slower). lanes_bwd_pipeline: the same in the backward, 0 none, 1 the forward's
 # inputs (2.230 against 2.454 ms at B=16; no extra spills offline), 2 also dy and the saved state
-# (8.9 ms: ten times the spills). lanes_bwd_split: 2 runs the backward's recompute-and-reverse a
-# half chunk at a time (K / 2 steps of states live), measured slower (3.0 against 2.2 ms at B=16:
-# the compiler keeps the values anyway), so 1. The forward saves the states channel-last,
+# (8.9 ms: ten times the spills). (The backward a half chunk at a time, K / 2 steps of states
+# live, measured slower, 3.0 against 2.2 ms at B=16, and was removed.) The forward saves the
+# states channel-last,
 # (B, L / K, N, D), so that each state's store is one line per warp.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
 # gives y back) took 2.08 ms at B=8 and 2.82 at B=16 (fifth session), against 2.55 and 4.53 for
@@ -88,7 +88,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
-          "lanes_bwd_pipeline": 1, "lanes_bwd_split": 1,
+          "lanes_bwd_pipeline": 1,
           "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -245,7 +245,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             delta_softplus=delta_softplus, doc_starts=docs, states=states,
             dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
-            pipeline=CONFIG["lanes_bwd_pipeline"], split=CONFIG["lanes_bwd_split"], y_out=y_out)
+            pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out)
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

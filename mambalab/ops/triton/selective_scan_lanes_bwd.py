@@ -7,9 +7,12 @@ runs the reverse recurrence step by step:
 carrying a_t g_t into the step before. Per step and state that is a handful of FMAs, the sums
 over the states (for ddt and du) are register adds, and the sums over channels that dB and dC
 need (per (batch, t, n): sum over d of g dt u, and of h dout) are one 32-value reduce-scatter per
-warp (lanes.reduce_scatter32: lane n ends with dB_n, lane 16 + n with dC_n), stored as a
-per-warp partial, (B, D / 32, 32, L) fp32, that the launcher sums over the warps. dA, dD and the
-dt bias gradient stay in registers over the sequence, written once per (batch, channel).
+warp (lanes.py: its first level done per state as each (dB_n, dC_n) pair appears, then
+reduce_scatter_rest; lane n ends with dB_n, lane 16 + n with dC_n), stored as a per-warp partial,
+(B, D / 32, 32, L) fp32, that the launcher sums over the warps. dA, dD and the dt bias gradient
+stay in registers over the sequence, written once per (batch, channel). PIPE 1 issues the loads
+of the next chunk's forward inputs before the current chunk's work, PIPE 2 also its dy and saved
+state (selective_scan.CONFIG["lanes_bwd_pipeline"] says what each measured).
 
 Contract as the forward's (selective_scan_lanes_fwd.py), with the states it saved at the same K.
 """
@@ -170,7 +173,7 @@ def _lanes_bwd_kernel(
     so_b, so_d, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, WRITE_Y: tl.constexpr, N: tl.constexpr,
-    BD: tl.constexpr, K: tl.constexpr, PIPE: tl.constexpr, SPLIT: tl.constexpr,
+    BD: tl.constexpr, K: tl.constexpr, PIPE: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -218,7 +221,6 @@ def _lanes_bwd_kernel(
     bc_ty: tl.constexpr = B_ptr.dtype.element_ty
     dy_ty: tl.constexpr = dy_ptr.dtype.element_ty
     NT_DY: tl.constexpr = 1 if K * dy_ty.primitive_bitwidth <= 128 else 2
-    H: tl.constexpr = K // SPLIT
 
     # PIPE 1: each chunk issues the loads of the forward's inputs (u, dt, z, B/C, document starts)
     # for the chunk before it (the next one processed) before its own work; PIPE 2: dy and the
@@ -260,35 +262,16 @@ def _lanes_bwd_kernel(
             else:
                 dts = dts + (dtp,)
 
-        # Recompute h over the chunk from the saved state, then run the reverse recurrence, last
-        # step first. SPLIT = 2 does it a half chunk at a time (the second half from h at the
-        # middle, then the first half again from the chunk start): K / 2 steps of states live
-        # instead of K, at the price of recomputing the first half twice (registers: the
-        # backward spilled at K = 8 on sm_90).
-        if SPLIT == 1:
-            hs = _recompute(h0c, dts, u, bc, doc, A2, 0, K, HAS_DOCS, N, BD)
-            outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, h0c, dts, dtps, u, dy, z, bc, doc,
-                            A2, Dv, lane, zero, 0, K, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS,
-                            WRITE_Y, N, BD)
-            g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
-            _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z,
-                           WRITE_Y, BD, K)
-        else:
-            hmid = _recompute(h0c, dts, u, bc, doc, A2, 0, H, HAS_DOCS, N, BD)[H - 1]
-            hs = _recompute(hmid, dts, u, bc, doc, A2, H, H, HAS_DOCS, N, BD)
-            outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, hmid, dts, dtps, u, dy, z, bc, doc,
-                            A2, Dv, lane, zero, H, H, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS,
-                            WRITE_Y, N, BD)
-            g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
-            _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t + H, outs, HAS_Z,
-                           WRITE_Y, BD, H)
-            hs = _recompute(h0c, dts, u, bc, doc, A2, 0, H, HAS_DOCS, N, BD)
-            outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, h0c, dts, dtps, u, dy, z, bc, doc,
-                            A2, Dv, lane, zero, 0, H, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS,
-                            WRITE_Y, N, BD)
-            g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
-            _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z,
-                           WRITE_Y, BD, H)
+        # Recompute h over the chunk from the saved state (all K steps live), then run the
+        # reverse recurrence, last step first. (Half a chunk at a time, K / 2 steps live, was
+        # measured slower on the H200: the compiler merged the first half's two recomputations
+        # and kept the values anyway; docs/kernels/selective_scan.md.)
+        hs = _recompute(h0c, dts, u, bc, doc, A2, 0, K, HAS_DOCS, N, BD)
+        outs = _reverse(g, dA_acc, dD_acc, dbias_acc, hs, h0c, dts, dtps, u, dy, z, bc, doc,
+                        A2, Dv, lane, zero, 0, K, HAS_D, HAS_Z, SOFTPLUS, HAS_DOCS, WRITE_Y, N, BD)
+        g, dA_acc, dD_acc, dbias_acc = outs[0], outs[1], outs[2], outs[3]
+        _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z, WRITE_Y,
+                       BD, K)
 
     # g now holds a_0 g_0 = dL/dh_{-1}: the initial state's gradient.
     for n in tl.static_range(N):
@@ -304,7 +287,7 @@ def lanes_bwd_launch(
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
-    split: int = 2, y_out: torch.Tensor | None = None,
+    y_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC come back fp32 (B, N, L). ``y_out`` (B, D, L),
@@ -335,7 +318,7 @@ def lanes_bwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk,
-        PIPE=int(pipeline), SPLIT=split, num_warps=num_warps,
+        PIPE=int(pipeline), num_warps=num_warps,
     )
     dbc = dbc.sum(1)  # (B, 32, L)
     return {
