@@ -3,7 +3,7 @@
 The tile kernels (causal_conv1d.py) load each input W times through shifted, unaligned windows
 and write the backward's pre-activation gradient to a (B, D, L) fp32 buffer between two passes.
 Here a thread walks its row's time segment K steps at a time, loading each chunk of x (and dout)
-once as one vector along time (lanes.load_steps), and slides the window in registers: the
+once as one vector along time (lanes.load_raw), and slides the window in registers: the
 previous chunk's last W - 1 inputs are carried, and the backward carries the next chunk's loads
 and recomputes the pre-activation gradient for the W - 1 steps past its chunk instead of storing
 it. Rows are spread one per lane (lanes.py), segments of ``seg_len`` steps run as separate programs

@@ -10,6 +10,7 @@ algorithm, lane for lane.
 
 ``split_steps`` / ``join_steps`` turn a (BD, K) tile (one vector load or store per lane, K
 consecutive steps) into K (BD,) tensors in time order and back: in-register moves, no shuffles.
+The rows causal conv (causal_conv1d_rows.py) uses the same loads and stores.
 """
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ FAST_SHFL: tl.constexpr = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") !
 @triton.jit
 def shfl_idx(x, SRC: tl.constexpr, BD: tl.constexpr, PURE: tl.constexpr = True):
     """Every lane of each warp gets lane SRC's value of x (BD,) fp32. PURE=False keeps the
-    compiler from merging equal shuffles (and so everything computed from them): the lanes
-    backward recomputes states on purpose, to keep fewer of them live, and merged, the recomputed
-    values (and the B values) would stay live across the chunk and spill."""
+    compiler from merging equal shuffles: the lanes backward shuffles B_n both in its
+    recomputation and in its reverse pass, and merged, the K x N values would have to stay live
+    between the two (its measured kernels use PURE=False; offline it spilled a little less)."""
     if FAST_SHFL:
         src = tl.full([BD], SRC, tl.int32)
         return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
@@ -64,17 +65,11 @@ def _level(vals, M: tl.constexpr, HALF: tl.constexpr, lane, BD: tl.constexpr):
 
 
 @triton.jit
-def reduce_scatter32(vals, lane, BD: tl.constexpr):
-    """vals: 32 (BD,) tensors. Returns one (BD,) tensor whose lane i holds the sum of vals[i] over
-    the 32 lanes of its warp: 31 exchanges (16 + 8 + 4 + 2 + 1), where a butterfly all-reduce of
-    each value would take 160."""
-    return reduce_scatter_rest(_level(vals, 16, 16, lane, BD), lane, BD)
-
-
-@triton.jit
 def first_level_pair(lo, hi, lane, BD: tl.constexpr):
-    """reduce_scatter32's first level for one pair (vals[i], vals[i + 16]) = (lo, hi), done as
-    soon as the pair exists, so that 16 values, not 32, wait for the other levels."""
+    """A warp's reduce-scatter of 32 values (lane i ends with the sum of value i over the 32
+    lanes of its warp) takes 31 exchanges, 16 + 8 + 4 + 2 + 1, where a butterfly all-reduce of
+    each value would take 160. This is its first level for one pair (value i, value i + 16) =
+    (lo, hi), done as soon as the pair exists, so that 16 values, not 32, wait for the rest."""
     up = (lane // 16) % 2
     keep = tl.where(up != 0, hi, lo)
     send = tl.where(up != 0, lo, hi)
@@ -83,7 +78,8 @@ def first_level_pair(lo, hi, lane, BD: tl.constexpr):
 
 @triton.jit
 def reduce_scatter_rest(v, lane, BD: tl.constexpr):
-    """reduce_scatter32 after its first level: 16 values (first_level_pair's) -> one."""
+    """The reduce-scatter after its first level: 16 values (first_level_pair's) -> one, lane i
+    holding value i's sum (i < 16: the first of each pair, else the second)."""
     v = _level(v, 8, 8, lane, BD)
     v = _level(v, 4, 4, lane, BD)
     v = _level(v, 2, 2, lane, BD)
@@ -171,12 +167,6 @@ def raw_steps(raw, BD: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
-def load_steps(base, t, BD: tl.constexpr, K: tl.constexpr):
-    """K steps from time t of each lane's row as K fp32 (BD,) tensors (load_raw, then raw_steps)."""
-    return raw_steps(load_raw(base, t, K), BD, K)
-
-
-@triton.jit
 def take(ts, I: tl.constexpr, n: tl.constexpr):
     """ts[I : I + n] of a tuple (slicing a tuple is not Triton syntax)."""
     out = ()
@@ -186,25 +176,9 @@ def take(ts, I: tl.constexpr, n: tl.constexpr):
 
 
 @triton.jit
-def _first_half(ts, H: tl.constexpr):
-    out = ()
-    for i in tl.static_range(H):
-        out = out + (ts[i],)
-    return out
-
-
-@triton.jit
-def _second_half(ts, H: tl.constexpr):
-    out = ()
-    for i in tl.static_range(H):
-        out = out + (ts[H + i],)
-    return out
-
-
-@triton.jit
 def store_steps(base, t, ts, BD: tl.constexpr, K: tl.constexpr):
     """Store K (BD,) tensors (step 0 first) at time t of each lane's row, in base's dtype; at
-    most 16 bytes per store, as in load_steps."""
+    most 16 bytes per store, as in load_raw."""
     ty: tl.constexpr = base.dtype.element_ty
     BITS: tl.constexpr = ty.primitive_bitwidth
     if K * BITS <= 128:
@@ -212,6 +186,6 @@ def store_steps(base, t, ts, BD: tl.constexpr, K: tl.constexpr):
     else:
         H: tl.constexpr = K // 2
         tl.store(base + t + tl.arange(0, H)[None, :],
-                 join_steps(_first_half(ts, H), BD, H).to(ty))
+                 join_steps(take(ts, 0, H), BD, H).to(ty))
         tl.store(base + (t + H) + tl.arange(0, H)[None, :],
-                 join_steps(_second_half(ts, H), BD, H).to(ty))
+                 join_steps(take(ts, H, H), BD, H).to(ty))
