@@ -368,7 +368,20 @@ LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's pipelini
     "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": 0},
     "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": 0},
     "bwd_pipe1": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1},
+    # the state-passes backward (selective_scan_lanes_bwd_passes.py), sixth session
+    "p2": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 2},
+    "p2_r168": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 2,
+                "lanes_bwd_maxnreg": 168},
+    "p4": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4},
+    "p4_r168": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4,
+                "lanes_bwd_maxnreg": 168},
+    "p4_r128": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4,
+                "lanes_bwd_maxnreg": 128},
+    "p4_merged_r168": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4,
+                       "lanes_bwd_re_exp": False, "lanes_bwd_maxnreg": 168},
 }
+VARIANT_BATCHES = tuple(int(b) for b in os.environ.get("VARIANT_BATCHES", "8,16,32").split(","))
+VARIANTS_ONLY = os.environ.get("VARIANTS_ONLY")  # comma-separated names, e.g. to skip the old ones
 # measured slower in the fifth session's second call (B=16, bwd 3.01 and 8.91 ms against 2.19):
 # {"lanes_bwd_split": 2} (since removed) and {"lanes_bwd_pipeline": 2} (then True)
 
@@ -379,10 +392,12 @@ def lanes_variants(out: str) -> int:
     and written to best_scan.json (MAMBALAB_SCAN_CONFIG for the benchmark that follows)."""
     rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
     base = dict(ss.CONFIG, impl="lanes")
-    xs = {b: inputs(b, 1536, 16, 2048, torch.bfloat16, dbl=True) for b in (8, 16)}
-    for name, cfg in LANES_VARIANTS.items():
+    xs = {b: inputs(b, 1536, 16, 2048, torch.bfloat16, dbl=True) for b in VARIANT_BATCHES}
+    names = [n for n in LANES_VARIANTS if not VARIANTS_ONLY or n in VARIANTS_ONLY.split(",")]
+    for name in names:
+        cfg = LANES_VARIANTS[name]
         ss.CONFIG.clear(); ss.CONFIG.update(base, **cfg)
-        for b in (8, 16):
+        for b in VARIANT_BATCHES:
             try:
                 f, bw = time_mixer_parts(xs[b])
             except Exception as e:  # a variant that fails to compile or run is reported
@@ -391,12 +406,16 @@ def lanes_variants(out: str) -> int:
                 continue
             rows[f"B{b}_{name}"] = {"fwd": f, "bwd": bw, "total": f + bw, "config": cfg}
             print(f"B{b}_{name:12s} fwd {f:.3f}  bwd {bw:.3f}  total {f + bw:.3f}", flush=True)
-    ok = {n: rows[f"B16_{n}"] for n in LANES_VARIANTS if "fwd" in rows.get(f"B16_{n}", {})}
-    fwd_best = min(("base", "fwd_pipe"), key=lambda n: ok.get(n, {"fwd": 1e9})["fwd"])
-    bwd_best = min(ok, key=lambda n: ok[n]["bwd"])
-    best = {"impl": "lanes",
-            "lanes_pipeline": LANES_VARIANTS[fwd_best]["lanes_pipeline"],
-            "lanes_bwd_pipeline": LANES_VARIANTS[bwd_best]["lanes_bwd_pipeline"]}
+    # the backward by its time per batch row summed over the batches timed (the benchmark's best
+    # batches are the large ones); the forward, which no variant but base changes, at B=16
+    def per_row(n):
+        got = [rows.get(f"B{b}_{n}", {}).get("bwd") for b in VARIANT_BATCHES]
+        return sum(x / b for x, b in zip(got, VARIANT_BATCHES)) if None not in got else 1e9
+    bwd_best = min(names, key=per_row)
+    fwd_names = [n for n in ("base", "fwd_pipe") if n in names] or [bwd_best]
+    fwd_best = min(fwd_names, key=lambda n: rows.get(f"B16_{n}", {}).get("fwd", 1e9))
+    best = {"impl": "lanes", "lanes_pipeline": LANES_VARIANTS[fwd_best]["lanes_pipeline"]}
+    best.update({k: v for k, v in LANES_VARIANTS[bwd_best].items() if k != "lanes_pipeline"})
     rows["best"] = best
     print("best lanes config:", json.dumps(best), flush=True)
     with open(os.path.join(out, "best_scan.json"), "w") as f:

@@ -2,7 +2,7 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd [CONSTEXPR=VALUE ...] [warps=N]
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|lanes_bwd_passes [CONSTEXPR=VALUE ...] [warps=N]
 
 e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
 bundled ptxas and nvdisasm) and torch; use the GPU image's Triton version (3.6 in 2026-12) in a
@@ -37,6 +37,11 @@ elif which == "lanes_bwd":
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
                  HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1)
     warps = 1
+elif which == "lanes_bwd_passes":
+    from mambalab.ops.triton.selective_scan_lanes_bwd_passes import _lanes_bwd_passes_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
+                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PASSES=2, NP=8, RE_EXP=False)
+    warps = 1
 elif which == "conv_rows_fwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn
     const = dict(W=4, SILU=True, HAS_DOC=False, BD=32, K=16)
@@ -57,9 +62,12 @@ else:
                  WRITE_Y=True, N_IN=1, D_IN=1, N_B=4, D_LANES=8, N_OUT=16, BLOCK_T=1, STATE_EVERY=16,
                  EVEN=True)  # CONFIG's step_bwd_* defaults
     warps = 1
+maxnreg = None
 for k, v in over.items():
     if k == "warps":
         warps = int(v)
+    elif k == "maxnreg":  # ptxas's register cap (Triton's maxnreg option): what would spill
+        maxnreg = int(v)
     else:
         const[k] = int(v) if v.lstrip("-").isdigit() else (v == "True")
 names = fn.arg_names
@@ -75,13 +83,15 @@ for i, n in enumerate(names):
         attrs[(i,)] = [["tt.divisibility", 16]]
     elif re.fullmatch(r"s\w+_l", n):
         sig[n] = "constexpr"; constexprs[(i,)] = 1
+    elif n == "fzero":
+        sig[n] = "fp32"
     else:
         sig[n] = "i32"
         # runtime 0 / 1 arguments are not specialised (do_not_specialize), nor are counts
         if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
-                   options={"num_warps": warps})
+                   options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {})})
 open("/tmp/k.ttgir", "w").write(k.asm["ttgir"])
 open("/tmp/k.cubin", "wb").write(k.asm["cubin"])
 nvdisasm = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/nvdisasm")
@@ -106,7 +116,8 @@ for a, op, l in ins:
             loops.append((labaddr[t.group(1)], a))
 open("/tmp/k.ptx", "w").write(k.asm["ptx"])
 ptxas = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/ptxas")
-info = subprocess.run([ptxas, "-arch=sm_90a", "-v", "-o", "/dev/null", "/tmp/k.ptx"],
+info = subprocess.run([ptxas, "-arch=sm_90a", "-v", "-o", "/dev/null", "/tmp/k.ptx"]
+                      + ([f"--maxrregcount={maxnreg}"] if maxnreg else []),
                       capture_output=True, text=True).stderr
 regs = (re.search(r"Used (\d+) registers", info) or [None, "?"])[1]
 print("regs", regs, "shared", k.metadata.shared, "spill (LDL/STL in whole kernel):",

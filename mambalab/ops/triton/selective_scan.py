@@ -88,7 +88,8 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
-          "lanes_bwd_pipeline": 1,
+          "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 1,
+          "lanes_bwd_re_exp": True, "lanes_bwd_maxnreg": None,
           "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -245,7 +246,9 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             delta_softplus=delta_softplus, doc_starts=docs, states=states,
             dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
-            pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out)
+            pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
+            passes=CONFIG["lanes_bwd_passes"], re_exp=CONFIG["lanes_bwd_re_exp"],
+            maxnreg=CONFIG["lanes_bwd_maxnreg"])
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Sixth session (2026-12-02): the state-passes lanes backward (selective_scan_lanes_bwd_passes.py).
+# Two calls back to back on one machine:
+#   bash scripts/gpu/s7.sh check 2>&1 | tee $OUT/s7_check.log
+#   bash scripts/gpu/s7.sh bench 2>&1 | tee $OUT/s7_bench.log
+# check: the kernel build detached; the lanes backward variants (one pass against 2 or 4 state
+# passes, with ptxas's register cap or not) at B = 8, 16, 32 as the mixer runs them, the fastest
+# (per batch row) checked at full size against an fp32 loop and written to best_scan.json; the
+# scan's lanes tests compiled on the GPU (the passes cases among them) and the fused mixer's GPU
+# tests with that config; mambalab[triton] alone at 32 x 2048 with the default and the best.
+# bench: the full benchmark (every implementation, ops table, profile) with the best config.
+source scripts/gpu/e2e_env.sh
+step=${1:?usage: s7.sh check|bench}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+if [ "$step" = check ]; then
+  (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
+  stamp "build started"
+  VARIANTS_ONLY=bwd_pipe1,p2,p2_r168,p4,p4_r168,p4_r128 run variants 330 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
+  grep -E "^B|best|check|rror" $LOGS/variants.log
+  cp $OUT/best_scan.json /tmp/best_scan.json 2>/dev/null
+  export MAMBALAB_SCAN_CONFIG=$(cat /tmp/best_scan.json 2>/dev/null); echo "best: $MAMBALAB_SCAN_CONFIG"
+  run scan_tests 150 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "lanes_matches"
+  tail -n 30 $LOGS/scan_tests.log | grep -E "^E |passed|failed" | head -n 20
+  run mixer_gpu 150 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -m gpu
+  tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[32] bench.print_tables=true"
+  run bench_best 100 $PY -m mambalab.bench $TB bench.out=$OUT/bench_best32.json
+  grep -E "mambalab|tokens" $LOGS/bench_best.log | head -n 5
+  MAMBALAB_SCAN_CONFIG= run bench_default 100 $PY -m mambalab.bench $TB bench.out=$OUT/bench_default32.json
+  grep -E "mambalab|tokens" $LOGS/bench_default.log | head -n 5
+  for i in $(seq 100); do [ -f /tmp/kernels_done ] && break; sleep 5; done
+  cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
+  tar czf $OUT/s7_check_logs.tgz -C $LOGS . 2>/dev/null
+  stamp done
+fi
+if [ "$step" = bench ]; then
+  export MAMBALAB_SCAN_CONFIG=$(cat /tmp/best_scan.json 2>/dev/null); echo "scan: $MAMBALAB_SCAN_CONFIG"
+  $PY -c "import mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)" || tail -n 5 /tmp/build.log
+  run bench 570 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
+  tail -n 60 $LOGS/bench.log
+  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
+  cp $LOGS/bench.log $OUT/ 2>/dev/null
+  stamp done
+fi
