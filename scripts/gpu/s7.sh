@@ -41,3 +41,10 @@ if [ "$step" = bench ]; then
   cp $LOGS/bench.log $OUT/ 2>/dev/null
   stamp done
 fi
+if [ "$step" = ops ]; then
+  # (a short call, no kernel build: NO_KERNELS=1) why the ops table's conv row is 5x the
+  # kernels' time: scripts/profile_op_cases.py
+  run ops 240 $PY scripts/profile_op_cases.py --batch 8 --out $OUT/profile_op_cases.json
+  cat $LOGS/ops.log | tail -n 20
+  stamp done
+fi
