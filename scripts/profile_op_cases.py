@@ -76,6 +76,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cprofile", action="store_true",
+                    help="also print where the host's time goes in the Triton conv and scan calls")
     args = ap.parse_args()
     dev = torch.device("cuda")
     rows = {}
@@ -85,8 +87,20 @@ def main():
             if not callable(fn):
                 continue
             key = f"{case.op}/{name}"
-            rows[key] = measure(fwd_bwd_fn(case, fn))
+            run = fwd_bwd_fn(case, fn)
+            rows[key] = measure(run)
             print(key, json.dumps(rows[key]), flush=True)
+            if args.cprofile and name == "triton":
+                import cProfile
+                import pstats
+                torch.cuda._sleep(400_000_000)  # the device busy: the host never waits
+                pr = cProfile.Profile()
+                pr.enable()
+                for _ in range(20):
+                    run()
+                pr.disable()
+                torch.cuda.synchronize()
+                pstats.Stats(pr).sort_stats("tottime").print_stats(14)
         del case
         torch.cuda.empty_cache()
     if args.out:

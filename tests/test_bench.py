@@ -3,9 +3,11 @@ the CPU, skips what is not installed with the reason, profiles, and writes the J
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -106,6 +108,16 @@ def test_bench_gpu_smoke(tmp_path):
     ops = {(r["op"], r["implementation"]): r for r in report["ops"]}
     for op in ("selective_scan", "causal_conv1d", "rms_norm+residual", "mamba_inner (mixer)"):
         assert ops[(op, "triton")]["status"] == "ok", ops[(op, "triton")]
+        assert ops[(op, "triton")]["fwd_bwd_ms"] > 0 and ops[(op, "triton")]["host_ms"] > 0
     assert ops[("linear+cross_entropy", "liger (fused)")]["status"] == "ok"
     groups = {g["group"] for g in report["profile"]["groups"]}
     assert {"scan fwd", "scan bwd", "matmuls"} <= groups, groups
+
+
+def test_time_device_on_cpu_is_the_wall_time():
+    """Off CUDA the ops table's device and host times are both one call's wall time."""
+    from mambalab.benchmarks.timing import time_device
+
+    dev, host = time_device(lambda: time.sleep(0.002), torch.device("cpu"), 1, 3)
+    assert dev == host and 2.0 <= dev < 100.0
+

@@ -32,15 +32,16 @@ def training_markdown(report: dict) -> str:
 
 
 def ops_markdown(report: dict) -> str:
-    lines = ["| op | shape | implementation | fwd ms | fwd+bwd ms | extra GiB |",
-             "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines = ["| op | shape | implementation | fwd ms | fwd+bwd ms | host ms | extra GiB |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in report.get("ops") or []:
         if r["status"] != "ok":
             lines.append(f"| {r['op']} | {r['shape']} | {r['implementation']} | "
-                         f"{r['status']}: {r.get('reason', '')} | | |")
+                         f"{r['status']}: {r.get('reason', '')} | | | |")
             continue
         lines.append(f"| {r['op']} | {r['shape']} | {r['implementation']} | {r['fwd_ms']:.3f} | "
-                     f"{r['fwd_bwd_ms']:.3f} | {_num(r.get('peak_extra_gib'), '.2f')} |")
+                     f"{r['fwd_bwd_ms']:.3f} | {_num(r.get('host_ms'), '.3f')} | "
+                     f"{_num(r.get('peak_extra_gib'), '.2f')} |")
     return "\n".join(lines)
 
 

@@ -33,14 +33,17 @@ def training_table(rows: list[dict], peak_tflops: float, measured_peak_tflops: f
 
 
 def ops_table(rows: list[dict]) -> Table:
-    table = Table(title="Ops: forward and forward+backward (median, ms)")
-    for col in ("op", "shape", "implementation", "fwd ms", "fwd+bwd ms", "extra GiB", "note"):
+    table = Table(title="Ops: forward and forward+backward (device ms per call; host: the "
+                        "host's ms to issue one forward+backward)")
+    for col in ("op", "shape", "implementation", "fwd ms", "fwd+bwd ms", "host ms", "extra GiB",
+                "note"):
         table.add_column(col, justify="right" if "ms" in col or "GiB" in col else "left")
     for r in rows:
         ok = r.get("status") == "ok"
         table.add_row(r["op"], r["shape"], escape(r["implementation"]),
                       _fmt(r.get("fwd_ms"), ".3f"),
-                      _fmt(r.get("fwd_bwd_ms"), ".3f"), _fmt(r.get("peak_extra_gib"), ".2f"),
+                      _fmt(r.get("fwd_bwd_ms"), ".3f"), _fmt(r.get("host_ms"), ".3f"),
+                      _fmt(r.get("peak_extra_gib"), ".2f"),
                       "" if ok else f"{r['status']} (see below)")
     return table
 

@@ -74,3 +74,37 @@ def is_oom(exc: BaseException) -> bool:
 def autocast(device: torch.device, mixed_precision: str):
     """bf16 autocast for ``mixed_precision=bf16``; a no-op context for ``no``."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
+
+
+def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
+                reps: int) -> tuple[float, float]:
+    """(device ms, host ms) per call of ``fn``. The device time is that of ``reps`` calls queued
+    behind a sleeping kernel long enough to cover issuing them, so that it is the kernels' time
+    and the gaps between them when the host is not the limit; the host time is what issuing one
+    call takes. An op whose launches cost more host time than its kernels take (on an H200 the
+    Triton conv's forward+backward issues in 1.6 ms and runs in 0.15) shows its kernels' time
+    here, where a CUDA-event interval around one call shows the host's (time_repeated). On a CPU
+    both are the wall time of one call (median)."""
+    if device.type != "cuda" or not hasattr(torch.cuda, "_sleep"):
+        wall = median(time_repeated(fn, device, warmup, reps))
+        return wall, wall
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize(device)
+    # the host's time per call, the device kept busy so that no launch waits for it
+    torch.cuda._sleep(int(2e6 * 200))  # about 200 ms at 2 GHz
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    host_ms = (time.perf_counter() - t0) * 1e3 / reps
+    torch.cuda.synchronize(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    # sleep through twice the host's issue time of all reps (cycles at up to 2 GHz)
+    torch.cuda._sleep(int(2e6 * max(2 * host_ms * reps, 1.0)))
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize(device)
+    return start.elapsed_time(end) / reps, host_ms
+

@@ -48,3 +48,15 @@ if [ "$step" = ops ]; then
   cat $LOGS/ops.log | tail -n 20
   stamp done
 fi
+if [ "$step" = ops2 ]; then
+  # the ops table with device times (timing.time_device), mambalab's Triton rows at full size;
+  # the benchmark's GPU smoke test; where the host's time goes in a conv and a scan call
+  run ops2 200 $PY -m mambalab.bench bench.implementations=[mambalab] 'bench.kernels=[triton]' bench.batch_sizes=[8] bench.ops=true bench.out=$OUT/bench_ops.json
+  grep -E "│|┃" $LOGS/ops2.log | head -n 30
+  run smoke 150 $PY -m pytest -q tests/test_bench.py -m gpu
+  tail -n 20 $LOGS/smoke.log | grep -E "^E |passed|failed" | head
+  run cprof 120 $PY scripts/profile_op_cases.py --batch 8 --cprofile
+  grep -E "ncalls|^ +[0-9]|triton|conv" $LOGS/cprof.log | head -n 60
+  cp $LOGS/cprof.log $OUT/ 2>/dev/null
+  stamp done
+fi
