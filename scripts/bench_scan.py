@@ -368,22 +368,14 @@ LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's pipelini
     "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": 0},
     "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": 0},
     "bwd_pipe1": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1},
-    # the state-passes backward (selective_scan_lanes_bwd_passes.py), sixth session
-    "p2": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 2},
-    "p2_r168": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 2,
-                "lanes_bwd_maxnreg": 168},
-    "p4": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4},
-    "p4_r168": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4,
-                "lanes_bwd_maxnreg": 168},
-    "p4_r128": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4,
-                "lanes_bwd_maxnreg": 128},
-    "p4_merged_r168": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_bwd_passes": 4,
-                       "lanes_bwd_re_exp": False, "lanes_bwd_maxnreg": 168},
 }
 VARIANT_BATCHES = tuple(int(b) for b in os.environ.get("VARIANT_BATCHES", "8,16,32").split(","))
 VARIANTS_ONLY = os.environ.get("VARIANTS_ONLY")  # comma-separated names, e.g. to skip the old ones
 # measured slower in the fifth session's second call (B=16, bwd 3.01 and 8.91 ms against 2.19):
-# {"lanes_bwd_split": 2} (since removed) and {"lanes_bwd_pipeline": 2} (then True)
+# {"lanes_bwd_split": 2} (since removed) and {"lanes_bwd_pipeline": 2} (then True); in the sixth
+# session's first call, the backward in state passes (lanes_bwd_passes 2 or 4, with ptxas's
+# register cap at 168 or 128 or none; since removed: git show 37fb4c8), B=16 bwd 2.51-4.07 ms
+# against 2.26 (docs/kernels/selective_scan.md)
 
 
 def lanes_variants(out: str) -> int:

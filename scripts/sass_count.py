@@ -2,7 +2,7 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|lanes_bwd_passes [CONSTEXPR=VALUE ...] [warps=N]
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd [CONSTEXPR=VALUE ...] [warps=N]
 
 e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
 bundled ptxas and nvdisasm) and torch; use the GPU image's Triton version (3.6 in 2026-12) in a
@@ -36,11 +36,6 @@ elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
                  HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1)
-    warps = 1
-elif which == "lanes_bwd_passes":
-    from mambalab.ops.triton.selective_scan_lanes_bwd_passes import _lanes_bwd_passes_kernel as fn
-    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PASSES=2, NP=8, RE_EXP=False)
     warps = 1
 elif which == "conv_rows_fwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn

@@ -82,21 +82,26 @@ def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
     behind a sleeping kernel long enough to cover issuing them, so that it is the kernels' time
     and the gaps between them when the host is not the limit; the host time is what issuing one
     call takes. An op whose launches cost more host time than its kernels take (on an H200 the
-    Triton conv's forward+backward issues in 1.6 ms and runs in 0.15) shows its kernels' time
-    here, where a CUDA-event interval around one call shows the host's (time_repeated). On a CPU
-    both are the wall time of one call (median)."""
+    Triton conv's forward+backward issued in 0.6-1.6 ms and ran in 0.15) shows its kernels' time
+    here, where a CUDA-event interval around one call shows the host's (time_repeated). (If an op
+    is host-bound and its ``reps`` calls' launches overflow the launch queue, the device time
+    includes the gaps the host leaves after the sleep; host_ms above device_ms says which.) On a
+    CPU both are the wall time of one call (median)."""
     if device.type != "cuda" or not hasattr(torch.cuda, "_sleep"):
         wall = median(time_repeated(fn, device, warmup, reps))
         return wall, wall
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize(device)
-    # the host's time per call, the device kept busy so that no launch waits for it
+    # the host's time per call, the device kept busy so that no launch waits for it; over a few
+    # calls only, so that their launches stay well inside the device's launch queue (a full
+    # queue would make the host wait for the sleeping device)
+    n_host = min(reps, 3)
     torch.cuda._sleep(int(2e6 * 200))  # about 200 ms at 2 GHz
     t0 = time.perf_counter()
-    for _ in range(reps):
+    for _ in range(n_host):
         fn()
-    host_ms = (time.perf_counter() - t0) * 1e3 / reps
+    host_ms = (time.perf_counter() - t0) * 1e3 / n_host
     torch.cuda.synchronize(device)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     # sleep through twice the host's issue time of all reps (cycles at up to 2 GHz)

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Sixth session (2026-12-02): the state-passes lanes backward (selective_scan_lanes_bwd_passes.py).
-# Two calls back to back on one machine:
+# Sixth session (2026-12-02): the state-passes lanes backward (selective_scan_lanes_bwd_passes.py,
+# measured slower by the check call and removed: `git checkout 37fb4c8` to run that call again),
+# then the ops table's timing (ops, ops2). The check and bench calls, back to back on one machine:
 #   bash scripts/gpu/s7.sh check 2>&1 | tee $OUT/s7_check.log
 #   bash scripts/gpu/s7.sh bench 2>&1 | tee $OUT/s7_bench.log
 # check: the kernel build detached; the lanes backward variants (one pass against 2 or 4 state
@@ -43,7 +44,7 @@ if [ "$step" = bench ]; then
 fi
 if [ "$step" = ops ]; then
   # (a short call, no kernel build: NO_KERNELS=1) why the ops table's conv row is 5x the
-  # kernels' time: scripts/profile_op_cases.py
+  # kernels' time: scripts/profile_op_cases.py (the host's, it showed)
   run ops 240 $PY scripts/profile_op_cases.py --batch 8 --out $OUT/profile_op_cases.json
   cat $LOGS/ops.log | tail -n 20
   stamp done

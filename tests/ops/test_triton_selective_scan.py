@@ -143,25 +143,20 @@ def test_matches_reference_cpu(case, impl, monkeypatch, nan_empty):
 
 LANES_CASES = [
     # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, chunk, warps, keep,
-    #  pipeline (backward: 0, 1 or 2; forward: on unless 0), backward state passes)
-    (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, 1, 1),
-    (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True, 0, 1),
-    (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False, 2, 1),
-    (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, 0, 1),
-    # the state-passes backward: 8 states a pass; N = 5 in passes of 4 (padding states); 4 a pass
-    (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, 1, 2),
-    (24, 64, 5, torch.float32, True, False, True, True, True, True, True, 4, 2, True, 1, 2),
-    (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, 1, 4),
+    #  pipeline (backward: 0, 1 or 2; forward: on unless 0))
+    (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, 1),
+    (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True, 0),
+    (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False, 2),
+    (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, 0),
 ]
 
 
-@pytest.mark.parametrize("case", LANES_CASES,
-                         ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}-pipe{c[14]}-passes{c[15]}"
-                              for c in LANES_CASES])
+@pytest.mark.parametrize("case", LANES_CASES, ids=[f"L{c[0]}-D{c[1]}-N{c[2]}-{str(c[3])[6:]}-pipe{c[14]}"
+                                                     for c in LANES_CASES])
 def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     """The lanes kernels (warp shuffles emulated under the interpreter, lane for lane): two
     programs or two warps a program, several chunks, every optional input in some case."""
-    seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, chunk, warps, keep, pipe, passes = case
+    seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last, chunk, warps, keep, pipe = case
     monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
     monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)  # fp32 cases run the lanes kernels too
     monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
@@ -169,7 +164,6 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
     monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", bool(pipe))
     monkeypatch.setitem(ss.CONFIG, "lanes_bwd_pipeline", pipe)  # 0, 1 or 2
-    monkeypatch.setitem(ss.CONFIG, "lanes_bwd_passes", passes)
     gen = torch.Generator().manual_seed(seqlen * 7 + dim)
     inputs, doc_starts = make_inputs(2, dim, dstate, seqlen, dtype, DEVICE, with_z=z, with_d=d,
                                      with_bias=bias, with_h0=h0, with_docs=docs, gen=gen)

@@ -40,21 +40,6 @@ def shfl_idx(x, SRC: tl.constexpr, BD: tl.constexpr, PURE: tl.constexpr = True):
 
 
 @triton.jit
-def shfl_idx_at(x, src, BD: tl.constexpr, PURE: tl.constexpr = False):
-    """shfl_idx with a runtime source lane (an int32 scalar, the same for every lane): the
-    backward's state passes (selective_scan_lanes_bwd_passes.py) pick their states' B_n and C_n
-    by the pass index, which is not a constant there."""
-    if FAST_SHFL:
-        srcs = tl.full([BD], 0, tl.int32) + src
-        return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
-                                         [x, srcs], dtype=tl.float32, is_pure=PURE, pack=1)
-    else:
-        xr = tl.reshape(x, (BD // 32, 32))
-        v = tl.sum(tl.where(tl.arange(0, 32)[None, :] == src, xr, 0.0), axis=1)  # (warps,)
-        return tl.reshape(tl.broadcast_to(v[:, None], (BD // 32, 32)), (BD,))
-
-
-@triton.jit
 def shfl_xor(x, M: tl.constexpr, BD: tl.constexpr):
     """Lane i gets lane (i ^ M)'s value of x (BD,) fp32; M a power of two below 32."""
     if FAST_SHFL:
@@ -100,34 +85,6 @@ def reduce_scatter_rest(v, lane, BD: tl.constexpr):
     v = _level(v, 2, 2, lane, BD)
     v = _level(v, 1, 1, lane, BD)
     return v[0]
-
-
-@triton.jit
-def reduce_scatter_np(v, lane, NP: tl.constexpr, BD: tl.constexpr):
-    """The reduce-scatter after its first level for 2 NP values over 32 lanes (NP a power of two
-    up to 16; v: the NP values first_level_pair gave). Lane i ends with the sum over its warp of
-    value j = (i // (16 / NP)) % NP (of the first of each pair for i < 16, else of the second):
-    log2(NP) halving levels, then all-reduce levels over the lane bits left, so that the lanes
-    16 / NP apart in a group hold the same sum and one of them stores it. NP = 16 is
-    reduce_scatter_rest."""
-    if NP >= 2:
-        v = _level(v, 8, NP // 2, lane, BD)
-    if NP >= 4:
-        v = _level(v, 4, NP // 4, lane, BD)
-    if NP >= 8:
-        v = _level(v, 2, NP // 8, lane, BD)
-    if NP >= 16:
-        v = _level(v, 1, 1, lane, BD)
-    x = v[0]
-    if NP < 16:
-        x += shfl_xor(x, 1, BD)
-    if NP < 8:
-        x += shfl_xor(x, 2, BD)
-    if NP < 4:
-        x += shfl_xor(x, 4, BD)
-    if NP < 2:
-        x += shfl_xor(x, 8, BD)
-    return x
 
 
 @triton.jit
@@ -216,21 +173,6 @@ def take(ts, I: tl.constexpr, n: tl.constexpr):
     for j in tl.static_range(n):
         out = out + (ts[I + j],)
     return out
-
-
-@triton.jit
-def store_steps_masked(base, t, ts, mask, BD: tl.constexpr, K: tl.constexpr):
-    """store_steps where a (BD, 1) mask is True."""
-    ty: tl.constexpr = base.dtype.element_ty
-    BITS: tl.constexpr = ty.primitive_bitwidth
-    if K * BITS <= 128:
-        tl.store(base + t + tl.arange(0, K)[None, :], join_steps(ts, BD, K).to(ty), mask=mask)
-    else:
-        H: tl.constexpr = K // 2
-        tl.store(base + t + tl.arange(0, H)[None, :],
-                 join_steps(take(ts, 0, H), BD, H).to(ty), mask=mask)
-        tl.store(base + (t + H) + tl.arange(0, H)[None, :],
-                 join_steps(take(ts, H, H), BD, H).to(ty), mask=mask)
 
 
 @triton.jit

@@ -25,7 +25,6 @@ import triton.language as tl
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
-from mambalab.ops.triton.selective_scan_lanes_bwd_passes import _lanes_bwd_passes_kernel
 from mambalab.ops.triton.selective_scan_lanes_fwd import chunk_inputs, per_channel, unpack_inputs
 
 
@@ -288,16 +287,11 @@ def lanes_bwd_launch(
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
-    y_out: torch.Tensor | None = None, passes: int = 1, re_exp: bool = True,
-    maxnreg: int | None = None,
+    y_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC come back fp32 (B, N, L). ``y_out`` (B, D, L),
-    unit stride along L: also write the forward's y there (recomputed here anyway). ``passes``
-    > 1: the state-passes kernel (selective_scan_lanes_bwd_passes.py; it always loads the
-    forward's inputs a chunk ahead, as pipeline 1; ``re_exp``: its reverse pass computes a_t
-    again), else this file's, at ``pipeline``. ``maxnreg``: ptxas's cap on registers per thread
-    (more warps per SM, perhaps spills), None for its own choice."""
+    unit stride along L: also write the forward's y there (recomputed here anyway)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -311,20 +305,11 @@ def lanes_bwd_launch(
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     bd = 32 * num_warps
-    if passes > 1:
-        kernel = _lanes_bwd_passes_kernel
-        np_ = triton.next_power_of_2(-(-dstate // passes))
-        extra = dict(PASSES=passes, NP=np_, RE_EXP=bool(re_exp))
-        # g and dA between their passes (selective_scan_lanes_bwd_passes.py)
-        scr = torch.empty((batch, 2, np_ * passes, dim), **f32)
-    else:
-        kernel = _lanes_bwd_kernel
-        extra = dict(PIPE=int(pipeline))
-    kernel[(dim // bd, batch)](
+    _lanes_bwd_kernel[(dim // bd, batch)](
         u, delta, A, B, C, pc, zz, docs, states, dy,
         dlast_state if dlast_state is not None else A,
         du, ddelta, dz, dbc, dA, dpc, dh0, y_out if y_out is not None else du,
-        *((scr, 0.0) if passes > 1 else ()), dim, seqlen, n_chunks,
+        dim, seqlen, n_chunks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
         docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
@@ -333,7 +318,7 @@ def lanes_bwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk,
-        num_warps=num_warps, **extra, **({"maxnreg": maxnreg} if maxnreg else {}),
+        PIPE=int(pipeline), num_warps=num_warps,
     )
     dbc = dbc.sum(1)  # (B, 32, L)
     return {
