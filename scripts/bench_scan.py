@@ -364,6 +364,31 @@ def lanes_scaling(out: str) -> int:
     return 0
 
 
+def lanes_parts(out: str) -> int:
+    """The lanes backward at batches beyond one wave of the device, in one launch against the
+    equal parts of at most one wave that CONFIG["lanes_bwd_wave_warps_per_sm"] gives (and B=16,
+    one wave, as the reference), as the mixer runs it. Writes bench_scan_lanes_parts.json."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__,
+                  "config": dict(ss.CONFIG)}
+    base = dict(ss.CONFIG)
+    for batch in (16, 24, 32, 48, 64):
+        x = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
+        for name, wave in (("one_launch", None), ("parts", base["lanes_bwd_wave_warps_per_sm"])):
+            if batch == 16 and name == "parts":
+                continue  # one wave either way
+            ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_wave_warps_per_sm=wave)
+            f, bw = time_mixer_parts(x)
+            rows[f"B{batch}_{name}"] = {"fwd": f, "bwd": bw, "warps": batch * 48}
+            print(f"B{batch:3d} {name:10s} fwd {f:.3f}  bwd {bw:.3f}  bwd per row "
+                  f"{bw / batch:.4f}", flush=True)
+        del x
+        torch.cuda.empty_cache()
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    with open(os.path.join(out, "bench_scan_lanes_parts.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return 0
+
+
 LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's pipelining (none)
     "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": 0},
     "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": 0},
@@ -464,7 +489,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
     ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg", "lanes",
-                                                     "lanes-scaling", "lanes-variants"])
+                                                     "lanes-scaling", "lanes-variants", "lanes-parts"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
@@ -480,6 +505,8 @@ def main():
         return lanes_scaling(args.out)
     if args.impl == "lanes-variants":
         return lanes_variants(args.out)
+    if args.impl == "lanes-parts":
+        return lanes_parts(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()

@@ -61,3 +61,20 @@ if [ "$step" = ops2 ]; then
   cp $LOGS/cprof.log $OUT/ 2>/dev/null
   stamp done
 fi
+if [ "$step" = parts ]; then
+  # the lanes backward launched in parts of at most one wave (batch_parts) against one launch:
+  # the scan alone at B = 16 .. 64, then mambalab[triton] training at 32 x 2048 both ways; the
+  # batch-parts test compiled; the ops table with the final timing (host over 3 calls)
+  run parts 200 $PY scripts/bench_scan.py --impl lanes-parts --out $OUT
+  grep -E "^B" $LOGS/parts.log
+  TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[32] bench.print_tables=true"
+  run bench_parts 80 $PY -m mambalab.bench $TB bench.out=$OUT/bench_parts32.json
+  grep -E "mambalab" $LOGS/bench_parts.log | head -n 3
+  MAMBALAB_SCAN_CONFIG='{"lanes_bwd_wave_warps_per_sm": null}' run bench_one 80 $PY -m mambalab.bench $TB bench.out=$OUT/bench_one_launch32.json
+  grep -E "mambalab" $LOGS/bench_one.log | head -n 3
+  run parts_test 90 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k batch_parts
+  tail -n 20 $LOGS/parts_test.log | grep -E "^E |passed|failed" | head
+  run ops3 170 $PY -m mambalab.bench bench.implementations=[mambalab] 'bench.kernels=[triton]' bench.batch_sizes=[8] bench.ops=true bench.out=$OUT/bench_ops.json
+  grep -E "│|┃" $LOGS/ops3.log | head -n 30
+  stamp done
+fi

@@ -172,6 +172,28 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     check_against_reference(inputs, doc_starts, sp, tol, last, gen)
 
 
+def test_lanes_backward_in_batch_parts(monkeypatch, nan_empty):
+    """A batch larger than one wave of the device is launched in parts of its rows (the kernel
+    sees views of every (B, ...) tensor): forced here to one row a launch, it matches the
+    reference; and the parts the device's size gives."""
+    from mambalab.ops.triton import selective_scan_lanes_bwd as lb
+
+    assert lb.batch_parts(32, 48, 132) == [(0, 16), (16, 32)]  # 1,536 warps, 1,056 a wave
+    assert lb.batch_parts(16, 48, 132) == [(0, 16)]
+    assert lb.batch_parts(64, 48, 132) == [(0, 22), (22, 44), (44, 64)]
+    assert lb.batch_parts(3, 48, None) == [(0, 3)]               # off CUDA: one launch
+    assert lb.batch_parts(32, 48, 132, None) == [(0, 32)]        # the parts switched off
+    monkeypatch.setattr(lb, "batch_parts", lambda batch, warps, sms, wave: [(b, b + 1)
+                                                                             for b in range(batch)])
+    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    monkeypatch.setitem(ss.CONFIG, "lanes_chunk", 8)
+    gen = torch.Generator().manual_seed(5)
+    inputs, doc_starts = make_inputs(2, 32, 16, 16, torch.bfloat16, DEVICE, with_z=True,
+                                     with_d=True, with_bias=True, with_h0=True, with_docs=True,
+                                     gen=gen)
+    check_against_reference(inputs, doc_starts, True, 2e-2, True, gen)
+
+
 def test_lanes_contract_falls_back_to_tile(monkeypatch):
     """Shapes the lanes kernels do not take go to the tile kernels."""
     monkeypatch.setitem(ss.CONFIG, "impl", "lanes")

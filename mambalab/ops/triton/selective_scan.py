@@ -77,7 +77,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # (8.9 ms: ten times the spills). (The backward a half chunk at a time, K / 2 steps of states
 # live, measured slower, 3.0 against 2.2 ms at B=16, and was removed; so was the backward in
 # state passes, 2 or 4 passes of 8 or 4 states, 2.51-4.07 against 2.26 ms at B=16, sixth
-# session, docs/kernels/selective_scan.md.) The forward saves the
+# session, docs/kernels/selective_scan.md.) lanes_bwd_wave_warps_per_sm: the backward's warps
+# one SM holds (8 at its 255 registers); a batch beyond one wave of the device is launched in
+# equal parts of at most one wave (selective_scan_lanes_bwd.batch_parts); None: one launch. The forward saves the
 # states channel-last,
 # (B, L / K, N, D), so that each state's store is one line per warp.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
@@ -90,7 +92,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
-          "lanes_bwd_pipeline": 1, 
+          "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8,
           "lanes_fp32": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -247,7 +249,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             delta_softplus=delta_softplus, doc_starts=docs, states=states,
             dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
-            pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out)
+            pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
+            wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"])
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -18,6 +18,8 @@ Contract as the forward's (selective_scan_lanes_fwd.py), with the states it save
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -281,17 +283,64 @@ def _lanes_bwd_kernel(
     tl.store(dpc_ptr + b * dim * 2 + d * 2 + 1, dbias_acc)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def batch_parts(batch: int, warps_per_row: int, sms: int | None,
+                wave_warps_per_sm: int | None = 8) -> list[tuple[int, int]]:
+    """[(b0, b1), ...]: the batch rows of each launch, as equal as the rows allow, each part's
+    warps within one wave of ``sms`` SMs holding ``wave_warps_per_sm`` of them each (the
+    kernel's 255 registers a thread allow 8); one part when either is None (sms: off CUDA).
+    One launch of B=32 at D=1536 (1,536 warps for 1,056 places on an H200's 132 SMs) runs a
+    second wave of 480 warps, under 4 an SM, latency-bound: 5.19 ms where B=16 took 2.26
+    (selective_scan.CONFIG["lanes_bwd_wave_warps_per_sm"] has the measurement of the parts)."""
+    if wave_warps_per_sm is None or sms is None:
+        return [(0, batch)]
+    wave = sms * wave_warps_per_sm
+    n_parts = max(1, -(-batch * warps_per_row // wave))
+    n_parts = min(n_parts, batch)
+    size = -(-batch // n_parts)
+    return [(b0, min(b0 + size, batch)) for b0 in range(0, batch, size)]
+
+
+def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
+            dbc, dA, dpc, dh0, y_out, has_d: bool, has_bias: bool, delta_softplus: bool,
+            chunk: int, bd: int, num_warps: int, pipeline: int) -> None:
+    """One launch of the kernel over the batch rows of its (already sliced) tensors."""
+    batch, dim, seqlen = u.shape
+    zz = z if z is not None else u
+    docs = doc_starts if doc_starts is not None else u
+    _lanes_bwd_kernel[(dim // bd, batch)](
+        u, delta, A, B, C, pc, zz, docs, states, dy,
+        dlast_state if dlast_state is not None else A,
+        du, ddelta, dz, dbc, dA, dpc, dh0, y_out if y_out is not None else du,
+        dim, seqlen, seqlen // chunk,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+        B.stride(0), B.stride(1), C.stride(0), C.stride(1),
+        docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
+        du.stride(0), du.stride(1),
+        y_out.stride(0) if y_out is not None else 0, y_out.stride(1) if y_out is not None else 0,
+        HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias,
+        SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
+        HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=A.shape[1], BD=bd,
+        K=chunk, PIPE=int(pipeline), num_warps=num_warps,
+    )
+
+
 def lanes_bwd_launch(
     *, dy: torch.Tensor, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
     C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
     delta_bias: torch.Tensor | None, delta_softplus: bool, doc_starts: torch.Tensor | None,
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
-    y_out: torch.Tensor | None = None,
+    y_out: torch.Tensor | None = None, wave_warps_per_sm: int | None = 8,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC come back fp32 (B, N, L). ``y_out`` (B, D, L),
-    unit stride along L: also write the forward's y there (recomputed here anyway)."""
+    unit stride along L: also write the forward's y there (recomputed here anyway). A batch
+    beyond one wave of the device runs in several launches (batch_parts)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -302,24 +351,19 @@ def lanes_bwd_launch(
     dpc = torch.empty((batch, dim, 2), **f32)
     dh0 = torch.empty((batch, dim, dstate), **f32)
     pc = per_channel(D, delta_bias, dim, u.device)
-    zz = z if z is not None else u
-    docs = doc_starts if doc_starts is not None else u
     bd = 32 * num_warps
-    _lanes_bwd_kernel[(dim // bd, batch)](
-        u, delta, A, B, C, pc, zz, docs, states, dy,
-        dlast_state if dlast_state is not None else A,
-        du, ddelta, dz, dbc, dA, dpc, dh0, y_out if y_out is not None else du,
-        dim, seqlen, n_chunks,
-        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
-        B.stride(0), B.stride(1), C.stride(0), C.stride(1),
-        docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
-        du.stride(0), du.stride(1),
-        y_out.stride(0) if y_out is not None else 0, y_out.stride(1) if y_out is not None else 0,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
-        HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=dstate, BD=bd, K=chunk,
-        PIPE=int(pipeline), num_warps=num_warps,
-    )
+    sms = _sm_count(u.device) if u.device.type == "cuda" else None
+    for b0, b1 in batch_parts(batch, dim // 32, sms, wave_warps_per_sm):
+        def rows(t):  # the part's batch rows of a (B, ...) tensor (a view: same strides)
+            return t[b0:b1] if t is not None else None
+
+        _launch(dy=rows(dy), u=rows(u), delta=rows(delta), A=A, B=rows(B), C=rows(C), pc=pc,
+                z=rows(z), doc_starts=rows(doc_starts), states=rows(states),
+                dlast_state=rows(dlast_state), du=rows(du), ddelta=rows(ddelta), dz=rows(dz),
+                dbc=rows(dbc), dA=rows(dA), dpc=rows(dpc), dh0=rows(dh0), y_out=rows(y_out),
+                has_d=D is not None, has_bias=delta_bias is not None,
+                delta_softplus=delta_softplus, chunk=chunk, bd=bd, num_warps=num_warps,
+                pipeline=pipeline)
     dbc = dbc.sum(1)  # (B, 32, L)
     return {
         "du": du, "ddelta": ddelta, "dz": dz if z is not None else None,
