@@ -371,15 +371,19 @@ def lanes_parts(out: str) -> int:
     rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__,
                   "config": dict(ss.CONFIG)}
     base = dict(ss.CONFIG)
-    for batch in (16, 24, 32, 48, 64):
+    # PARTS_BATCHES / PARTS_WAVE (environment): other batches, another warps-per-SM for the parts
+    batches = [int(b) for b in os.environ.get("PARTS_BATCHES", "16,24,32,48,64").split(",")]
+    wave_parts = int(os.environ.get("PARTS_WAVE", base["lanes_bwd_wave_warps_per_sm"]))
+    for batch in batches:
         x = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
-        for name, wave in (("one_launch", None), ("parts", base["lanes_bwd_wave_warps_per_sm"])):
-            if batch == 16 and name == "parts":
-                continue  # one wave either way
+        for name, wave in (("one_launch", None), ("parts", wave_parts)):
+            from mambalab.ops.triton.selective_scan_lanes_bwd import batch_parts
+            if name == "parts" and len(batch_parts(batch, 48, 132, wave)) == 1:
+                continue  # one launch either way
             ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_wave_warps_per_sm=wave)
             f, bw = time_mixer_parts(x)
             rows[f"B{batch}_{name}"] = {"fwd": f, "bwd": bw, "warps": batch * 48}
-            print(f"B{batch:3d} {name:10s} fwd {f:.3f}  bwd {bw:.3f}  bwd per row "
+            print(f"B{batch:3d} {name:10s} wave {wave} fwd {f:.3f}  bwd {bw:.3f}  bwd per row "
                   f"{bw / batch:.4f}", flush=True)
         del x
         torch.cuda.empty_cache()

@@ -78,3 +78,9 @@ if [ "$step" = parts ]; then
   grep -E "│|┃" $LOGS/ops3.log | head -n 30
   stamp done
 fi
+if [ "$step" = parts6 ]; then
+  # parts of at most 6 warps an SM (B=64: 4 x 16 rows, B=20: 2 x 10) against one launch
+  PARTS_BATCHES=20,64 PARTS_WAVE=6 run parts6 150 $PY scripts/bench_scan.py --impl lanes-parts --out $OUT
+  grep -E "^B" $LOGS/parts6.log
+  stamp done
+fi
