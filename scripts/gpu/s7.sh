@@ -84,3 +84,11 @@ if [ "$step" = parts6 ]; then
   grep -E "^B" $LOGS/parts6.log
   stamp done
 fi
+if [ "$step" = b48 ]; then
+  # batch_parts' final rule at B=64 and 48 (scan alone), then training at 48 x 2048
+  PARTS_BATCHES=48,64 run parts_rule 100 $PY scripts/bench_scan.py --impl lanes-parts --out $OUT
+  grep -E "^B" $LOGS/parts_rule.log
+  run bench48 90 $PY -m mambalab.bench bench.implementations=[mambalab] 'bench.kernels=[triton]' bench.batch_sizes=[48] bench.out=$OUT/bench48.json
+  grep -E "mambalab" $LOGS/bench48.log | head -n 3
+  stamp done
+fi

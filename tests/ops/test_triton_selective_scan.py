@@ -180,7 +180,9 @@ def test_lanes_backward_in_batch_parts(monkeypatch, nan_empty):
 
     assert lb.batch_parts(32, 48, 132) == [(0, 16), (16, 32)]  # 1,536 warps, 1,056 a wave
     assert lb.batch_parts(16, 48, 132) == [(0, 16)]
-    assert lb.batch_parts(64, 48, 132) == [(0, 22), (22, 44), (44, 64)]
+    assert lb.batch_parts(64, 48, 132) == [(0, 16), (16, 32), (32, 48), (48, 64)]
+    assert lb.batch_parts(24, 48, 132) == [(0, 12), (12, 24)]
+    assert lb.batch_parts(20, 48, 132) == [(0, 20)]                # 960 warps: one wave
     assert lb.batch_parts(3, 48, None) == [(0, 3)]               # off CUDA: one launch
     assert lb.batch_parts(32, 48, 132, None) == [(0, 32)]        # the parts switched off
     monkeypatch.setattr(lb, "batch_parts", lambda batch, warps, sms, wave: [(b, b + 1)

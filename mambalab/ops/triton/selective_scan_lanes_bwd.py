@@ -289,18 +289,24 @@ def _sm_count(device: torch.device) -> int:
 
 
 def batch_parts(batch: int, warps_per_row: int, sms: int | None,
-                wave_warps_per_sm: int | None = 8) -> list[tuple[int, int]]:
-    """[(b0, b1), ...]: the batch rows of each launch, as equal as the rows allow, each part's
-    warps within one wave of ``sms`` SMs holding ``wave_warps_per_sm`` of them each (the
-    kernel's 255 registers a thread allow 8); one part when either is None (sms: off CUDA).
-    One launch of B=32 at D=1536 (1,536 warps for 1,056 places on an H200's 132 SMs) runs a
-    second wave of 480 warps, under 4 an SM, latency-bound: 5.19 ms where B=16 took 2.26
-    (selective_scan.CONFIG["lanes_bwd_wave_warps_per_sm"] has the measurement of the parts)."""
+                wave_warps_per_sm: int | None = 8,
+                part_warps_per_sm: int = 6) -> list[tuple[int, int]]:
+    """[(b0, b1), ...]: the batch rows of each launch. One launch while the B * warps_per_row
+    warps fit one wave of ``sms`` SMs holding ``wave_warps_per_sm`` each (the kernel's 255
+    registers a thread allow 8); beyond that, equal parts of at most ``part_warps_per_sm`` warps
+    an SM. One part when sms or wave_warps_per_sm is None (sms: off CUDA).
+
+    Measured on an H200 (132 SMs, D=1536: 48 warps a row; scripts/bench_scan.py --impl
+    lanes-parts, ms): one launch of B=32 (1,536 warps for 1,056 places) took 5.20, its second
+    wave running 480 warps at under 4 an SM; two launches of 16 took 4.49. Parts of a full wave
+    did worse than parts of 6 an SM: B=64 took 9.69 in 3 x 22 rows, 8.94 in 4 x 16, 9.47 in one
+    launch. Below one wave, splitting lost: B=20 took 2.95 in one launch, 3.39 in 2 x 10."""
     if wave_warps_per_sm is None or sms is None:
         return [(0, batch)]
-    wave = sms * wave_warps_per_sm
-    n_parts = max(1, -(-batch * warps_per_row // wave))
-    n_parts = min(n_parts, batch)
+    warps = batch * warps_per_row
+    if warps <= sms * wave_warps_per_sm:
+        return [(0, batch)]
+    n_parts = min(-(-warps // (sms * part_warps_per_sm)), batch)
     size = -(-batch // n_parts)
     return [(b0, min(b0 + size, batch)) for b0 in range(0, batch, size)]
 
