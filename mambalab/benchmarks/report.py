@@ -34,7 +34,7 @@ def training_table(rows: list[dict], peak_tflops: float, measured_peak_tflops: f
 
 def ops_table(rows: list[dict]) -> Table:
     table = Table(title="Ops: forward and forward+backward (device ms per call; host: the "
-                        "host's ms to issue one forward+backward)")
+                        "host's ms for one forward+backward, the device idle at its start)")
     for col in ("op", "shape", "implementation", "fwd ms", "fwd+bwd ms", "host ms", "extra GiB",
                 "note"):
         table.add_column(col, justify="right" if "ms" in col or "GiB" in col else "left")

@@ -78,32 +78,36 @@ def autocast(device: torch.device, mixed_precision: str):
 
 def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
                 reps: int) -> tuple[float, float]:
-    """(device ms, host ms) per call of ``fn``. The device time is that of ``reps`` calls queued
-    behind a sleeping kernel long enough to cover issuing them, so that it is the kernels' time
-    and the gaps between them when the host is not the limit; the host time is what issuing one
-    call takes. An op whose launches cost more host time than its kernels take (on an H200 the
-    Triton conv's forward+backward issued in 0.6-1.6 ms and ran in 0.15) shows its kernels' time
-    here, where a CUDA-event interval around one call shows the host's (time_repeated). (If an op
-    is host-bound and its ``reps`` calls' launches overflow the launch queue, the device time
-    includes the gaps the host leaves after the sleep; host_ms above device_ms says which.) On a
-    CPU both are the wall time of one call (median)."""
+    """(device ms, host ms) per call of ``fn``.
+
+    The device time is that of ``reps`` calls queued behind a sleeping kernel long enough to
+    cover issuing them: the kernels' time and the gaps between them when the host is not the
+    limit. The host time is what one call takes the host, started with the device idle. An op
+    whose launches cost more host time than its kernels take (on an H200 the Triton conv's
+    forward+backward issued in 0.6-1.6 ms and ran in 0.15) shows its kernels' time here, where
+    a CUDA-event interval around one call shows the host's (time_repeated). Two cases keep host
+    gaps in the device time: an op that waits for the device inside a call (a value read back),
+    and a host-bound op whose ``reps`` calls overflow the launch queue; host_ms near or above
+    device_ms flags both. On a CPU both are the wall time of one call (median)."""
     if device.type != "cuda" or not hasattr(torch.cuda, "_sleep"):
         wall = median(time_repeated(fn, device, warmup, reps))
         return wall, wall
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize(device)
-    # the host's time per call, the device kept busy so that no launch waits for it; over a few
-    # calls only, so that their launches stay well inside the device's launch queue (a full
-    # queue would make the host wait for the sleeping device)
-    n_host = min(reps, 3)
-    torch.cuda._sleep(int(2e6 * 200))  # about 200 ms at 2 GHz
-    t0 = time.perf_counter()
-    for _ in range(n_host):
+    # the host's time for one call with the device idle at its start (median of 3): what
+    # issuing it costs, plus any wait the op itself makes for the device (a loss that reads a
+    # value back, for one). Timed behind a sleeping kernel instead, such an op would wait for
+    # the sleep: the sixth session's ops table showed 70-85 ms for the fused losses that way.
+    host = []
+    for _ in range(3):
+        torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
         fn()
-    host_ms = (time.perf_counter() - t0) * 1e3 / n_host
-    torch.cuda.synchronize(device)
+        host.append((time.perf_counter() - t0) * 1e3)
+    host_ms = median(host)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize(device)
     # sleep through twice the host's issue time of all reps (cycles at up to 2 GHz)
     torch.cuda._sleep(int(2e6 * max(2 * host_ms * reps, 1.0)))
     start.record()
