@@ -366,8 +366,11 @@ def lanes_scaling(out: str) -> int:
 
 def lanes_parts(out: str) -> int:
     """The lanes backward at batches beyond one wave of the device, in one launch against the
-    equal parts of at most one wave that CONFIG["lanes_bwd_wave_warps_per_sm"] gives (and B=16,
-    one wave, as the reference), as the mixer runs it. Writes bench_scan_lanes_parts.json."""
+    parts selective_scan_lanes_bwd.batch_parts gives (and B=16, one wave, as the reference), as
+    the mixer runs it. Writes bench_scan_lanes_parts.json."""
+    from mambalab.ops.triton.selective_scan_lanes_bwd import batch_parts
+
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__,
                   "config": dict(ss.CONFIG)}
     base = dict(ss.CONFIG)
@@ -377,8 +380,7 @@ def lanes_parts(out: str) -> int:
     for batch in batches:
         x = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
         for name, wave in (("one_launch", None), ("parts", wave_parts)):
-            from mambalab.ops.triton.selective_scan_lanes_bwd import batch_parts
-            if name == "parts" and len(batch_parts(batch, 48, 132, wave)) == 1:
+            if name == "parts" and len(batch_parts(batch, 48, sms, wave)) == 1:
                 continue  # one launch either way
             ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_wave_warps_per_sm=wave)
             f, bw = time_mixer_parts(x)

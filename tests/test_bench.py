@@ -120,4 +120,3 @@ def test_time_device_on_cpu_is_the_wall_time():
 
     dev, host = time_device(lambda: time.sleep(0.002), torch.device("cpu"), 1, 3)
     assert dev == host and 2.0 <= dev < 100.0
-

@@ -2,11 +2,11 @@
 
 Times are device times per call after warm-up, with the host's launch work hidden (calls queued
 behind a sleeping kernel: timing.time_device); the host's time for one forward+backward, the
-device idle at its start, is reported beside them (``host_ms``). CUDA-event intervals around single calls, used before
-2026-12-02, measured the host for ops whose kernels are shorter than their launches: the Triton
-conv's row read 1.2 ms for 0.15 ms of kernels. The forward is timed under no_grad (the kernel
-alone), forward+backward with a fixed random upstream gradient. Memory is the peak above what the
-inputs already hold, during one forward+backward.
+device idle at its start, is reported beside them (``host_ms``). CUDA-event intervals around
+single calls, used before 2026-12-02, measured the host for ops whose kernels are shorter than
+their launches: the Triton conv's row read 1.2 ms for 0.15 ms of kernels. The forward is timed
+under no_grad (the kernel alone), forward+backward with a fixed random upstream gradient. Memory
+is the peak above what the inputs already hold, during one forward+backward.
 """
 from __future__ import annotations
 

@@ -116,4 +116,3 @@ def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
     end.record()
     torch.cuda.synchronize(device)
     return start.elapsed_time(end) / reps, host_ms
-

@@ -80,9 +80,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # session, docs/kernels/selective_scan.md.) lanes_bwd_wave_warps_per_sm: the backward's warps
 # one SM holds (8 at its 255 registers); a batch beyond one wave of the device is launched in
 # equal parts of at most 6 warps an SM (selective_scan_lanes_bwd.batch_parts, which has the
-# measurements: at 32 x 2048 the training step went from 279.0 to 262.2 ms); None: one launch. The forward saves the
-# states channel-last,
-# (B, L / K, N, D), so that each state's store is one line per warp.
+# measurements: at 32 x 2048 the training step went from 279.0 to 262.2 ms); None: one launch.
+# The forward saves the states channel-last, (B, L / K, N, D), so that each state's store is one
+# line per warp.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
 # gives y back) took 2.08 ms at B=8 and 2.82 at B=16 (fifth session), against 2.55 and 4.53 for
 # "tile" (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
