@@ -96,9 +96,9 @@ def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
         fn()
     torch.cuda.synchronize(device)
     # the host's time for one call with the device idle at its start (median of 3): what
-    # issuing it costs, plus any wait the op itself makes for the device (a loss that reads a
-    # value back, for one). Timed behind a sleeping kernel instead, such an op would wait for
-    # the sleep: the sixth session's ops table showed 70-85 ms for the fused losses that way.
+    # issuing it costs, plus any wait the op makes for the device. Timed behind a sleeping
+    # kernel instead, the fused losses took 69-85 ms of host time in the sixth session's ops
+    # table (waiting inside a call, or a full launch queue: not found out).
     host = []
     for _ in range(3):
         torch.cuda.synchronize(device)
