@@ -374,7 +374,8 @@ def lanes_parts(out: str) -> int:
     rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__,
                   "config": dict(ss.CONFIG)}
     base = dict(ss.CONFIG)
-    # PARTS_BATCHES / PARTS_WAVE (environment): other batches, another warps-per-SM for the parts
+    # PARTS_BATCHES / PARTS_WAVE (environment): other batches; another value of
+    # lanes_bwd_wave_warps_per_sm, the warps an SM holds, above which batch_parts splits
     batches = [int(b) for b in os.environ.get("PARTS_BATCHES", "16,24,32,48,64").split(",")]
     wave_parts = int(os.environ.get("PARTS_WAVE", base["lanes_bwd_wave_warps_per_sm"]))
     for batch in batches:
