@@ -204,3 +204,38 @@ def test_step_states_kept_only_for_a_backward(monkeypatch):
     mamba_inner_triton(*leaves).sum().backward()
     assert seen == [False, True]  # kept in the forward; the backward ran no forward of its own
     assert all(leaf.grad is not None for leaf in leaves)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_conv_output_kept_or_recomputed(keep, monkeypatch):
+    """CONFIG["keep_conv_out"]: the forward keeps the conv output and the backward runs no conv
+    forward of its own; off, the backward recomputes it. The gradients are the same."""
+    from mambalab.ops.triton import mamba_inner as mi
+    from mambalab.ops.triton import mamba_inner_triton
+    from mambalab.ops.triton import selective_scan as ss
+
+    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)
+    monkeypatch.setitem(mi.CONFIG, "keep_conv_out", keep)
+    calls = []
+    real_conv = mi.causal_conv1d_fwd
+
+    def spy(*args, **kwargs):
+        calls.append(torch.is_grad_enabled())
+        return real_conv(*args, **kwargs)
+
+    monkeypatch.setattr(mi, "causal_conv1d_fwd", spy)
+    dev = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+    params, doc_starts = _inputs(0, 2, 16, d_inner=32, docs=True)
+    leaves = [p.detach().to(dev).requires_grad_(True) for p in params]
+    out = mamba_inner_triton(*leaves, doc_starts=doc_starts.to(dev))
+    assert len(calls) == 1
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dev)
+    grads = torch.autograd.grad(out, leaves, dout)
+    assert len(calls) == (1 if keep else 2)
+    ref_leaves = [p.detach().double().requires_grad_(True) for p in params]
+    ref = mixer_ref(*ref_leaves, doc_starts)
+    want = torch.autograd.grad(ref, ref_leaves, dout.cpu().double())
+    for name, a, b in zip(NAMES, grads, want):
+        scale = b.abs().max().clamp_min(1e-3)
+        torch.testing.assert_close(a.double().cpu() / scale, b / scale, atol=1e-4, rtol=1e-4,
+                                   msg=lambda m, nm=name: f"d{nm}: {m}")

@@ -2,9 +2,11 @@
 
 Same math as mamba_ssm's ``mamba_inner_fn`` (and ``mambalab.ops.mamba_inner.reference``), as one
 autograd Function that keeps little for the backward: the in_proj output ``xz`` (which autograd
-holds anyway for in_proj's own weight gradient) and the small ``x_dbl`` (B*L, R + 2N). The conv
-output, delta, the scan output and the scan's chunk states are recomputed in the backward, so
-activation memory per layer is below mamba_ssm's (which also keeps the scan output, (B, D, L)).
+holds anyway for in_proj's own weight gradient), the small ``x_dbl`` (B*L, R + 2N), the scan's
+chunk states where its backward can give y back (``bwd_writes_y``) and, with
+``CONFIG["keep_conv_out"]``, the conv output (B, D, L). Delta and the scan output are recomputed
+in the backward (the conv output too when it is not kept), so activation memory per layer stays
+below mamba_ssm's, which also keeps the scan output, (B, D, L), and its own conv output.
 
 Layouts. The fast one is mamba_ssm's: ``xz`` a (B, 2D, L) view of the (2D, B*L) product
 ``in_proj.weight @ hidden.T`` (``dbl_view``; the mixer makes it). Then every (B, D, L) tensor of the
@@ -23,8 +25,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mambalab.ops.triton import config_from_env
 from mambalab.ops.triton.causal_conv1d import causal_conv1d_bwd, causal_conv1d_fwd, segment_starts
 from mambalab.ops.triton.selective_scan import bwd_writes_y, selective_scan_bwd, selective_scan_fwd
+
+# keep_conv_out: the forward keeps the conv output (B, D, L) for the backward instead of
+# recomputing it there, on the model's layout (``is_dbl``). For Mamba-130M that is 24 conv
+# kernels a training step fewer (the conv forward's 48 calls took 10.2 ms of a 32 x 2048 step on
+# an H200, fifth session's profile) for D * B * L more activation memory per layer: 50 MB in bf16
+# at 8 x 2048, 1.2 GB over 24 layers (docs/performance.md has the measured step time and peak
+# memory). False: recompute it, as mamba_ssm's mamba_inner_fn does.
+CONFIG = {"keep_conv_out": True}
+# MAMBALAB_MIXER_CONFIG='{"keep_conv_out": false}' (JSON) overrides CONFIG keys for a process.
+config_from_env(CONFIG, "MAMBALAB_MIXER_CONFIG")
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -74,7 +87,8 @@ def _scan_inputs(x_dbl, delta_proj_weight, bsz, seqlen, rank, n_state):
 def _forward_dbl(xz, conv_w, conv_b, x_proj_weight, delta_proj_weight, out_proj_weight,
                  out_proj_bias, A, D, delta_bias, doc_starts, seg, keep_states=False):
     """Forward on the (C, B*L) layout (see the module docstring) -> (out (B*L, d_model), x_dbl
-    (R + 2N, B*L), the scan's states or None). ``keep_states`` (a backward will run): where the
+    (R + 2N, B*L), the scan's states or None, the conv output (D, B*L)). ``keep_states`` (a
+    backward will run): where the
     scan's backward can give y back (``bwd_writes_y``: the step kernels, states h every 16 steps,
     100 MB a layer at B=8, L=2048, D=1536; the lanes kernels, every 8 steps, 200 MB), return the
     states, so that the backward does not rerun the forward."""
@@ -97,22 +111,25 @@ def _forward_dbl(xz, conv_w, conv_b, x_proj_weight, delta_proj_weight, out_proj_
     out = y_mat.t() @ out_proj_weight.t()                                     # (B*L, d_model)
     if out_proj_bias is not None:
         out += out_proj_bias
-    return out, x_dbl, states
+    return out, x_dbl, states, conv_mat
 
 
 def _backward_dbl(dout, xz, conv_w, conv_b, x_dbl, x_proj_weight, delta_proj_weight,
-                  out_proj_weight, A, D, delta_bias, doc_starts, seg, has_out_bias, states=None):
-    """Backward on the (C, B*L) layout: recomputes the conv output, delta and y (with the scan's
-    chunk states: rerunning the scan's forward, or, given the forward's ``states``, y from the
-    scan's backward), then every gradient as 2-D matmuls on (C, B*L) matrices."""
+                  out_proj_weight, A, D, delta_bias, doc_starts, seg, has_out_bias, states=None,
+                  conv_mat=None):
+    """Backward on the (C, B*L) layout: recomputes the conv output (unless the forward kept it,
+    ``conv_mat`` (D, B*L)), delta and y (with the scan's chunk states: rerunning the scan's
+    forward, or, given the forward's ``states``, y from the scan's backward), then every
+    gradient as 2-D matmuls on (C, B*L) matrices."""
     bsz, two_d, seqlen = xz.shape
     d_inner = two_d // 2
     rank, n_state = delta_proj_weight.shape[1], A.shape[1]
     x, z = xz.chunk(2, dim=1)
     dout = dout.reshape(bsz * seqlen, -1).to(out_proj_weight.dtype)          # (B*L, d_model)
-    conv_mat = torch.empty(d_inner, bsz * seqlen, device=xz.device, dtype=xz.dtype)
-    conv_out = causal_conv1d_fwd(x, conv_w, conv_b, None, seg, silu=True,
-                                 out=dbl_view(conv_mat, bsz))
+    if conv_mat is None:
+        conv_mat = torch.empty(d_inner, bsz * seqlen, device=xz.device, dtype=xz.dtype)
+        causal_conv1d_fwd(x, conv_w, conv_b, None, seg, silu=True, out=dbl_view(conv_mat, bsz))
+    conv_out = dbl_view(conv_mat, bsz)
     delta = dbl_view(delta_proj_weight @ x_dbl[:rank], bsz)
     b_mat = dbl_view(x_dbl[rank:rank + n_state], bsz)
     c_mat = dbl_view(x_dbl[rank + n_state:], bsz)
@@ -178,13 +195,14 @@ class MambaInnerFn(torch.autograd.Function):
                 # no states kept where no backward will run (evaluation, generation); whether
                 # the scan can keep them for these shapes, _forward_dbl asks bwd_writes_y
                 keep = any(ctx.needs_input_grad)
-                out, x_dbl, states = _forward_dbl(xz, conv_w, conv1d_bias, x_proj_weight,
-                                                  delta_proj_weight, out_proj_weight,
-                                                  out_proj_bias, A, D, delta_bias, doc_starts,
-                                                  seg, keep_states=keep)
+                out, x_dbl, states, conv_mat = _forward_dbl(
+                    xz, conv_w, conv1d_bias, x_proj_weight, delta_proj_weight, out_proj_weight,
+                    out_proj_bias, A, D, delta_bias, doc_starts, seg, keep_states=keep)
+            if not (keep and CONFIG["keep_conv_out"]):
+                conv_mat = None
             ctx.save_for_backward(xz, conv_w, conv1d_bias, x_dbl, x_proj_weight,
                                   delta_proj_weight, out_proj_weight, A, D, delta_bias,
-                                  doc_starts, seg, states)
+                                  doc_starts, seg, states, conv_mat)
             return out.view(bsz, seqlen, -1)
         with torch.autocast(xz.device.type, enabled=False):
             x, z = xz.chunk(2, dim=1)                                         # (B, D, L) each
@@ -196,20 +214,20 @@ class MambaInnerFn(torch.autograd.Function):
                                          True, None, doc_starts, save_states=False)
             out = F.linear(_rows(y), out_proj_weight, out_proj_bias)         # (B*L, d_model)
         ctx.save_for_backward(xz, conv_w, conv1d_bias, x_dbl, x_proj_weight, delta_proj_weight,
-                              out_proj_weight, A, D, delta_bias, doc_starts, seg, None)
+                              out_proj_weight, A, D, delta_bias, doc_starts, seg, None, None)
         return out.view(bsz, seqlen, -1)
 
     @staticmethod
     def backward(ctx, dout):                                                 # (B, L, d_model)
         (xz, conv_w, conv_b, x_dbl, x_proj_weight, delta_proj_weight, out_proj_weight, A, D,
-         delta_bias, doc_starts, seg, states) = ctx.saved_tensors
+         delta_bias, doc_starts, seg, states, conv_mat) = ctx.saved_tensors
         bsz, _, seqlen = xz.shape
         rank, n_state = delta_proj_weight.shape[1], A.shape[1]
         if ctx.dbl:
             with torch.autocast(xz.device.type, enabled=False):
                 grads = _backward_dbl(dout, xz, conv_w, conv_b, x_dbl, x_proj_weight,
                                       delta_proj_weight, out_proj_weight, A, D, delta_bias,
-                                      doc_starts, seg, ctx.has_out_bias, states)
+                                      doc_starts, seg, ctx.has_out_bias, states, conv_mat)
             dxz, dconv_w, dconv_b, dx_proj_w, ddt_proj_w, dout_w, dout_b, dA, dD, ddt_b = grads
             return (dxz, dconv_w.reshape(ctx.conv_shape), dconv_b, dx_proj_w, ddt_proj_w, dout_w,
                     dout_b, dA, dD, ddt_b, None)

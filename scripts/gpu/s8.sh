@@ -1,0 +1,46 @@
+#!/bin/bash
+# Seventh session (2026-12-02): the fused mixer keeps its conv output for the backward
+# (mamba_inner.CONFIG["keep_conv_out"]), and the same-run benchmark against mamba_ssm that the
+# sixth session could not run. Two calls, back to back on one machine (the build must survive):
+#   bash scripts/gpu/s8.sh check 2>&1 | tee $OUT/s8_check.log
+#   bash scripts/gpu/s8.sh bench 2>&1 | tee $OUT/s8_bench.log
+# check: the kernel build detached; mambalab[triton] alone at 8 and 32 x 2048 with the conv
+# output kept, recomputed, kept again (one process each: the A/B and its spread); the mixer's
+# GPU tests and the new keep/recompute test compiled; the lanes scan tests compiled; the
+# benchmark's GPU smoke test; then it waits for the build.
+# bench: the cuda-path GPU tests (they need the build), then the full benchmark (every
+# implementation, ops table, profile) with today's defaults.
+source scripts/gpu/e2e_env.sh
+step=${1:?usage: s8.sh check|bench}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+if [ "$step" = check ]; then
+  (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
+  stamp "build started"
+  TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[8,32] bench.print_tables=true"
+  run keep1 120 $PY -m mambalab.bench $TB bench.out=$OUT/bench_keep1.json
+  grep -E "mambalab" $LOGS/keep1.log | head -n 4
+  MAMBALAB_MIXER_CONFIG='{"keep_conv_out": false}' run recompute 120 $PY -m mambalab.bench $TB bench.out=$OUT/bench_recompute.json
+  grep -E "mambalab" $LOGS/recompute.log | head -n 4
+  run keep2 120 $PY -m mambalab.bench $TB bench.out=$OUT/bench_keep2.json
+  grep -E "mambalab" $LOGS/keep2.log | head -n 4
+  run mixer_gpu 150 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
+  tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  run smoke 120 $PY -m pytest -q tests/test_bench.py -m gpu
+  tail -n 20 $LOGS/smoke.log | grep -E "^E |passed|failed" | head
+  run scan_tests 150 $PY -m pytest -q -x tests/ops/test_triton_selective_scan.py -k "lanes"
+  tail -n 30 $LOGS/scan_tests.log | grep -E "^E |passed|failed" | head -n 20
+  for i in $(seq 100); do [ -f /tmp/kernels_done ] && break; sleep 5; done
+  cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
+  tar czf $OUT/s8_check_logs.tgz -C $LOGS . 2>/dev/null
+  stamp done
+fi
+if [ "$step" = bench ]; then
+  $PY -c "import torch, mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)" || tail -n 5 /tmp/build.log
+  run cuda_tests 100 $PY -m pytest -q tests/ops/test_ops_cuda_gpu.py
+  tail -n 20 $LOGS/cuda_tests.log | grep -E "^E |passed|failed|skipped" | head
+  run bench 480 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
+  tail -n 60 $LOGS/bench.log
+  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
+  cp $LOGS/bench.log $OUT/ 2>/dev/null
+  stamp done
+fi
