@@ -10,8 +10,12 @@
 # benchmark's GPU smoke test; then it waits for the build.
 # bench: the cuda-path GPU tests (they need the build), then the full benchmark (every
 # implementation, ops table, profile) with today's defaults.
+# tests (a third call, fresh machine, no build needed): the mixer's GPU memory test as rewritten
+# after the check call (keep and recompute against the composition), the keep/recompute test,
+# the full-size lanes scan test and the batch-parts test compiled.
+#   bash scripts/gpu/s8.sh tests 2>&1 | tee $OUT/s8_tests.log
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s8.sh check|bench}
+step=${1:?usage: s8.sh check|bench|tests}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 if [ "$step" = check ]; then
   (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
@@ -42,5 +46,12 @@ if [ "$step" = bench ]; then
   tail -n 60 $LOGS/bench.log
   $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
   cp $LOGS/bench.log $OUT/ 2>/dev/null
+  stamp done
+fi
+if [ "$step" = tests ]; then
+  run mixer_gpu 200 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
+  tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  run scan_gpu 200 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts"
+  tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
   stamp done
 fi
