@@ -49,7 +49,7 @@ if [ "$step" = bench ]; then
   stamp done
 fi
 if [ "$step" = tests ]; then
-  run mixer_gpu 200 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
+  run mixer_gpu 200 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "${MIXER_K:-gpu or kept_or_recomputed}"
   tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
   run scan_gpu 200 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts"
   tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20

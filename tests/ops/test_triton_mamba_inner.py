@@ -167,22 +167,28 @@ def test_full_size_gpu_matches_composed_ops(monkeypatch):
             return mamba_inner_triton(*args, doc_starts=doc_starts)
         return fn
 
-    results, held = [], []
-    for fn in (fused(True), fused(False), composed):
+    def run(fn):
         leaves = [p.detach().clone().requires_grad_(True) for p in params]
         xz = leaves[0].bfloat16()
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = fn(xz, *leaves[1:])
-        held.append(torch.cuda.memory_allocated() - before)  # what the backward keeps alive
+        held = torch.cuda.memory_allocated() - before  # out and what the backward keeps alive
         out.float().square().mean().backward()
-        results.append((out.float(), [p.grad.float() for p in leaves]))
+        return held, out.float(), [p.grad.float() for p in leaves]
+
+    # once untimed: the first matmul allocates cuBLAS's workspace (32 MiB), which stays
+    run(fused(True))
+    results, held = [], []
+    for fn in (fused(True), fused(False), composed):
+        h, out, grads = run(fn)
+        held.append(h)
+        results.append((out, grads))
     kept, recomputed, composition = held
-    assert recomputed < composition, f"fused mixer keeps {recomputed} bytes, the composition " \
-                                     f"{composition}"
+    assert kept < composition and recomputed < composition, held
     conv_bytes = d_inner * bsz * seqlen * 2  # bf16
-    assert kept - recomputed == conv_bytes, (kept, recomputed, conv_bytes)
+    assert abs(kept - recomputed - conv_bytes) <= 2 ** 20, (kept, recomputed, conv_bytes)
     out_c, g_c = results[2]
     for out_f, g_f in results[:2]:
         torch.testing.assert_close(out_f, out_c, atol=2e-2, rtol=2e-2)
