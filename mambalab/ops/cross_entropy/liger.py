@@ -6,6 +6,19 @@ import inspect
 
 import torch
 
+from mambalab.ops.triton import config_from_env
+
+# chunk_mem_const: liger's budget for one chunk's logits, in units of the chunk's (rows x hidden)
+# input. At liger's default, 1, a vocabulary V over hidden size H makes about V / H chunks
+# whatever the batch (64 for Mamba-130M: 50,280 / 768, so 256 rows a chunk at 8 x 2048), and each
+# chunk's weight-gradient addmm reads and writes the whole fp32 (V, H) gradient: 64 x 309 MB a
+# step, which held that matmul to 450 TFLOP/s where the head's other two ran at 670-740 on an
+# H200 (seventh session's profile, docs/performance.md). 4: about 16 chunks, 412 MB of transient
+# logits at 32 x 2048, 103 MB at 8 x 2048. Ignored by a liger without the argument.
+CONFIG = {"chunk_mem_const": 4}
+# MAMBALAB_LOSS_CONFIG='{"chunk_mem_const": 1}' (JSON) overrides CONFIG keys for a process.
+config_from_env(CONFIG, "MAMBALAB_LOSS_CONFIG")
+
 
 @functools.cache
 def liger_unavailable_reason() -> str | None:
@@ -14,6 +27,41 @@ def liger_unavailable_reason() -> str | None:
     except Exception as exc:
         return f"liger-kernel does not import ({type(exc).__name__}: {exc}); pip install liger-kernel"
     return None
+
+
+@functools.cache
+def _function_params() -> tuple[tuple[str, object], ...] | None:
+    """(name, default) of LigerFusedLinearCrossEntropyFunction.forward's arguments after ctx, or
+    None where they are not the ones this module knows (then the loss module is used)."""
+    from liger_kernel.ops.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyFunction
+
+    params = list(inspect.signature(LigerFusedLinearCrossEntropyFunction.forward).parameters.values())
+    names = [p.name for p in params[1:]]
+    if names[:3] != ["_input", "weight", "target"] or not {"ignore_index", "reduction"} <= set(names):
+        return None
+    return tuple((p.name, p.default) for p in params[1:])
+
+
+def _liger_loss(hidden, weight, targets, kwargs: dict) -> torch.Tensor:
+    """liger's autograd Function with ``kwargs`` matched to its arguments by name (apply takes
+    them by position), CONFIG's chunk_mem_const among them where it has that argument."""
+    from liger_kernel.ops.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyFunction
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    params = _function_params()
+    if params is None or (kwargs.get("accum_dtype") is not None
+                          and "accum_dtype" not in dict(params)):
+        return LigerFusedLinearCrossEntropyLoss(**kwargs)(weight, hidden, targets)
+    values = dict(kwargs, _input=hidden, weight=weight, target=targets,
+                  chunk_mem_const=int(CONFIG["chunk_mem_const"]))
+    args = []
+    for name, default in params:
+        if name not in values and default is inspect.Parameter.empty:
+            raise RuntimeError(f"liger-kernel's fused linear cross-entropy wants an argument "
+                               f"{name!r} that mambalab does not know; pin liger-kernel<=0.8.5")
+        args.append(values.get(name, default))
+    out = LigerFusedLinearCrossEntropyFunction.apply(*args)
+    return out[0] if isinstance(out, tuple) else out
 
 
 def liger_linear_cross_entropy(hidden, weight, targets, reduction="mean", ignore_index=-100):
@@ -33,6 +81,5 @@ def liger_linear_cross_entropy(hidden, weight, targets, reduction="mean", ignore
     if "accum_dtype" in inspect.signature(LigerFusedLinearCrossEntropyLoss).parameters:
         # Sum the weight gradient over row chunks in fp32, not in the bf16 of the operands.
         kwargs["accum_dtype"] = torch.float32
-    loss_fn = LigerFusedLinearCrossEntropyLoss(**kwargs)
     with torch.autocast("cuda", enabled=False):
-        return loss_fn(weight, hidden.contiguous(), targets.contiguous()).float()
+        return _liger_loss(hidden.contiguous(), weight, targets.contiguous(), kwargs).float()
