@@ -14,8 +14,12 @@
 # after the check call (keep and recompute against the composition), the keep/recompute test,
 # the full-size lanes scan test and the batch-parts test compiled.
 #   bash scripts/gpu/s8.sh tests 2>&1 | tee $OUT/s8_tests.log
+# loss (fresh machine, no build): liger's chunk budget (ops/cross_entropy/liger.py CONFIG
+# chunk_mem_const) 4 (the new default), 1 (liger's), 8, then 4 again with the profile, each
+# mambalab[triton] alone at 8 and 32 x 2048 in its own process; the liger GPU test first.
+#   bash scripts/gpu/s8.sh loss 2>&1 | tee $OUT/s8_loss.log
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s8.sh check|bench|tests}
+step=${1:?usage: s8.sh check|bench|tests|loss}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 if [ "$step" = check ]; then
   (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
@@ -53,5 +57,19 @@ if [ "$step" = tests ]; then
   tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
   run scan_gpu 200 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts"
   tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  stamp done
+fi
+if [ "$step" = loss ]; then
+  run loss_gpu 150 $PY -m pytest -q tests/models/test_mamba_lm_gpu.py -k liger
+  tail -n 20 $LOGS/loss_gpu.log | grep -E "^E |passed|failed|skipped" | head
+  TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[8,32] bench.print_tables=true"
+  run c4 150 $PY -m mambalab.bench $TB bench.out=$OUT/loss_c4.json
+  grep -E "mambalab" $LOGS/c4.log | head -n 3
+  MAMBALAB_LOSS_CONFIG='{"chunk_mem_const": 1}' run c1 100 $PY -m mambalab.bench $TB bench.out=$OUT/loss_c1.json
+  grep -E "mambalab" $LOGS/c1.log | head -n 3
+  MAMBALAB_LOSS_CONFIG='{"chunk_mem_const": 8}' run c8 100 $PY -m mambalab.bench $TB bench.out=$OUT/loss_c8.json
+  grep -E "mambalab" $LOGS/c8.log | head -n 3
+  run c4b 120 $PY -m mambalab.bench $TB bench.profile=true bench.out=$OUT/loss_c4b.json
+  grep -E "mambalab|│" $LOGS/c4b.log | head -n 40
   stamp done
 fi
