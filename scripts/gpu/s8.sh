@@ -18,8 +18,12 @@
 # chunk_mem_const) 4 (the new default), 1 (liger's), 8, then 4 again with the profile, each
 # mambalab[triton] alone at 8 and 32 x 2048 in its own process; the liger GPU test first.
 #   bash scripts/gpu/s8.sh loss 2>&1 | tee $OUT/s8_loss.log
+# norm (fresh machine, no build): scripts/bench_norm.py (rms_norm.CONFIG variants at 16,384 and
+# 65,536 rows), the norm tests compiled with the fastest, then mambalab[triton] at 32 x 2048
+# with the fastest, the default, the fastest again (one process each).
+#   bash scripts/gpu/s8.sh norm 2>&1 | tee $OUT/s8_norm.log
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s8.sh check|bench|tests|loss}
+step=${1:?usage: s8.sh check|bench|tests|loss|norm}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 if [ "$step" = check ]; then
   (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
@@ -71,5 +75,22 @@ if [ "$step" = loss ]; then
   grep -E "mambalab" $LOGS/c8.log | head -n 3
   run c4b 120 $PY -m mambalab.bench $TB bench.profile=true bench.out=$OUT/loss_c4b.json
   grep -E "mambalab|│" $LOGS/c4b.log | head -n 40
+  stamp done
+fi
+if [ "$step" = norm ]; then
+  run norm 150 $PY scripts/bench_norm.py --out $OUT
+  grep -E "M=|best" $LOGS/norm.log
+  BEST=$(cat $OUT/best_norm.json 2>/dev/null); echo "best: $BEST"
+  if [ -n "$BEST" ] && [ "$BEST" != "{}" ]; then
+    MAMBALAB_NORM_CONFIG=$BEST run norm_tests 90 $PY -m pytest -q tests/ops/test_triton_rms_norm.py
+    tail -n 20 $LOGS/norm_tests.log | grep -E "^E |passed|failed" | head
+    TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[32] bench.print_tables=true"
+    MAMBALAB_NORM_CONFIG=$BEST run nbest 120 $PY -m mambalab.bench $TB bench.out=$OUT/norm_best.json
+    grep -E "mambalab" $LOGS/nbest.log | head -n 2
+    run ndefault 70 $PY -m mambalab.bench $TB bench.out=$OUT/norm_default.json
+    grep -E "mambalab" $LOGS/ndefault.log | head -n 2
+    MAMBALAB_NORM_CONFIG=$BEST run nbest2 70 $PY -m mambalab.bench $TB bench.out=$OUT/norm_best2.json
+    grep -E "mambalab" $LOGS/nbest2.log | head -n 2
+  fi
   stamp done
 fi

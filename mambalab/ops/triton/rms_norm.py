@@ -13,14 +13,20 @@ import torch
 import triton
 import triton.language as tl
 
-# A tile of rows x the whole feature dimension; about 4096 elements per tile keeps each of the
-# 256 threads at 16 values per live tensor (no register spills at d_model = 768 .. 2560).
-_TILE = 4096
-_NUM_WARPS = 8
+from mambalab.ops.triton import config_from_env
+
+# tile: elements of a tile of rows x the whole (padded) feature dimension; 4096 keeps each of the
+# 256 threads of 8 warps at 16 values per live tensor (no register spills at d_model = 768 ..
+# 2560). warps: per program, forward and backward. bwd_programs_per_sm: the backward's programs,
+# each looping over its rows and writing one dweight partial (few partials to sum).
+# scripts/bench_norm.py times other values at Mamba-130M's shapes.
+CONFIG = {"tile": 4096, "warps": 8, "bwd_programs_per_sm": 4}
+# MAMBALAB_NORM_CONFIG='{"tile": 2048}' (JSON) overrides CONFIG keys for a process.
+config_from_env(CONFIG, "MAMBALAB_NORM_CONFIG")
 
 
 def _block_m(block_n: int) -> int:
-    return max(1, _TILE // block_n)
+    return max(1, int(CONFIG["tile"]) // block_n)
 
 
 @triton.jit
@@ -114,7 +120,7 @@ def rms_norm_fwd(x, weight, eps, residual=None, residual_dtype=None):
                           m, n, eps, x.stride(0),
                           residual.stride(0) if residual is not None else 0, out.stride(0),
                           res_out.stride(0), HAS_RES=residual is not None, STORE_RES=store_res,
-                          BLOCK_M=block_m, BLOCK_N=block_n, num_warps=_NUM_WARPS)
+                          BLOCK_M=block_m, BLOCK_N=block_n, num_warps=int(CONFIG["warps"]))
     return out, res_out, rstd
 
 
@@ -131,7 +137,8 @@ def rms_norm_bwd(h, weight, rstd, dy, dres_out=None, x_dtype=None, res_dtype=Non
     block_n = _block_n(n)
     block_m = _block_m(block_n)
     # a few programs per SM, each looping over its rows: few dweight partials to sum
-    n_prog = min(triton.cdiv(m, block_m), 4 * _sm_count(h.device))
+    n_prog = min(triton.cdiv(m, block_m),
+                 int(CONFIG["bwd_programs_per_sm"]) * _sm_count(h.device))
     rows_per_prog = triton.cdiv(triton.cdiv(m, n_prog), block_m) * block_m
     n_prog = triton.cdiv(m, rows_per_prog)
     dw_part = torch.empty(n_prog, n, device=h.device, dtype=torch.float32)
@@ -141,7 +148,8 @@ def rms_norm_bwd(h, weight, rstd, dy, dres_out=None, x_dtype=None, res_dtype=Non
                                dres_out.stride(0) if dres_out is not None else 0, dx.stride(0),
                                dres.stride(0) if dres is not None else 0,
                                HAS_DRES_OUT=dres_out is not None, STORE_DRES=store_dres,
-                               BLOCK_M=block_m, BLOCK_N=block_n, num_warps=_NUM_WARPS)
+                               BLOCK_M=block_m, BLOCK_N=block_n,
+                               num_warps=int(CONFIG["warps"]))
     return dx, dres, dw_part.sum(0).to(weight.dtype)
 
 
