@@ -20,17 +20,19 @@ import triton
 
 from mambalab.ops.triton import rms_norm as rn
 
+# each variant in full (tile, warps, the backward's programs per SM); "default" is CONFIG as it is
 VARIANTS = {
     "default": {},
-    "tile2048": {"tile": 2048},
-    "tile8192": {"tile": 8192},
-    "w4": {"warps": 4},
-    "w4_tile2048": {"warps": 4, "tile": 2048},
-    "w4_tile1024": {"warps": 4, "tile": 1024},
-    "p8": {"bwd_programs_per_sm": 8},
-    "p2": {"bwd_programs_per_sm": 2},
-    "tile2048_p8": {"tile": 2048, "bwd_programs_per_sm": 8},
-    "w4_tile2048_p8": {"warps": 4, "tile": 2048, "bwd_programs_per_sm": 8},
+    "t4096_w8_p4": {"tile": 4096, "warps": 8, "bwd_programs_per_sm": 4},  # before 2026-12-02
+    "t2048_w8_p4": {"tile": 2048, "warps": 8, "bwd_programs_per_sm": 4},
+    "t8192_w8_p4": {"tile": 8192, "warps": 8, "bwd_programs_per_sm": 4},
+    "t4096_w4_p4": {"tile": 4096, "warps": 4, "bwd_programs_per_sm": 4},
+    "t2048_w4_p4": {"tile": 2048, "warps": 4, "bwd_programs_per_sm": 4},
+    "t1024_w4_p4": {"tile": 1024, "warps": 4, "bwd_programs_per_sm": 4},
+    "t4096_w8_p8": {"tile": 4096, "warps": 8, "bwd_programs_per_sm": 8},
+    "t4096_w8_p2": {"tile": 4096, "warps": 8, "bwd_programs_per_sm": 2},
+    "t2048_w8_p8": {"tile": 2048, "warps": 8, "bwd_programs_per_sm": 8},
+    "t2048_w4_p8": {"tile": 2048, "warps": 4, "bwd_programs_per_sm": 8},
 }
 
 

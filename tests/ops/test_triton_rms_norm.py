@@ -1,11 +1,16 @@
 """Triton RMSNorm + residual add against an fp64 reference: outputs, residual_out and every
-gradient, with and without residual, prenorm, fp32 and bf16 (CPU: TRITON_INTERPRET=1)."""
+gradient, with and without residual, prenorm, fp32 and bf16 (CPU: TRITON_INTERPRET=1; compiled
+on the GPU where the file runs without the interpreter)."""
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 
 pytest.importorskip("triton")
+
+DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 
 def rms_ref(x, weight, eps, residual):
@@ -25,11 +30,11 @@ def test_matches_reference(dtype, with_res, prenorm, residual_in_fp32):
 
     g = torch.Generator().manual_seed(0)
     shape, n = (3, 13, 72), 72  # 39 rows: not a multiple of the row block
-    x = torch.randn(shape, generator=g).to(dtype).requires_grad_(True)
+    x = torch.randn(shape, generator=g).to(DEV, dtype).requires_grad_(True)
     res_dtype = torch.float32 if residual_in_fp32 else dtype
-    residual = torch.randn(shape, generator=g).to(res_dtype).requires_grad_(True) \
+    residual = torch.randn(shape, generator=g).to(DEV, res_dtype).requires_grad_(True) \
         if with_res else None
-    weight = (1 + 0.1 * torch.randn(n, generator=g)).requires_grad_(True)
+    weight = (1 + 0.1 * torch.randn(n, generator=g)).to(DEV).requires_grad_(True)
     got = rms_norm_triton(x, weight, 1e-5, residual=residual, prenorm=prenorm,
                           residual_in_fp32=residual_in_fp32)
     out, res_out = got if prenorm else (got, None)
@@ -43,11 +48,11 @@ def test_matches_reference(dtype, with_res, prenorm, residual_in_fp32):
         torch.testing.assert_close(res_out.double(), want_h, **TOL[dtype])
 
     gen = torch.Generator().manual_seed(1)
-    dout = torch.randn(shape, generator=gen).to(dtype)
+    dout = torch.randn(shape, generator=gen).to(DEV, dtype)
     outs, douts = [out], [dout]
     if prenorm:
         outs.append(res_out)
-        douts.append(torch.randn(shape, generator=gen).to(res_out.dtype))
+        douts.append(torch.randn(shape, generator=gen).to(DEV, res_out.dtype))
     leaves = [t for t in (x, weight, residual) if t is not None]
     grads = torch.autograd.grad(outs, leaves, douts)
     rleaves = [t.detach().double().requires_grad_(True) for t in leaves]
@@ -71,9 +76,9 @@ def test_writes_every_element(monkeypatch):
     real_empty = torch.empty
     monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(100, 1000, generator=g, requires_grad=True)
-    res = torch.randn(100, 1000, generator=g, requires_grad=True)
-    w = (1 + 0.1 * torch.randn(1000, generator=g)).requires_grad_(True)
+    x = torch.randn(100, 1000, generator=g).to(DEV).requires_grad_(True)
+    res = torch.randn(100, 1000, generator=g).to(DEV).requires_grad_(True)
+    w = (1 + 0.1 * torch.randn(1000, generator=g)).to(DEV).requires_grad_(True)
     out, res_out = rms_norm_triton(x, w, 1e-5, residual=res, prenorm=True)
     assert not out.isnan().any() and not res_out.isnan().any()
     grads = torch.autograd.grad((out * res_out).sum(), (x, w, res))
@@ -90,7 +95,7 @@ def test_bad_weight_names_the_problem():
     from mambalab.ops.triton import rms_norm_triton
 
     with pytest.raises(ValueError, match="weight must be"):
-        rms_norm_triton(torch.randn(2, 8), torch.ones(7))
+        rms_norm_triton(torch.randn(2, 8, device=DEV), torch.ones(7, device=DEV))
 
 
 @pytest.mark.gpu

@@ -15,12 +15,15 @@ import triton.language as tl
 
 from mambalab.ops.triton import config_from_env
 
-# tile: elements of a tile of rows x the whole (padded) feature dimension; 4096 keeps each of the
-# 256 threads of 8 warps at 16 values per live tensor (no register spills at d_model = 768 ..
-# 2560). warps: per program, forward and backward. bwd_programs_per_sm: the backward's programs,
-# each looping over its rows and writing one dweight partial (few partials to sum).
-# scripts/bench_norm.py times other values at Mamba-130M's shapes.
-CONFIG = {"tile": 4096, "warps": 8, "bwd_programs_per_sm": 4}
+# tile: elements of a tile of rows x the whole (padded) feature dimension, 2048 with 4 warps: 16
+# values per thread per live tensor (no register spills at d_model = 768 .. 2560). warps: per
+# program, forward and backward. bwd_programs_per_sm: the backward's programs, each looping over
+# its rows and writing one dweight partial (few partials to sum). scripts/bench_norm.py on an H200
+# (seventh session, docs/performance.md): at 65,536 rows of 768 (32 x 2048) the backward took
+# 0.242 ms with 4 warps and 2048, 0.324 with the earlier 8 warps and 4096; the forward 0.149
+# either way, and at 16,384 rows both 0.100. The training step at 32 x 2048: 247.6 and 247.9 ms
+# against 249.7.
+CONFIG = {"tile": 2048, "warps": 4, "bwd_programs_per_sm": 4}
 # MAMBALAB_NORM_CONFIG='{"tile": 2048}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_NORM_CONFIG")
 
