@@ -98,7 +98,9 @@ def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
     # the host's time for one call with the device idle at its start (median of 3): what
     # issuing it costs, plus any wait the op makes for the device. Timed behind a sleeping
     # kernel instead, the fused losses took 69-85 ms of host time in the sixth session's ops
-    # table (waiting inside a call, or a full launch queue: not found out).
+    # table: liger-kernel 0.8.5 reads a value back in every forward (target_mask.sum().item()),
+    # so it waited for the sleep; mambalab's chunked loss reads nothing back (a full launch
+    # queue is the likely reason there, not confirmed).
     host = []
     for _ in range(3):
         torch.cuda.synchronize(device)
