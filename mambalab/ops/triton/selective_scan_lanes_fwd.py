@@ -201,7 +201,10 @@ def per_channel(D: torch.Tensor | None, delta_bias: torch.Tensor | None, dim: in
                 device: torch.device) -> torch.Tensor:
     """(D, 2) fp32: the skip D and the dt bias side by side (0 where absent), so that the kernels
     read them with lanes two elements apart (a contiguous (BD,) load would be vectorised, giving
-    its tensor several channels per thread)."""
+    its tensor several channels per thread). One stack when both are given (the mixer's case:
+    one launch, not three, in each forward and backward)."""
+    if D is not None and delta_bias is not None:
+        return torch.stack((D.float(), delta_bias.float()), dim=1)
     pc = torch.zeros((dim, 2), device=device, dtype=torch.float32)
     if D is not None:
         pc[:, 0] = D
