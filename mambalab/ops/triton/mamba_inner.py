@@ -5,8 +5,12 @@ autograd Function that keeps little for the backward: the in_proj output ``xz`` 
 holds anyway for in_proj's own weight gradient), the small ``x_dbl`` (B*L, R + 2N), the scan's
 chunk states where its backward can give y back (``bwd_writes_y``) and, with
 ``CONFIG["keep_conv_out"]``, the conv output (B, D, L). Delta and the scan output are recomputed
-in the backward (the conv output too when it is not kept), so activation memory per layer stays
-below mamba_ssm's, which also keeps the scan output, (B, D, L), and its own conv output.
+in the backward (the conv output too when it is not kept). Per layer that is more than
+mamba_ssm's ``mamba_inner_fn`` keeps at Mamba-130M's shape (the lanes states are 200 MB and the
+conv output 50 MB at 8 x 2048; it keeps its scan output, 50 MB, and 2 MB of scan intermediates),
+for speed: the lanes backward starts from the states instead of rerunning the scan's forward.
+The model's peak memory is still below mamba_ssm's (12.0 against 14.7 GiB at 8 x 2048 on an H200,
+docs/performance.md), because its loss never builds the fp32 logits.
 
 Layouts. The fast one is mamba_ssm's: ``xz`` a (B, 2D, L) view of the (2D, B*L) product
 ``in_proj.weight @ hidden.T`` (``dbl_view``; the mixer makes it). Then every (B, D, L) tensor of the
