@@ -3,6 +3,7 @@ its three largest loops, spills, layout conversions and the TTGIR's layouts (whi
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
     python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd [CONSTEXPR=VALUE ...] [warps=N]
+        [maxnreg=N] [ptr:NAME=fp16 ...]
 
 e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
 bundled ptxas and nvdisasm) and torch; use the GPU image's Triton version (3.6 in 2026-12) in a
@@ -58,9 +59,12 @@ else:
                  EVEN=True)  # CONFIG's step_bwd_* defaults
     warps = 1
 maxnreg = None
+ptr_types = {}
 for k, v in over.items():
     if k == "warps":
         warps = int(v)
+    elif k.startswith("ptr:"):  # ptr:states_ptr=fp16: another element type for one pointer
+        ptr_types[k[4:]] = v
     elif k == "maxnreg":  # ptxas's register cap (Triton's maxnreg option): what would spill
         maxnreg = int(v)
     else:
@@ -75,6 +79,8 @@ for i, n in enumerate(names):
     elif n.endswith("_ptr"):
         sig[n] = "*bf16" if n in bf16 else ("*u8" if n == "doc_ptr" else
                                             "*i32" if n == "seg_ptr" else "*fp32")
+        if n in ptr_types:
+            sig[n] = "*" + ptr_types[n]
         attrs[(i,)] = [["tt.divisibility", 16]]
     elif re.fullmatch(r"s\w+_l", n):
         sig[n] = "constexpr"; constexprs[(i,)] = 1

@@ -172,6 +172,30 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     check_against_reference(inputs, doc_starts, sp, tol, last, gen)
 
 
+@pytest.mark.parametrize("chunk", [8, 4])
+def test_lanes_fp16_states(chunk, monkeypatch, nan_empty):
+    """The saved chunk states in fp16 (lanes_states), two warps a program: the reference check,
+    fp32 inputs at 2e-3 (the states' rounding, 2^-12 relative, shows there, far below it) and
+    bf16 inputs at 2e-2 as every bf16 case."""
+    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)
+    monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
+    monkeypatch.setitem(ss.CONFIG, "lanes_warps", 2)
+    monkeypatch.setitem(ss.CONFIG, "lanes_states", "float16")
+    for dtype, tol in ((torch.float32, 2e-3),
+                       (torch.bfloat16, 2e-2)):
+        gen = torch.Generator().manual_seed(chunk)
+        inputs, doc_starts = make_inputs(2, 64, 16, 16, dtype, DEVICE, with_z=True, with_d=True,
+                                         with_bias=True, with_h0=True, with_docs=True, gen=gen)
+        check_against_reference(inputs, doc_starts, True, tol, True, gen)
+
+
+def test_lanes_states_dtype_is_checked(monkeypatch):
+    monkeypatch.setitem(ss.CONFIG, "lanes_states", "bfloat8")
+    with pytest.raises(ValueError, match="lanes_states"):
+        ss.lanes_states_dtype()
+
+
 def test_lanes_backward_in_batch_parts(monkeypatch, nan_empty):
     """A batch larger than one wave of the device is launched in parts of its rows (the kernel
     sees views of every (B, ...) tensor): forced here to one row a launch, it matches the

@@ -89,12 +89,14 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
 # time that is not 1, B and C of two dtypes), and fp32 inputs unless lanes_fp32, take the tile
 # kernels.
+# lanes_states: the dtype of the chunk states the forward keeps for the backward, "float32" or
+# "float16" (half the bytes; the state is carried in fp32 and rounded only where it is saved).
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8,
-          "lanes_fp32": False,
+          "lanes_fp32": False, "lanes_states": "float32",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -131,6 +133,18 @@ def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int
     while warps * n_segs < want and n_segs * 2 * every <= seqlen:
         n_segs *= 2
     return -(-seqlen // (n_segs * every)) * every
+
+
+_STATE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+def lanes_states_dtype() -> torch.dtype:
+    """The dtype of the lanes forward's saved chunk states (CONFIG["lanes_states"])."""
+    name = CONFIG["lanes_states"]
+    if name not in _STATE_DTYPES:
+        raise ValueError(f"selective_scan CONFIG['lanes_states'] must be one of "
+                         f"{sorted(_STATE_DTYPES)}, got {name!r}")
+    return _STATE_DTYPES[name]
 
 
 def lanes_ok(u, delta, B, C, z) -> bool:
@@ -203,7 +217,8 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
-            pipeline=CONFIG["lanes_pipeline"], y_out=y_out)
+            pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
+            states_dtype=lanes_states_dtype())
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

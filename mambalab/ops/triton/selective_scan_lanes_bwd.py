@@ -162,7 +162,8 @@ def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr):
     loads (issued a chunk ahead when PIPE == 2)."""
     out = load_raw(dy_row, t, K)
     for n in tl.static_range(N):
-        out = out + (tl.load(st + n * dim),)  # (B, n_chunks, N, D): one line per warp
+        # (B, n_chunks, N, D): one line per warp; fp32, or fp16 (CONFIG["lanes_states"])
+        out = out + (tl.load(st + n * dim).to(tl.float32),)
     return out
 
 

@@ -129,7 +129,7 @@ def _lanes_fwd_kernel(
         if SAVE_STATES:  # (B, n_chunks, N, D): each state's store is one line per warp
             st = states_ptr + (b * n_chunks + c) * N * dim + d
             for n in tl.static_range(N):
-                tl.store(st + n * dim, h[n])
+                tl.store(st + n * dim, h[n].to(states_ptr.dtype.element_ty))
         ys = ()
         for j in tl.static_range(K):
             dtj = dt[j]
@@ -166,15 +166,17 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
+    states_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states (B, L / chunk,
-    N, D) fp32 | None: h at every chunk start, channels last so that the stores of a state are
-    contiguous across lanes). Inputs validated, contract above checked."""
+    N, D) in ``states_dtype`` | None: h at every chunk start, rounded from the fp32 state the
+    scan carries; channels last so that the stores of a state are contiguous across lanes).
+    Inputs validated, contract above checked."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
     y = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype) if y_out is None else y_out
-    states = (torch.empty((batch, n_chunks, dstate, dim), device=u.device, dtype=torch.float32)
+    states = (torch.empty((batch, n_chunks, dstate, dim), device=u.device, dtype=states_dtype)
               if save_states else None)
     last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
             if return_last_state else None)

@@ -1,0 +1,49 @@
+#!/bin/bash
+# Eighth session (2026-12-02): the lanes scan in 4-step chunks with fp16 saved states
+# (selective_scan.CONFIG lanes_chunk, lanes_states). Two calls back to back on one machine (the
+# kernel build started by the first must survive for the second):
+#   bash scripts/gpu/s9.sh ab 2>&1 | tee $OUT/s9_ab.log
+#   bash scripts/gpu/s9.sh bench 2>&1 | tee $OUT/s9_bench.log
+# ab: the mamba-ssm build detached; mambalab[triton] alone at 8 and 32 x 2048, one process per
+# scan configuration (default, K=4 fp16 states, K=8 fp16, K=4 fp32, default again); the
+# full-size scan test compiled with K=4 fp16 states.
+# bench: the scan per layer (bench_scan.py lanes-variants) at B=8 and 32; the cuda tests; the full
+# benchmark (every implementation, ops table, profile) with SCAN (a JSON of CONFIG keys, default
+# none) as MAMBALAB_SCAN_CONFIG.
+source scripts/gpu/e2e_env.sh
+step=${1:?usage: s9.sh ab|bench}
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[8,32] bench.print_tables=true"
+if [ "$step" = ab ]; then
+  (MAX_JOBS=8 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
+  stamp "build started"
+  ab() {  # name, scan config JSON
+    MAMBALAB_SCAN_CONFIG="$2" run "$1" 150 $PY -m mambalab.bench $TB bench.out=$OUT/ab_$1.json
+    grep -E "mambalab" $LOGS/$1.log | head -n 3
+  }
+  ab default '{}'
+  ab k4f16 '{"lanes_chunk": 4, "lanes_states": "float16"}'
+  ab k8f16 '{"lanes_states": "float16"}'
+  ab k4f32 '{"lanes_chunk": 4}'
+  ab default2 '{}'
+  MAMBALAB_SCAN_CONFIG='{"lanes_chunk": 4, "lanes_states": "float16"}' run scan_gpu 150 \
+    $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes"
+  tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
+  tar czf $OUT/s9_ab_logs.tgz -C $LOGS . 2>/dev/null
+  stamp done
+fi
+if [ "$step" = bench ]; then
+  for i in $(seq 60); do [ -f /tmp/kernels_done ] && break; sleep 5; done
+  cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build not finished"; tail -n 5 /tmp/build.log; }
+  $PY -c "import torch, mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)"
+  export MAMBALAB_SCAN_CONFIG=${SCAN:-'{}'}
+  echo "MAMBALAB_SCAN_CONFIG=$MAMBALAB_SCAN_CONFIG"
+  run bench 420 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
+  tail -n 60 $LOGS/bench.log
+  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
+  cp $LOGS/bench.log $OUT/ 2>/dev/null
+  VARIANTS_ONLY=bwd_pipe1,K4_f16,K8_f16,K4 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
+  grep -E "^B|best" $LOGS/scan.log
+  stamp done
+fi
