@@ -407,6 +407,13 @@ LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's pipelini
     "K4_f16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_chunk": 4,
                "lanes_states": "float16"},
     "K8_f16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states": "float16"},
+    # the states (B, L / K, D, N), stored as 16-byte vectors; the dB/dC partials in bf16
+    "dn": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states_dn": True},
+    "dbc16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_dbc_16bit": True},
+    "dn_dbc16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states_dn": True,
+                 "lanes_dbc_16bit": True},
+    "dn_f16_dbc16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states_dn": True,
+                     "lanes_states": "float16", "lanes_dbc_16bit": True},
 }
 VARIANT_BATCHES = tuple(int(b) for b in os.environ.get("VARIANT_BATCHES", "8,16,32").split(","))
 VARIANTS_ONLY = os.environ.get("VARIANTS_ONLY")  # comma-separated names, e.g. to skip the old ones

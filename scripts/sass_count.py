@@ -31,12 +31,13 @@ elif which == "tile_bwd":  # the default (tile) backward at CONFIG's tiles
 elif which == "lanes_fwd":
     from mambalab.ops.triton.selective_scan_lanes_fwd import _lanes_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
-                 HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, N=16, BD=32, K=8, PIPE=True)
+                 HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, N=16, BD=32, K=8, PIPE=True,
+                 ST_DN=False)
     warps = 1
 elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1)
+                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1, ST_DN=False)
     warps = 1
 elif which == "conv_rows_fwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn

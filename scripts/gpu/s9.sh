@@ -10,8 +10,13 @@
 # bench: the scan per layer (bench_scan.py lanes-variants) at B=8 and 32; the cuda tests; the full
 # benchmark (every implementation, ops table, profile) with SCAN (a JSON of CONFIG keys, default
 # none) as MAMBALAB_SCAN_CONFIG.
+# ab2 (a third call, fresh machine, no build): the scan per layer at B=8 and 32 for the states
+# stored (B, L/K, D, N) as vectors, the dB/dC partials in bf16, and both with fp16 states; the
+# same as training A/Bs at 8 and 32 x 2048; the full-size scan test and the mixer's GPU tests
+# with all three options on.
+#   bash scripts/gpu/s9.sh ab2 2>&1 | tee $OUT/s9_ab2.log
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s9.sh ab|bench}
+step=${1:?usage: s9.sh ab|bench|ab2}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[8,32] bench.print_tables=true"
 if [ "$step" = ab ]; then
@@ -45,5 +50,24 @@ if [ "$step" = bench ]; then
   cp $LOGS/bench.log $OUT/ 2>/dev/null
   VARIANTS_ONLY=bwd_pipe1,K4_f16,K8_f16,K4 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
   grep -E "^B|best" $LOGS/scan.log
+  stamp done
+fi
+if [ "$step" = ab2 ]; then
+  VARIANTS_ONLY=bwd_pipe1,dn,dbc16,dn_dbc16,dn_f16_dbc16 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
+  grep -E "^B|best" $LOGS/scan.log
+  ab() {  # name, scan config JSON
+    MAMBALAB_SCAN_CONFIG="$2" run "$1" 150 $PY -m mambalab.bench $TB bench.out=$OUT/ab2_$1.json
+  }
+  ab default '{}'
+  ab dn '{"lanes_states_dn": true}'
+  ab dn_dbc16 '{"lanes_states_dn": true, "lanes_dbc_16bit": true}'
+  ab dn_f16_dbc16 '{"lanes_states_dn": true, "lanes_dbc_16bit": true, "lanes_states": "float16"}'
+  ab default2 '{}'
+  ALL='{"lanes_states_dn": true, "lanes_dbc_16bit": true, "lanes_states": "float16"}'
+  MAMBALAB_SCAN_CONFIG=$ALL run scan_gpu 120 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts"
+  tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  MAMBALAB_SCAN_CONFIG=$ALL run mixer_gpu 150 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
+  tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  tar czf $OUT/s9_ab2_logs.tgz -C $LOGS . 2>/dev/null
   stamp done
 fi

@@ -172,28 +172,45 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     check_against_reference(inputs, doc_starts, sp, tol, last, gen)
 
 
+@pytest.mark.parametrize("states,dn,dbc16", [("float16", False, False), ("float32", True, False),
+                                            ("float16", True, True)])
 @pytest.mark.parametrize("chunk", [8, 4])
-def test_lanes_fp16_states(chunk, monkeypatch, nan_empty):
-    """The saved chunk states in fp16 (lanes_states), two warps a program: the reference check,
-    fp32 inputs at 2e-3 (the states' rounding, 2^-12 relative, shows there, far below it) and
-    bf16 inputs at 2e-2 as every bf16 case."""
-    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
-    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)
-    monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
-    monkeypatch.setitem(ss.CONFIG, "lanes_warps", 2)
-    monkeypatch.setitem(ss.CONFIG, "lanes_states", "float16")
-    for dtype, tol in ((torch.float32, 2e-3),
+def test_lanes_saved_states_and_partials(states, dn, dbc16, chunk, monkeypatch, nan_empty):
+    """The saved chunk states in fp16 (lanes_states) and in the (B, L / K, D, N) layout stored as
+    vectors (lanes_states_dn), the dB/dC partials in bf16 (lanes_dbc_16bit), two warps a program:
+    the reference check, fp32 inputs at 2e-3 where the states are fp16 (their rounding, 2^-12
+    relative, shows there, far below it), bf16 inputs at 2e-2 as every bf16 case."""
+    from mambalab.ops.triton.selective_scan_lanes_fwd import lanes_fwd_launch
+
+    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", chunk),
+                       ("lanes_warps", 2), ("lanes_states", states), ("lanes_states_dn", dn),
+                       ("lanes_dbc_16bit", dbc16)):
+        monkeypatch.setitem(ss.CONFIG, key, value)
+    for dtype, tol in ((torch.float32, 2e-3 if states == "float16" else 1e-4),
                        (torch.bfloat16, 2e-2)):
         gen = torch.Generator().manual_seed(chunk)
         inputs, doc_starts = make_inputs(2, 64, 16, 16, dtype, DEVICE, with_z=True, with_d=True,
                                          with_bias=True, with_h0=True, with_docs=True, gen=gen)
         check_against_reference(inputs, doc_starts, True, tol, True, gen)
+    # the forward saved what was asked for: dtype, and layout (B, L / K, D, N) with dn
+    x = {k: v for k, v in inputs.items() if k != "initial_state"}
+    _, _, saved = lanes_fwd_launch(**x, delta_softplus=True, initial_state=None, doc_starts=None,
+                                   save_states=True, return_last_state=False, chunk=chunk,
+                                   num_warps=2, states_dtype=ss.lanes_states_dtype(),
+                                   states_dn=dn)
+    assert saved.dtype == getattr(torch, states)
+    assert saved.shape == ((2, 16 // chunk, 64, 16) if dn else (2, 16 // chunk, 16, 64))
 
 
 def test_lanes_states_dtype_is_checked(monkeypatch):
     monkeypatch.setitem(ss.CONFIG, "lanes_states", "bfloat8")
     with pytest.raises(ValueError, match="lanes_states"):
         ss.lanes_states_dtype()
+    from mambalab.ops.triton.selective_scan_lanes_fwd import states_layout_dn
+
+    # the (D, N) layout needs N to fill 16-byte vectors; otherwise the states stay (N, D)
+    assert states_layout_dn(16, torch.float32) and states_layout_dn(16, torch.float16)
+    assert not states_layout_dn(5, torch.float32) and not states_layout_dn(4, torch.float16)
 
 
 def test_lanes_backward_in_batch_parts(monkeypatch, nan_empty):

@@ -189,3 +189,15 @@ def store_steps(base, t, ts, BD: tl.constexpr, K: tl.constexpr):
                  join_steps(take(ts, 0, H), BD, H).to(ty))
         tl.store(base + (t + H) + tl.arange(0, H)[None, :],
                  join_steps(take(ts, H, H), BD, H).to(ty))
+
+
+@triton.jit
+def store_vec(base, ts, BD: tl.constexpr, N: tl.constexpr):
+    """Store N (BD,) tensors at base + 0 .. N - 1 of each lane's row (base: (BD, 1) pointers), in
+    base's dtype, as 16-byte vectors (N a multiple of the elements in 16 bytes: 4 fp32, 8 fp16):
+    N / 4 or N / 8 stores a thread, not N."""
+    ty: tl.constexpr = base.dtype.element_ty
+    E: tl.constexpr = 128 // ty.primitive_bitwidth
+    for g in tl.static_range(N // E):
+        tl.store(base + g * E + tl.arange(0, E)[None, :], join_steps(take(ts, g * E, E), BD, E).to(ty))
+

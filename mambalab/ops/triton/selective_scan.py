@@ -91,12 +91,17 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # kernels.
 # lanes_states: the dtype of the chunk states the forward keeps for the backward, "float32" or
 # "float16" (half the bytes; the state is carried in fp32 and rounded only where it is saved).
+# lanes_states_dn: save them (B, L / K, D, N), a thread's states as 16-byte vectors (4 or 2
+# stores and loads a chunk instead of 16), where N fills whole vectors.
+# lanes_dbc_16bit: the backward's per-warp dB/dC partials in B's dtype when it is 16-bit (half
+# the bytes written and summed; dB and dC are returned in that dtype anyway).
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8,
           "lanes_fp32": False, "lanes_states": "float32",
+          "lanes_states_dn": False, "lanes_dbc_16bit": False,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -218,7 +223,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
-            states_dtype=lanes_states_dtype())
+            states_dtype=lanes_states_dtype(), states_dn=bool(CONFIG["lanes_states_dn"]))
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
@@ -266,7 +271,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             dlast_state=dlast_state, chunk=CONFIG["lanes_chunk"],
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
             pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
-            wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"])
+            wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"],
+            partials_16bit=bool(CONFIG["lanes_dbc_16bit"]))
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -157,13 +157,18 @@ def _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_
 
 
 @triton.jit
-def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr):
+def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr, ST_DN: tl.constexpr):
     """dy's chunk and the saved state at the chunk start (st: pointers), as one flat tuple of raw
-    loads (issued a chunk ahead when PIPE == 2)."""
+    loads (issued a chunk ahead when PIPE == 2). States fp32 or fp16 (CONFIG["lanes_states"])."""
     out = load_raw(dy_row, t, K)
-    for n in tl.static_range(N):
-        # (B, n_chunks, N, D): one line per warp; fp32, or fp16 (CONFIG["lanes_states"])
-        out = out + (tl.load(st + n * dim).to(tl.float32),)
+    if ST_DN:  # (B, n_chunks, D, N), read one state at a time: read as 16-byte vectors
+        # (lanes.store_vec's inverse), ptxas spilled 742 instructions against 64 (offline, Triton
+        # 3.6), and the 16 scalar loads of a warp cover the same lines, which L1 then holds
+        for n in tl.static_range(N):
+            out = out + (tl.load(st + n).to(tl.float32),)
+    else:
+        for n in tl.static_range(N):  # (B, n_chunks, N, D): one line per warp
+            out = out + (tl.load(st + n * dim).to(tl.float32),)
     return out
 
 
@@ -176,7 +181,7 @@ def _lanes_bwd_kernel(
     so_b, so_d, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, WRITE_Y: tl.constexpr, N: tl.constexpr,
-    BD: tl.constexpr, K: tl.constexpr, PIPE: tl.constexpr,
+    BD: tl.constexpr, K: tl.constexpr, PIPE: tl.constexpr, ST_DN: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -217,7 +222,10 @@ def _lanes_bwd_kernel(
     # per-warp partials of dB (lanes 0..15) and dC (lanes 16..31): (B, D / 32, 32, L) fp32
     dbc_row = dbc_ptr + ((b * (dim // 32) + dcol // 32) * 32 + ln) * seqlen
     bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
-    st_row = states_ptr + b * n_chunks * N * dim + d
+    if ST_DN:
+        st_row = states_ptr + b * n_chunks * N * dim + d * N
+    else:
+        st_row = states_ptr + b * n_chunks * N * dim + d
     u_ty: tl.constexpr = u_ptr.dtype.element_ty
     dt_ty: tl.constexpr = dt_ptr.dtype.element_ty
     z_ty: tl.constexpr = z_ptr.dtype.element_ty
@@ -233,7 +241,7 @@ def _lanes_bwd_kernel(
         nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c0 * K, HAS_Z, HAS_DOCS,
                            N, K)
     if PIPE >= 2:
-        nxt_r = _bwd_rest(dy_row, st_row + c0 * N * dim, dim, c0 * K, N, K)
+        nxt_r = _bwd_rest(dy_row, st_row + c0 * N * dim, dim, c0 * K, N, K, ST_DN)
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         t = c * K
@@ -247,9 +255,9 @@ def _lanes_bwd_kernel(
                                N, K)
         if PIPE >= 2:
             cur_r = nxt_r
-            nxt_r = _bwd_rest(dy_row, st_row + cp * N * dim, dim, cp * K, N, K)
+            nxt_r = _bwd_rest(dy_row, st_row + cp * N * dim, dim, cp * K, N, K, ST_DN)
         else:
-            cur_r = _bwd_rest(dy_row, st_row + c * N * dim, dim, t, N, K)
+            cur_r = _bwd_rest(dy_row, st_row + c * N * dim, dim, t, N, K, ST_DN)
         u, dtr, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
         dy = raw_steps(take(cur_r, 0, NT_DY), BD, K)
         h0c = take(cur_r, NT_DY, N)
@@ -314,7 +322,7 @@ def batch_parts(batch: int, warps_per_row: int, sms: int | None,
 
 def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
             dbc, dA, dpc, dh0, y_out, has_d: bool, has_bias: bool, delta_softplus: bool,
-            chunk: int, bd: int, num_warps: int, pipeline: int) -> None:
+            chunk: int, bd: int, num_warps: int, pipeline: int, states_dn: bool) -> None:
     """One launch of the kernel over the batch rows of its (already sliced) tensors."""
     batch, dim, seqlen = u.shape
     zz = z if z is not None else u
@@ -332,7 +340,7 @@ def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=A.shape[1], BD=bd,
-        K=chunk, PIPE=int(pipeline), num_warps=num_warps,
+        K=chunk, PIPE=int(pipeline), ST_DN=states_dn, num_warps=num_warps,
     )
 
 
@@ -343,17 +351,25 @@ def lanes_bwd_launch(
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
     y_out: torch.Tensor | None = None, wave_warps_per_sm: int | None = 8,
+    partials_16bit: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
-    gradients by name, partials reduced. dB, dC come back fp32 (B, N, L). ``y_out`` (B, D, L),
+    gradients by name, partials reduced. dB, dC come back (B, N, L), fp32, or in B's dtype with
+    ``partials_16bit`` and 16-bit B. The states' layout, (B, L / K, N, D) or (B, L / K, D, N),
+    is read from their shape. ``y_out`` (B, D, L),
     unit stride along L: also write the forward's y there (recomputed here anyway). A batch
     beyond one wave of the device runs in several launches (batch_parts)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
-    assert states.shape == (batch, n_chunks, dstate, dim), "states saved with another chunk"
+    states_dn = states.shape == (batch, n_chunks, dim, dstate) and dim != dstate
+    assert states_dn or states.shape == (batch, n_chunks, dstate, dim), \
+        "states saved with another chunk"
     f32 = dict(device=u.device, dtype=torch.float32)
-    dbc = torch.empty((batch, dim // 32, 32, seqlen), **f32)
+    # the per-warp partials in B's dtype when it is 16-bit (dB and dC go back in that dtype;
+    # each partial, a sum over 32 channels, is rounded once and the 48 of them are summed in fp32)
+    dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device,
+                      dtype=B.dtype if partials_16bit and B.element_size() == 2 else torch.float32)
     dA = torch.empty((batch, dim, dstate), **f32)
     dpc = torch.empty((batch, dim, 2), **f32)
     dh0 = torch.empty((batch, dim, dstate), **f32)
@@ -370,8 +386,8 @@ def lanes_bwd_launch(
                 dbc=rows(dbc), dA=rows(dA), dpc=rows(dpc), dh0=rows(dh0), y_out=rows(y_out),
                 has_d=D is not None, has_bias=delta_bias is not None,
                 delta_softplus=delta_softplus, chunk=chunk, bd=bd, num_warps=num_warps,
-                pipeline=pipeline)
-    dbc = dbc.sum(1)  # (B, 32, L)
+                pipeline=pipeline, states_dn=states_dn)
+    dbc = dbc.sum(1)  # (B, 32, L); a 16-bit sum accumulates in fp32
     return {
         "du": du, "ddelta": ddelta, "dz": dz if z is not None else None,
         "dA": dA.sum(0), "dB": dbc[:, :dstate], "dC": dbc[:, 16:16 + dstate],

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
-                                      take)
+                                      store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 
 LOG2E = 1.4426950408889634
@@ -75,7 +75,7 @@ def _lanes_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
-    PIPE: tl.constexpr,
+    PIPE: tl.constexpr, ST_DN: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -126,10 +126,13 @@ def _lanes_fwd_kernel(
             cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
                                N, K)
         u, dt, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
-        if SAVE_STATES:  # (B, n_chunks, N, D): each state's store is one line per warp
-            st = states_ptr + (b * n_chunks + c) * N * dim + d
-            for n in tl.static_range(N):
-                tl.store(st + n * dim, h[n].to(states_ptr.dtype.element_ty))
+        if SAVE_STATES:
+            if ST_DN:  # (B, n_chunks, D, N): a thread's N states as 16-byte vectors
+                store_vec(states_ptr + (b * n_chunks + c) * N * dim + dcol * N, h, BD, N)
+            else:  # (B, n_chunks, N, D): each state's store is one line per warp
+                st = states_ptr + (b * n_chunks + c) * N * dim + d
+                for n in tl.static_range(N):
+                    tl.store(st + n * dim, h[n].to(states_ptr.dtype.element_ty))
         ys = ()
         for j in tl.static_range(K):
             dtj = dt[j]
@@ -166,18 +169,20 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32,
+    states_dtype: torch.dtype = torch.float32, states_dn: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states (B, L / chunk,
     N, D) in ``states_dtype`` | None: h at every chunk start, rounded from the fp32 state the
-    scan carries; channels last so that the stores of a state are contiguous across lanes).
-    Inputs validated, contract above checked."""
+    scan carries; channels last so that the stores of a state are contiguous across lanes; or
+    with ``states_dn`` (B, L / chunk, D, N), a thread's states stored as 16-byte vectors, where
+    N fills whole vectors (states_layout_dn)). Inputs validated, contract above checked."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
     y = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype) if y_out is None else y_out
-    states = (torch.empty((batch, n_chunks, dstate, dim), device=u.device, dtype=states_dtype)
-              if save_states else None)
+    states_dn = states_dn and states_layout_dn(dstate, states_dtype)
+    shape = (batch, n_chunks, dim, dstate) if states_dn else (batch, n_chunks, dstate, dim)
+    states = torch.empty(shape, device=u.device, dtype=states_dtype) if save_states else None
     last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
             if return_last_state else None)
     pc = per_channel(D, delta_bias, dim, u.device)
@@ -194,9 +199,15 @@ def lanes_fwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
-        N=dstate, BD=bd, K=chunk, PIPE=pipeline, num_warps=num_warps,
+        N=dstate, BD=bd, K=chunk, PIPE=pipeline, ST_DN=states_dn, num_warps=num_warps,
     )
     return y, last, states
+
+
+def states_layout_dn(dstate: int, dtype: torch.dtype) -> bool:
+    """Whether N states of this dtype fill whole 16-byte vectors, which the (B, L / K, D, N)
+    layout needs (lanes.store_vec); otherwise the states are saved (B, L / K, N, D)."""
+    return dstate % (16 // torch.empty((), dtype=dtype).element_size()) == 0
 
 
 def per_channel(D: torch.Tensor | None, delta_bias: torch.Tensor | None, dim: int,
