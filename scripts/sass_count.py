@@ -32,7 +32,7 @@ elif which == "lanes_fwd":
     from mambalab.ops.triton.selective_scan_lanes_fwd import _lanes_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
                  HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, N=16, BD=32, K=8, PIPE=True,
-                 ST_DN=False)
+                 ST_DN=False, WATCH=False)
     warps = 1
 elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
@@ -79,7 +79,7 @@ for i, n in enumerate(names):
         sig[n] = "constexpr"; constexprs[(i,)] = const[n]
     elif n.endswith("_ptr"):
         sig[n] = "*bf16" if n in bf16 else ("*u8" if n == "doc_ptr" else
-                                            "*i32" if n == "seg_ptr" else "*fp32")
+                                            "*i32" if n in ("seg_ptr", "flag_ptr") else "*fp32")
         if n in ptr_types:
             sig[n] = "*" + ptr_types[n]
         attrs[(i,)] = [["tt.divisibility", 16]]

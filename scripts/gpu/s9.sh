@@ -15,8 +15,12 @@
 # same as training A/Bs at 8 and 32 x 2048; the full-size scan test and the mixer's GPU tests
 # with all three options on.
 #   bash scripts/gpu/s9.sh ab2 2>&1 | tee $OUT/s9_ab2.log
+# final (fresh machine, under 5 minutes of device time): the new defaults (fp16 states with the
+# overflow watch, bf16 partials) trained at 8 and 32 x 2048, then the old ones (fp32 states and
+# partials), then the scan's GPU tests (full size, batch parts, the overflow fallback) compiled.
+#   bash scripts/gpu/s9.sh final 2>&1 | tee $OUT/s9_final.log
 source scripts/gpu/e2e_env.sh
-step=${1:?usage: s9.sh ab|bench|ab2}
+step=${1:?usage: s9.sh ab|bench|ab2|final}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[8,32] bench.print_tables=true"
 if [ "$step" = ab ]; then
@@ -69,5 +73,13 @@ if [ "$step" = ab2 ]; then
   MAMBALAB_SCAN_CONFIG=$ALL run mixer_gpu 150 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
   tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
   tar czf $OUT/s9_ab2_logs.tgz -C $LOGS . 2>/dev/null
+  stamp done
+fi
+if [ "$step" = final ]; then
+  run new 120 $PY -m mambalab.bench $TB bench.out=$OUT/final_new.json
+  MAMBALAB_SCAN_CONFIG='{"lanes_states": "float32", "lanes_dbc_16bit": false}' run old 100 $PY -m mambalab.bench $TB bench.out=$OUT/final_old.json
+  run scan_gpu 150 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts or overflow"
+  tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
+  tar czf $OUT/s9_final_logs.tgz -C $LOGS . 2>/dev/null
   stamp done
 fi

@@ -164,6 +164,9 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
     monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", bool(pipe))
     monkeypatch.setitem(ss.CONFIG, "lanes_bwd_pipeline", pipe)  # 0, 1 or 2
+    # fp32 states: fp32 cases at 1e-4, and cases without softplus, whose negative deltas make
+    # the states grow past fp16's range (fp16 states and their fallback: their own tests)
+    monkeypatch.setitem(ss.CONFIG, "lanes_states", "float32")
     gen = torch.Generator().manual_seed(seqlen * 7 + dim)
     inputs, doc_starts = make_inputs(2, dim, dstate, seqlen, dtype, DEVICE, with_z=z, with_d=d,
                                      with_bias=bias, with_h0=h0, with_docs=docs, gen=gen)
@@ -172,45 +175,72 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     check_against_reference(inputs, doc_starts, sp, tol, last, gen)
 
 
-@pytest.mark.parametrize("states,dn,dbc16", [("float16", False, False), ("float32", True, False),
-                                            ("float16", True, True)])
+@pytest.mark.parametrize("states,dbc16,dstate", [("float16", False, 16), ("float16", True, 5),
+                                                ("float32", True, 16)])
 @pytest.mark.parametrize("chunk", [8, 4])
-def test_lanes_saved_states_and_partials(states, dn, dbc16, chunk, monkeypatch, nan_empty):
-    """The saved chunk states in fp16 (lanes_states) and in the (B, L / K, D, N) layout stored as
-    vectors (lanes_states_dn), the dB/dC partials in bf16 (lanes_dbc_16bit), two warps a program:
-    the reference check, fp32 inputs at 2e-3 where the states are fp16 (their rounding, 2^-12
-    relative, shows there, far below it), bf16 inputs at 2e-2 as every bf16 case."""
-    from mambalab.ops.triton.selective_scan_lanes_fwd import lanes_fwd_launch
+def test_lanes_saved_states_and_partials(states, dbc16, dstate, chunk, monkeypatch, nan_empty):
+    """The saved chunk states in fp16 (lanes_states; N = 16: (D, N) a chunk, stored as vectors;
+    N = 5: (N, D)) or fp32, the dB/dC partials in bf16 or fp32 (lanes_dbc_16bit), two warps a
+    program: the reference check, fp32 inputs at 2e-3 where the states are fp16 (their rounding,
+    2^-12 relative, shows there, far below it), bf16 inputs at 2e-2 as every bf16 case."""
+    from mambalab.ops.triton import lanes_states
 
     for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", chunk),
-                       ("lanes_warps", 2), ("lanes_states", states), ("lanes_states_dn", dn),
-                       ("lanes_dbc_16bit", dbc16)):
+                       ("lanes_warps", 2), ("lanes_states", states), ("lanes_dbc_16bit", dbc16)):
         monkeypatch.setitem(ss.CONFIG, key, value)
     for dtype, tol in ((torch.float32, 2e-3 if states == "float16" else 1e-4),
                        (torch.bfloat16, 2e-2)):
         gen = torch.Generator().manual_seed(chunk)
-        inputs, doc_starts = make_inputs(2, 64, 16, 16, dtype, DEVICE, with_z=True, with_d=True,
-                                         with_bias=True, with_h0=True, with_docs=True, gen=gen)
+        inputs, doc_starts = make_inputs(2, 64, dstate, 16, dtype, DEVICE, with_z=True,
+                                         with_d=True, with_bias=True, with_h0=True,
+                                         with_docs=True, gen=gen)
         check_against_reference(inputs, doc_starts, True, tol, True, gen)
-    # the forward saved what was asked for: dtype, and layout (B, L / K, D, N) with dn
-    x = {k: v for k, v in inputs.items() if k != "initial_state"}
-    _, _, saved = lanes_fwd_launch(**x, delta_softplus=True, initial_state=None, doc_starts=None,
-                                   save_states=True, return_last_state=False, chunk=chunk,
-                                   num_warps=2, states_dtype=ss.lanes_states_dtype(),
-                                   states_dn=dn)
+    # what the forward saved: the dtype asked for, in the layout lanes_states gives it
+    _, _, saved = ss.selective_scan_fwd(**inputs, doc_starts=doc_starts)
     assert saved.dtype == getattr(torch, states)
-    assert saved.shape == ((2, 16 // chunk, 64, 16) if dn else (2, 16 // chunk, 16, 64))
+    dn = lanes_states.is_dn(saved, 2, 16 // chunk, 64, dstate)
+    assert dn == (states == "float16" and dstate == 16)
+
+
+def test_lanes_fp16_states_overflow_falls_back_to_fp32(monkeypatch, nan_empty):
+    """States beyond fp16's 65504 (an initial state of ~1e6): the forward raises the overflow
+    flag; the next forward warns and saves fp32 states, whose gradients match the reference. The
+    flag and the warning are per process: reset here."""
+    from mambalab.ops.triton import lanes_states
+
+    monkeypatch.setattr(lanes_states, "_flags", {})
+    monkeypatch.setattr(lanes_states.dtype, "warned", False, raising=False)
+    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", 8),
+                       ("lanes_states", "float16")):
+        monkeypatch.setitem(ss.CONFIG, key, value)
+    gen = torch.Generator().manual_seed(3)
+    inputs, _ = make_inputs(2, 32, 16, 32, torch.float32, DEVICE, with_z=True, with_d=True,
+                            with_bias=True, with_h0=True, with_docs=False, gen=gen)
+    _, _, saved = ss.selective_scan_fwd(**inputs)  # in range: fp16, no flag
+    assert saved.dtype == torch.float16 and int(lanes_states.overflow_flag(saved.device)) == 0
+    inputs["initial_state"] = inputs["initial_state"] * 1e6
+    _, _, saved = ss.selective_scan_fwd(**inputs)
+    assert not torch.isfinite(saved.float()).all()
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()  # the flag's copy to the host was not waited for
+    with pytest.warns(RuntimeWarning, match="fp16's range"):
+        _, _, saved = ss.selective_scan_fwd(**inputs)
+    assert saved.dtype == torch.float32
+    check_against_reference(inputs, None, True, 1e-4, True, gen)
 
 
 def test_lanes_states_dtype_is_checked(monkeypatch):
     monkeypatch.setitem(ss.CONFIG, "lanes_states", "bfloat8")
     with pytest.raises(ValueError, match="lanes_states"):
         ss.lanes_states_dtype()
-    from mambalab.ops.triton.selective_scan_lanes_fwd import states_layout_dn
+    from mambalab.ops.triton import lanes_states
 
-    # the (D, N) layout needs N to fill 16-byte vectors; otherwise the states stay (N, D)
-    assert states_layout_dn(16, torch.float32) and states_layout_dn(16, torch.float16)
-    assert not states_layout_dn(5, torch.float32) and not states_layout_dn(4, torch.float16)
+    # fp16 states are (D, N) a chunk where N fills 16-byte vectors, else (N, D); fp32 (N, D)
+    assert lanes_states.layout_dn(16, torch.float16)
+    assert not lanes_states.layout_dn(4, torch.float16)
+    assert not lanes_states.layout_dn(16, torch.float32)
+    with pytest.raises(ValueError, match="another chunk"):
+        lanes_states.is_dn(torch.empty(2, 4, 32, 16), 2, 4, 32, 16)  # fp32 states are (N, D)
 
 
 def test_lanes_backward_in_batch_parts(monkeypatch, nan_empty):

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from mambalab.ops.triton import config_from_env, unavailable_reason
+from mambalab.ops.triton import config_from_env, lanes_states, unavailable_reason
 from mambalab.ops.triton.selective_scan_bwd import grad_buffers, scan_bwd_launch
 from mambalab.ops.triton.selective_scan_fwd import scan_fwd_launch
 from mambalab.ops.triton.selective_scan_lanes_bwd import lanes_bwd_launch
@@ -89,19 +89,21 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # channels not a multiple of 32 * lanes_warps, L not a multiple of lanes_chunk, a stride along
 # time that is not 1, B and C of two dtypes), and fp32 inputs unless lanes_fp32, take the tile
 # kernels.
-# lanes_states: the dtype of the chunk states the forward keeps for the backward, "float32" or
-# "float16" (half the bytes; the state is carried in fp32 and rounded only where it is saved).
-# lanes_states_dn: save them (B, L / K, D, N), a thread's states as 16-byte vectors (4 or 2
-# stores and loads a chunk instead of 16), where N fills whole vectors.
+# lanes_states: the dtype of the chunk states the forward keeps for the backward, "float16" (the
+# default since the eighth session: half the bytes, (D, N) a chunk stored as vectors, and a
+# fallback to fp32 when one overflows; lanes_states.py) or "float32".
 # lanes_dbc_16bit: the backward's per-warp dB/dC partials in B's dtype when it is 16-bit (half
 # the bytes written and summed; dB and dC are returned in that dtype anyway).
+# Measured together on an H200 (training Mamba-130M, 32 x 2048, mambalab alone, one process
+# each, scripts/gpu/s9.sh ab2): 272.5k tokens/s and 33.1 GiB against 264.5k / 264.0k and 42.3
+# for fp32 states and fp32 partials. fp16 states in the (N, D) layout were slower (260.9k) and
+# fp32 states in (D, N) too (253.4k); 4-step chunks slower still (240.1k fp16, 236.6k fp32).
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8,
-          "lanes_fp32": False, "lanes_states": "float32",
-          "lanes_states_dn": False, "lanes_dbc_16bit": False,
+          "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -140,16 +142,10 @@ def step_seg_len(batch: int, dim: int, seqlen: int, device: torch.device) -> int
     return -(-seqlen // (n_segs * every)) * every
 
 
-_STATE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-
-
-def lanes_states_dtype() -> torch.dtype:
-    """The dtype of the lanes forward's saved chunk states (CONFIG["lanes_states"])."""
-    name = CONFIG["lanes_states"]
-    if name not in _STATE_DTYPES:
-        raise ValueError(f"selective_scan CONFIG['lanes_states'] must be one of "
-                         f"{sorted(_STATE_DTYPES)}, got {name!r}")
-    return _STATE_DTYPES[name]
+def lanes_states_dtype(device: torch.device = torch.device("cpu")) -> torch.dtype:
+    """The dtype of the lanes forward's saved chunk states (CONFIG["lanes_states"]; fp32 on a
+    device where fp16 states have overflowed: lanes_states.py)."""
+    return lanes_states.dtype(CONFIG["lanes_states"], device)
 
 
 def lanes_ok(u, delta, B, C, z) -> bool:
@@ -223,7 +219,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
-            states_dtype=lanes_states_dtype(), states_dn=bool(CONFIG["lanes_states_dn"]))
+            states_dtype=lanes_states_dtype(u.device))
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

@@ -24,6 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton import lanes_states
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
@@ -355,16 +356,14 @@ def lanes_bwd_launch(
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC come back (B, N, L), fp32, or in B's dtype with
-    ``partials_16bit`` and 16-bit B. The states' layout, (B, L / K, N, D) or (B, L / K, D, N),
-    is read from their shape. ``y_out`` (B, D, L),
-    unit stride along L: also write the forward's y there (recomputed here anyway). A batch
-    beyond one wave of the device runs in several launches (batch_parts)."""
+    ``partials_16bit`` and 16-bit B. ``states``: the forward's (lanes_states.py: their layout
+    follows from dtype and shape). ``y_out`` (B, D, L), unit stride along L: also write the
+    forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
+    several launches (batch_parts)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
-    states_dn = states.shape == (batch, n_chunks, dim, dstate) and dim != dstate
-    assert states_dn or states.shape == (batch, n_chunks, dstate, dim), \
-        "states saved with another chunk"
+    states_dn = lanes_states.is_dn(states, batch, n_chunks, dim, dstate)
     f32 = dict(device=u.device, dtype=torch.float32)
     # the per-warp partials in B's dtype when it is 16-bit (dB and dC go back in that dtype;
     # each partial, a sum over 32 channels, is rounded once and the 48 of them are summed in fp32)

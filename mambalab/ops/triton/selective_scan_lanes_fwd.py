@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton import lanes_states
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
                                       store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
@@ -69,13 +70,13 @@ def unpack_inputs(raw, u_ty, dt_ty, z_ty, bc_ty, HAS_Z: tl.constexpr, HAS_DOCS: 
 @triton.jit
 def _lanes_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, h0_ptr, doc_ptr,
-    y_ptr, states_ptr, last_ptr,
+    y_ptr, states_ptr, last_ptr, flag_ptr,
     dim, n_chunks,
     su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_n, sC_b, sC_n, sdoc_b, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
-    PIPE: tl.constexpr, ST_DN: tl.constexpr,
+    PIPE: tl.constexpr, ST_DN: tl.constexpr, WATCH: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -113,6 +114,7 @@ def _lanes_fwd_kernel(
     z_ty: tl.constexpr = z_ptr.dtype.element_ty
     bc_ty: tl.constexpr = B_ptr.dtype.element_ty
 
+    top = tl.zeros([BD], dtype=tl.float32)  # WATCH: the largest saved magnitude
     if PIPE:  # chunk 0's loads; each chunk then asks for the next one's before its own work
         nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, 0, HAS_Z, HAS_DOCS, N, K)
     for c in range(n_chunks):
@@ -126,7 +128,10 @@ def _lanes_fwd_kernel(
             cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
                                N, K)
         u, dt, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
-        if SAVE_STATES:
+        if SAVE_STATES:  # lanes_states.py: dtypes and layouts
+            if WATCH:  # fp16 states: is one beyond its range?
+                for n in tl.static_range(N):
+                    top = tl.maximum(top, tl.abs(h[n]))
             if ST_DN:  # (B, n_chunks, D, N): a thread's N states as 16-byte vectors
                 store_vec(states_ptr + (b * n_chunks + c) * N * dim + dcol * N, h, BD, N)
             else:  # (B, n_chunks, N, D): each state's store is one line per warp
@@ -161,6 +166,8 @@ def _lanes_fwd_kernel(
     if STORE_LAST:
         for n in tl.static_range(N):
             tl.store(last_ptr + dn + n, h[n])
+    if WATCH:  # a NaN state compares False: the loss shows that one
+        tl.store(flag_ptr + lane * 0, tl.full([BD], 1, tl.int32), mask=top > 65504.0)
 
 
 def lanes_fwd_launch(
@@ -169,20 +176,19 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32, states_dn: bool = False,
+    states_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states (B, L / chunk,
-    N, D) in ``states_dtype`` | None: h at every chunk start, rounded from the fp32 state the
-    scan carries; channels last so that the stores of a state are contiguous across lanes; or
-    with ``states_dn`` (B, L / chunk, D, N), a thread's states stored as 16-byte vectors, where
-    N fills whole vectors (states_layout_dn)). Inputs validated, contract above checked."""
+    """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
+    every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
+    Inputs validated, contract above checked. Saving fp16 states raises lanes_states' overflow
+    flag where one exceeds fp16's range."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
     y = torch.empty((batch, dim, seqlen), device=u.device, dtype=u.dtype) if y_out is None else y_out
-    states_dn = states_dn and states_layout_dn(dstate, states_dtype)
-    shape = (batch, n_chunks, dim, dstate) if states_dn else (batch, n_chunks, dstate, dim)
-    states = torch.empty(shape, device=u.device, dtype=states_dtype) if save_states else None
+    states = (lanes_states.alloc(batch, n_chunks, dim, dstate, states_dtype, u.device)
+              if save_states else None)
+    watch = save_states and states_dtype == torch.float16
     last = (torch.empty((batch, dim, dstate), device=u.device, dtype=torch.float32)
             if return_last_state else None)
     pc = per_channel(D, delta_bias, dim, u.device)
@@ -192,6 +198,7 @@ def lanes_fwd_launch(
     _lanes_fwd_kernel[(dim // bd, batch)](
         u, delta, A, B, C, pc, zz, initial_state if initial_state is not None else A, docs,
         y, states if states is not None else y, last if last is not None else y,
+        lanes_states.overflow_flag(u.device) if watch else y,
         dim, n_chunks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
@@ -199,15 +206,13 @@ def lanes_fwd_launch(
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
-        N=dstate, BD=bd, K=chunk, PIPE=pipeline, ST_DN=states_dn, num_warps=num_warps,
+        N=dstate, BD=bd, K=chunk, PIPE=pipeline,
+        ST_DN=save_states and lanes_states.layout_dn(dstate, states_dtype), WATCH=watch,
+        num_warps=num_warps,
     )
+    if watch:
+        lanes_states.watch(u.device)
     return y, last, states
-
-
-def states_layout_dn(dstate: int, dtype: torch.dtype) -> bool:
-    """Whether N states of this dtype fill whole 16-byte vectors, which the (B, L / K, D, N)
-    layout needs (lanes.store_vec); otherwise the states are saved (B, L / K, N, D)."""
-    return dstate % (16 // torch.empty((), dtype=dtype).element_size()) == 0
 
 
 def per_channel(D: torch.Tensor | None, delta_bias: torch.Tensor | None, dim: int,
