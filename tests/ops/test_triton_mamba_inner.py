@@ -90,6 +90,8 @@ def test_matches_reference(dtype, seqlen, docs, layout, impl, monkeypatch):
         monkeypatch.setitem(cc.CONFIG, "rows_seg_len", 16)
     monkeypatch.setitem(ss.CONFIG, "impl", impl)
     monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)  # the fp32 cases run the lanes kernels
+    if dtype == torch.float32:  # at 1e-4: fp32 saved states (fp16's rounding shows at 2e-4)
+        monkeypatch.setitem(ss.CONFIG, "lanes_states", "float32")
     monkeypatch.setitem(ss.CONFIG, "step_state_every", 8)
     monkeypatch.setitem(ss.CONFIG, "step_seg_len", 16)
 
