@@ -400,20 +400,11 @@ LANES_VARIANTS = {  # name: CONFIG keys; "base" is the fourth session's pipelini
     "base": {"lanes_pipeline": False, "lanes_bwd_pipeline": 0},
     "fwd_pipe": {"lanes_pipeline": True, "lanes_bwd_pipeline": 0},
     "bwd_pipe1": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1},
-    # eighth session: 4-step chunks (the backward at 223 registers and no spills offline, against
-    # 255 and 55 spill instructions per 8 steps), with the states saved in fp16 (the memory of
-    # 8-step fp32 states) or fp32; fp16 states at 8 steps
+    # eighth session (the defaults became fp16 states, (D, N) a chunk, and bf16 dB/dC partials:
+    # "bwd_pipe1" is them now): 4-step chunks; the fp32 states and partials of before
     "K4": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_chunk": 4},
-    "K4_f16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_chunk": 4,
-               "lanes_states": "float16"},
-    "K8_f16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states": "float16"},
-    # the states (B, L / K, D, N), stored as 16-byte vectors; the dB/dC partials in bf16
-    "dn": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states_dn": True},
-    "dbc16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_dbc_16bit": True},
-    "dn_dbc16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states_dn": True,
-                 "lanes_dbc_16bit": True},
-    "dn_f16_dbc16": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states_dn": True,
-                     "lanes_states": "float16", "lanes_dbc_16bit": True},
+    "fp32": {"lanes_pipeline": True, "lanes_bwd_pipeline": 1, "lanes_states": "float32",
+             "lanes_dbc_16bit": False},
 }
 VARIANT_BATCHES = tuple(int(b) for b in os.environ.get("VARIANT_BATCHES", "8,16,32").split(","))
 VARIANTS_ONLY = os.environ.get("VARIANTS_ONLY")  # comma-separated names, e.g. to skip the old ones

@@ -1,19 +1,21 @@
 #!/bin/bash
 # Eighth session (2026-12-02): the lanes scan in 4-step chunks with fp16 saved states
-# (selective_scan.CONFIG lanes_chunk, lanes_states). Two calls back to back on one machine (the
+# (selective_scan.CONFIG lanes_chunk, lanes_states). As run, the calls named configurations
+# (lanes_states_dn, K8_f16, ...) of the code of their commits; after the session the layout
+# follows from the dtype (fp16: (D, N)) and the variants are the defaults, K4 and fp32 (logs:
+# docs/bench/h200-2026-12-02-s8-calls.log). Two calls back to back on one machine (the
 # kernel build started by the first must survive for the second):
 #   bash scripts/gpu/s9.sh ab 2>&1 | tee $OUT/s9_ab.log
 #   bash scripts/gpu/s9.sh bench 2>&1 | tee $OUT/s9_bench.log
 # ab: the mamba-ssm build detached; mambalab[triton] alone at 8 and 32 x 2048, one process per
-# scan configuration (default, K=4 fp16 states, K=8 fp16, K=4 fp32, default again); the
-# full-size scan test compiled with K=4 fp16 states.
+# scan configuration (default, K=4, K=4 with fp32 states, default again); the full-size scan
+# test compiled with K=4.
 # bench: the scan per layer (bench_scan.py lanes-variants) at B=8 and 32; the cuda tests; the full
 # benchmark (every implementation, ops table, profile) with SCAN (a JSON of CONFIG keys, default
 # none) as MAMBALAB_SCAN_CONFIG.
-# ab2 (a third call, fresh machine, no build): the scan per layer at B=8 and 32 for the states
-# stored (B, L/K, D, N) as vectors, the dB/dC partials in bf16, and both with fp16 states; the
-# same as training A/Bs at 8 and 32 x 2048; the full-size scan test and the mixer's GPU tests
-# with all three options on.
+# ab2 (a third call, fresh machine, no build): the scan per layer at B=8 and 32, and training at 8
+# and 32 x 2048, for the defaults and the fp32 states and partials; the full-size scan test and
+# the mixer's GPU tests compiled.
 #   bash scripts/gpu/s9.sh ab2 2>&1 | tee $OUT/s9_ab2.log
 # final (fresh machine, under 5 minutes of device time): the new defaults (fp16 states with the
 # overflow watch, bf16 partials) trained at 8 and 32 x 2048, then the old ones (fp32 states and
@@ -31,11 +33,10 @@ if [ "$step" = ab ]; then
     grep -E "mambalab" $LOGS/$1.log | head -n 3
   }
   ab default '{}'
-  ab k4f16 '{"lanes_chunk": 4, "lanes_states": "float16"}'
-  ab k8f16 '{"lanes_states": "float16"}'
-  ab k4f32 '{"lanes_chunk": 4}'
+  ab k4f16 '{"lanes_chunk": 4}'
+  ab k4f32 '{"lanes_chunk": 4, "lanes_states": "float32"}'
   ab default2 '{}'
-  MAMBALAB_SCAN_CONFIG='{"lanes_chunk": 4, "lanes_states": "float16"}' run scan_gpu 150 \
+  MAMBALAB_SCAN_CONFIG='{"lanes_chunk": 4}' run scan_gpu 150 \
     $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes"
   tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
   cat /tmp/kernels_done 2>/dev/null || stamp "kernel build not finished"
@@ -52,25 +53,22 @@ if [ "$step" = bench ]; then
   tail -n 60 $LOGS/bench.log
   $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
   cp $LOGS/bench.log $OUT/ 2>/dev/null
-  VARIANTS_ONLY=bwd_pipe1,K4_f16,K8_f16,K4 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
+  VARIANTS_ONLY=bwd_pipe1,K4,fp32 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
   grep -E "^B|best" $LOGS/scan.log
   stamp done
 fi
 if [ "$step" = ab2 ]; then
-  VARIANTS_ONLY=bwd_pipe1,dn,dbc16,dn_dbc16,dn_f16_dbc16 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
+  VARIANTS_ONLY=bwd_pipe1,fp32 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
   grep -E "^B|best" $LOGS/scan.log
   ab() {  # name, scan config JSON
     MAMBALAB_SCAN_CONFIG="$2" run "$1" 150 $PY -m mambalab.bench $TB bench.out=$OUT/ab2_$1.json
   }
   ab default '{}'
-  ab dn '{"lanes_states_dn": true}'
-  ab dn_dbc16 '{"lanes_states_dn": true, "lanes_dbc_16bit": true}'
-  ab dn_f16_dbc16 '{"lanes_states_dn": true, "lanes_dbc_16bit": true, "lanes_states": "float16"}'
+  ab fp32 '{"lanes_states": "float32", "lanes_dbc_16bit": false}'
   ab default2 '{}'
-  ALL='{"lanes_states_dn": true, "lanes_dbc_16bit": true, "lanes_states": "float16"}'
-  MAMBALAB_SCAN_CONFIG=$ALL run scan_gpu 120 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts"
+  run scan_gpu 120 $PY -m pytest -q tests/ops/test_triton_selective_scan.py -k "gpu_full_size and lanes or batch_parts"
   tail -n 30 $LOGS/scan_gpu.log | grep -E "^E |passed|failed" | head -n 20
-  MAMBALAB_SCAN_CONFIG=$ALL run mixer_gpu 150 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
+  run mixer_gpu 150 $PY -m pytest -q tests/ops/test_triton_mamba_inner.py -k "gpu or kept_or_recomputed"
   tail -n 30 $LOGS/mixer_gpu.log | grep -E "^E |passed|failed" | head -n 20
   tar czf $OUT/s9_ab2_logs.tgz -C $LOGS . 2>/dev/null
   stamp done
