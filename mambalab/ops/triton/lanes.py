@@ -199,5 +199,6 @@ def store_vec(base, ts, BD: tl.constexpr, N: tl.constexpr):
     ty: tl.constexpr = base.dtype.element_ty
     E: tl.constexpr = 128 // ty.primitive_bitwidth
     for g in tl.static_range(N // E):
-        tl.store(base + g * E + tl.arange(0, E)[None, :], join_steps(take(ts, g * E, E), BD, E).to(ty))
+        tile = join_steps(take(ts, g * E, E), BD, E).to(ty)
+        tl.store(base + g * E + tl.arange(0, E)[None, :], tile)
 
