@@ -209,7 +209,7 @@ def test_lanes_fp16_states_overflow_falls_back_to_fp32(monkeypatch, nan_empty):
     from mambalab.ops.triton import lanes_states
 
     monkeypatch.setattr(lanes_states, "_flags", {})
-    monkeypatch.setattr(lanes_states.dtype, "warned", False, raising=False)
+    monkeypatch.setattr(lanes_states, "_warned", False)
     for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", 8),
                        ("lanes_states", "float16")):
         monkeypatch.setitem(ss.CONFIG, key, value)

@@ -8,8 +8,9 @@ fp16 ("float16", the default): half the bytes, which the forward writes and the 
 once per chunk (805 MB a layer at 32 x 2048 in fp32); the state is carried in fp32 and rounded
 only where it is saved (2^-12 relative, against bf16 inputs' 2^-9). (B, L / K, D, N) when N fills
 16-byte vectors, so that the forward stores a thread's states as 2 vectors, not N scalars;
-(B, L / K, N, D) otherwise. On an H200 this trained Mamba-130M 3% faster at 32 x 2048 and cut its
-peak memory from 42.3 to 33.1 GiB (docs/performance.md).
+(B, L / K, N, D) otherwise. With the dB/dC partials in bf16 as well, this trained Mamba-130M
+1.6-3.1% faster at 32 x 2048 on an H200 and cut its peak memory from 42.3 to 33.1 GiB
+(docs/performance.md, eighth session).
 
 fp16 ends at 65504. A saved state beyond it becomes inf, and that step's gradients are not
 finite (the trainer skips such a step). The forward kernel raises a flag on the device when that
@@ -24,9 +25,9 @@ import warnings
 import torch
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
-FP16_MAX = 65504.0
 
 _flags: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # device: (device, host)
+_warned = False  # the fallback's warning, once a process
 
 
 def layout_dn(dstate: int, dtype: torch.dtype) -> bool:
@@ -76,12 +77,13 @@ def dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"selective_scan CONFIG['lanes_states'] must be one of "
                          f"{sorted(DTYPES)}, got {name!r}")
+    global _warned
     if name == "float16" and device in _flags and int(_flags[device][1][0]) != 0:
-        if not getattr(dtype, "warned", False):
+        if not _warned:
             warnings.warn("the selective scan's saved states exceeded fp16's range (65504): "
                           "the step that did it had non-finite gradients; states are saved in "
                           "fp32 from now on (set MAMBALAB_SCAN_CONFIG='{\"lanes_states\": "
                           "\"float32\"}' to start that way)", RuntimeWarning, stacklevel=3)
-            dtype.warned = True
+            _warned = True
         return torch.float32
     return DTYPES[name]

@@ -162,9 +162,9 @@ def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr, ST_DN: tl.co
     """dy's chunk and the saved state at the chunk start (st: pointers), as one flat tuple of raw
     loads (issued a chunk ahead when PIPE == 2). States fp32 or fp16 (CONFIG["lanes_states"])."""
     out = load_raw(dy_row, t, K)
-    if ST_DN:  # (B, n_chunks, D, N), read one state at a time: read as 16-byte vectors
-        # (lanes.store_vec's inverse), ptxas spilled 742 instructions against 64 (offline, Triton
-        # 3.6), and the 16 scalar loads of a warp cover the same lines, which L1 then holds
+    if ST_DN:  # (B, n_chunks, D, N), one state at a time: the N loads of a warp cover the same
+        # lines, which L1 then holds (read as 16-byte vectors, the inverse of lanes.store_vec,
+        # the kernel spilled 742 instructions a loop against 64: offline, Triton 3.6)
         for n in tl.static_range(N):
             out = out + (tl.load(st + n).to(tl.float32),)
     else:
