@@ -45,3 +45,11 @@ BASE="~experiment data=cached data.path=$C data.seq_len=$SEQ tokenizer=gpt_neox 
 # exits; SIGKILL 20 s later if it has not), its log in $LOGS/NAME.log.
 LOGS=$ROOT/e2e_logs; mkdir -p "$LOGS"
 run() { local name=$1 limit=$2; shift 2; stamp "start $name"; timeout -k 20 "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?; stamp "end $name rc=$rc"; [ $rc -eq 0 ] || tail -n 15 "$LOGS/$name.log"; return $rc; }
+# `full_bench TIMEOUT`: the full benchmark (every implementation, ops table, profile) into
+# $OUT/bench.json, its rendering $OUT/bench.md and its log; the tail of the log printed.
+full_bench() {
+  run bench "$1" $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
+  tail -n 60 $LOGS/bench.log
+  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
+  cp $LOGS/bench.log $OUT/ 2>/dev/null
+}

@@ -36,10 +36,7 @@ fi
 if [ "$step" = bench ]; then
   export MAMBALAB_SCAN_CONFIG=$(cat /tmp/best_scan.json 2>/dev/null); echo "scan: $MAMBALAB_SCAN_CONFIG"
   $PY -c "import mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)" || tail -n 5 /tmp/build.log
-  run bench 570 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
-  tail -n 60 $LOGS/bench.log
-  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
-  cp $LOGS/bench.log $OUT/ 2>/dev/null
+  full_bench 570
   stamp done
 fi
 if [ "$step" = ops ]; then

@@ -53,10 +53,7 @@ if [ "$step" = bench ]; then
   $PY -c "import torch, mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)" || tail -n 5 /tmp/build.log
   run cuda_tests 100 $PY -m pytest -q tests/ops/test_ops_cuda_gpu.py
   tail -n 20 $LOGS/cuda_tests.log | grep -E "^E |passed|failed|skipped" | head
-  run bench 480 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
-  tail -n 60 $LOGS/bench.log
-  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
-  cp $LOGS/bench.log $OUT/ 2>/dev/null
+  full_bench 480
   stamp done
 fi
 if [ "$step" = tests ]; then

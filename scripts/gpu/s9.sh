@@ -49,10 +49,7 @@ if [ "$step" = bench ]; then
   $PY -c "import torch, mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)"
   export MAMBALAB_SCAN_CONFIG=${SCAN:-'{}'}
   echo "MAMBALAB_SCAN_CONFIG=$MAMBALAB_SCAN_CONFIG"
-  run bench 420 $PY -m mambalab.bench bench.ops=true bench.profile=true 'bench.kernels=[triton,cuda,auto]' bench.out=$OUT/bench.json
-  tail -n 60 $LOGS/bench.log
-  $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
-  cp $LOGS/bench.log $OUT/ 2>/dev/null
+  full_bench 420
   VARIANTS_ONLY=bwd_pipe1,K4,fp32 VARIANT_BATCHES=8,32 run scan 150 $PY scripts/bench_scan.py --impl lanes-variants --out $OUT
   grep -E "^B|best" $LOGS/scan.log
   stamp done
