@@ -164,7 +164,7 @@ def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr, ST_DN: tl.co
     out = load_raw(dy_row, t, K)
     if ST_DN:  # (B, n_chunks, D, N), one state at a time: the N loads of a warp cover the same
         # lines, which L1 then holds (read as 16-byte vectors, the inverse of lanes.store_vec,
-        # the kernel spilled 742 instructions a loop against 64: offline, Triton 3.6)
+        # the kernel had 742 spill instructions against 64: offline, Triton 3.6)
         for n in tl.static_range(N):
             out = out + (tl.load(st + n).to(tl.float32),)
     else:
