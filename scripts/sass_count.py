@@ -37,7 +37,8 @@ elif which == "lanes_fwd":
 elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1, ST_DN=False)
+                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1, ST_DN=False,
+                 SCRATCH=False, DBC_DOT=False)
     warps = 1
 elif which == "conv_rows_fwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn
@@ -60,12 +61,15 @@ else:
                  EVEN=True)  # CONFIG's step_bwd_* defaults
     warps = 1
 maxnreg = None
+stages = None
 ptr_types = {}
 for k, v in over.items():
     if k == "warps":
         warps = int(v)
     elif k.startswith("ptr:"):  # ptr:states_ptr=fp16: another element type for one pointer
         ptr_types[k[4:]] = v
+    elif k == "stages":  # Triton's num_stages (software pipelining of loops with dots)
+        stages = int(v)
     elif k == "maxnreg":  # ptxas's register cap (Triton's maxnreg option): what would spill
         maxnreg = int(v)
     else:
@@ -93,7 +97,8 @@ for i, n in enumerate(names):
         if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
-                   options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {})})
+                   options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {}),
+                            **({"num_stages": stages} if stages else {})})
 open("/tmp/k.ttgir", "w").write(k.asm["ttgir"])
 open("/tmp/k.cubin", "wb").write(k.asm["cubin"])
 nvdisasm = os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/nvdisasm")
