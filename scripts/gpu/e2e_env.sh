@@ -53,3 +53,10 @@ full_bench() {
   $PY -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2>&1
   cp $LOGS/bench.log $OUT/ 2>/dev/null
 }
+# `wait_kernels`: wait (up to 5 minutes) for the detached build_kernels.sh to finish, then say
+# what it built and check that mamba_ssm imports.
+wait_kernels() {
+  for i in $(seq 60); do [ -f /tmp/kernels_done ] && break; sleep 5; done
+  cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build not finished"; tail -n 5 /tmp/build.log; }
+  $PY -c "import torch, mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)"
+}

@@ -44,9 +44,7 @@ if [ "$step" = ab ]; then
   stamp done
 fi
 if [ "$step" = bench ]; then
-  for i in $(seq 60); do [ -f /tmp/kernels_done ] && break; sleep 5; done
-  cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build not finished"; tail -n 5 /tmp/build.log; }
-  $PY -c "import torch, mamba_ssm, causal_conv1d; print('mamba_ssm', mamba_ssm.__version__)"
+  wait_kernels
   export MAMBALAB_SCAN_CONFIG=${SCAN:-'{}'}
   echo "MAMBALAB_SCAN_CONFIG=$MAMBALAB_SCAN_CONFIG"
   full_bench 420
