@@ -1,7 +1,8 @@
 """Where a training step's host time goes: cProfile over a few steps of Mamba-130M (kernels=triton)
 at a small batch, where the host, not the device, sets the step time (8 x 2048 on an H200:
-117.9 ms a step against about 61 ms of kernels, ninth session). Prints the functions by their
-own time and by cumulative time, and the host time one step takes.
+95-118 ms a step against about 73 ms of kernels, ninth session, docs/performance.md). Prints the
+host time one step takes to issue and its wall time, then the functions by their own time and by
+cumulative time. On a CPU it runs a 2-layer model on the reference ops (a dry run).
 
     PYTHONPATH=. python scripts/host_profile.py [batch] [seq_len] [steps]
 """
