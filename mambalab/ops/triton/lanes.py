@@ -201,4 +201,3 @@ def store_vec(base, ts, BD: tl.constexpr, N: tl.constexpr):
     for g in tl.static_range(N // E):
         tile = join_steps(take(ts, g * E, E), BD, E).to(ty)
         tl.store(base + g * E + tl.arange(0, E)[None, :], tile)
-
