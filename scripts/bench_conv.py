@@ -2,13 +2,14 @@
 
     PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_conv.py [--out DIR]
 
-At Mamba-130M's layer shape (D=1536, L=2048, W=4, bf16, SiLU) and B=8 and 16, on the mixer's
-layout (x a (B, D, L) view of a (D, B*L) matrix: unit stride along time): the forward, and the
-backward (what the mixer's backward runs: the forward again for x_proj's input, then the
-backward), for CONFIG["impl"] = "tile" and "rows" (VARIANTS: segment lengths, chunk, warps), and causal-conv1d's
-kernels when importable; then the rows kernels checked against the tile kernels (outputs and
-gradients, with document starts). Writes bench_conv.json. This is the measurement that decides
-causal_conv1d.CONFIG's default (docs/performance.md).
+At Mamba-130M's layer shape (D=1536, L=2048, W=4, bf16, SiLU) and B=8, 16 and 32, on the
+mixer's layout (x a (B, D, L) view of a (D, B*L) matrix: unit stride along time): the forward,
+the backward alone (what the mixer's backward runs since it keeps the conv output) and the
+backward with the forward before it, for CONFIG["impl"] = "tile", "rows" and "time" (VARIANTS:
+segment lengths, chunk, warps), and causal-conv1d's kernels when importable; then the rows and
+time kernels checked against the tile kernels (outputs and gradients, with document starts).
+Writes bench_conv.json. This is the measurement that decides causal_conv1d.CONFIG's default
+(docs/performance.md).
 """
 from __future__ import annotations
 
@@ -38,12 +39,13 @@ def inputs(batch: int, dim: int = 1536, seqlen: int = 2048, width: int = 4, docs
 def time_ours(batch: int) -> dict:
     x, w, b, seg, dout, out, dx = inputs(batch)
     fwd = lambda: cc.causal_conv1d_fwd(x, w, b, None, seg, True, out=out)  # noqa: E731
+    bwd_only = lambda: cc.causal_conv1d_bwd(x, w, b, None, seg, dout, True, dx=dx)  # noqa: E731
 
     def bwd():
         cc.causal_conv1d_fwd(x, w, b, None, seg, True, out=out)
         cc.causal_conv1d_bwd(x, w, b, None, seg, dout, True, dx=dx)
     res = {}
-    for name, fn in (("fwd", fwd), ("bwd_with_fwd", bwd)):
+    for name, fn in (("fwd", fwd), ("bwd", bwd_only), ("bwd_with_fwd", bwd)):
         fn()
         res[name] = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
     return res
@@ -75,26 +77,31 @@ def time_cuda(batch: int) -> dict | None:
 
 
 def check() -> dict:
-    """rows against tile at B=2 with document starts: largest relative difference per tensor."""
+    """rows and time against tile at B=2 with document starts: relative difference per tensor."""
     x, w, b, seg, dout, out, dx = inputs(2, docs=True)
     res = {}
-    for impl in ("tile", "rows"):
+    for impl in ("tile", "rows", "time"):
         cc.CONFIG["impl"] = impl
         y = cc.causal_conv1d_fwd(x, w, b, None, seg, True, out=out.clone())
         g = cc.causal_conv1d_bwd(x, w, b, None, seg, dout, True, dx=dx.clone())
         res[impl] = [y.float(), g[0].float(), g[1].float(), g[2].float()]
     rel = {}
-    for name, a, t in zip(("out", "dx", "dweight", "dbias"), res["rows"], res["tile"]):
-        rel[name] = ((a - t).norm() / t.norm()).item()
+    for impl in ("rows", "time"):
+        for name, a, t in zip(("out", "dx", "dweight", "dbias"), res[impl], res["tile"]):
+            rel[f"{impl}_{name}"] = ((a - t).norm() / t.norm()).item()
     return rel
 
 
 # rows variants: segment length, K steps a vector (16: two 16-byte loads per lane, a whole
 # 32-byte sector of a bf16 row), warps per program
-VARIANTS = [("rows_default", {"impl": "rows"})] + [(f"rows_K{k}_seg{s}_W{w}", {"impl": "rows", "rows_chunk": k, "rows_seg_len": s,
-                                        "rows_warps": w})
-            for k, s, w in ((8, 128, 1), (8, 256, 1), (8, 512, 1), (16, 256, 1), (16, 512, 1),
-                            (16, 256, 2), (16, 1024, 1))]
+# (the fifth session's sweep); time variants: warps per program (32 x warps groups of 8 steps)
+VARIANTS = [("rows_default", {"impl": "rows"})] + [
+    (f"time_W{w}", {"impl": "time", "time_warps": w}) for w in (1, 2, 4, 8)]
+if os.environ.get("BENCH_CONV_ROWS_SWEEP"):
+    VARIANTS += [(f"rows_K{k}_seg{s}_W{w}", {"impl": "rows", "rows_chunk": k, "rows_seg_len": s,
+                                             "rows_warps": w})
+                 for k, s, w in ((8, 128, 1), (8, 256, 1), (8, 512, 1), (16, 256, 1),
+                                 (16, 512, 1), (16, 256, 2), (16, 1024, 1))]
 
 
 def main() -> int:
@@ -103,7 +110,7 @@ def main() -> int:
     args = ap.parse_args()
     base = dict(cc.CONFIG)
     rows = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
-    for batch in (8, 16):
+    for batch in (8, 16, 32):
         for key, cfg in (("tile", {"impl": "tile"}), *VARIANTS):
             cc.CONFIG.clear(); cc.CONFIG.update(base, **cfg)
             rows[f"B{batch}_{key}"] = time_ours(batch)
@@ -113,7 +120,8 @@ def main() -> int:
     cc.CONFIG.clear(); cc.CONFIG.update(base)
     rows["check_rows_vs_tile"] = check()
     cc.CONFIG.clear(); cc.CONFIG.update(base)
-    print("rows vs tile (B=2, bf16, document starts):", rows["check_rows_vs_tile"], flush=True)
+    print("rows and time vs tile (B=2, bf16, document starts):", rows["check_rows_vs_tile"],
+          flush=True)
     with open(os.path.join(args.out, "bench_conv.json"), "w") as f:
         json.dump(rows, f, indent=1)
     return 0 if max(rows["check_rows_vs_tile"].values()) < 1e-2 else 1

@@ -2,7 +2,8 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd [CONSTEXPR=VALUE ...] [warps=N]
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|conv_rows_fwd|
+        conv_rows_bwd|conv_time_fwd|conv_time_bwd|ce_rows [CONSTEXPR=VALUE ...] [warps=N]
         [maxnreg=N] [ptr:NAME=fp16 ...]
 
 e.g. `python scripts/sass_count.py bwd N_IN=1 N_OUT=16 BLOCK_T=1`. Needs only triton (its
@@ -47,6 +48,18 @@ elif which == "conv_rows_bwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_bwd_kernel as fn
     const = dict(W=4, SILU=True, HAS_DOC=False, BD=32, K=16)
     warps = 1
+elif which == "conv_time_fwd":
+    from mambalab.ops.triton.causal_conv1d_time import _conv_time_fwd_kernel as fn
+    const = dict(W=4, SILU=True, HAS_DOC=False, G=8, R=128)
+    warps = 4
+elif which == "conv_time_bwd":
+    from mambalab.ops.triton.causal_conv1d_time import _conv_time_bwd_kernel as fn
+    const = dict(W=4, SILU=True, HAS_DOC=False, G=8, R=128)
+    warps = 4
+elif which == "ce_rows":  # the loss's row kernel (cross_entropy.py), bf16 logits
+    from mambalab.ops.triton.cross_entropy import _cross_entropy_rows_kernel as fn
+    const = dict(HAS_GRAD=True, BLOCK=4096, GROUP=8, EVEN=True)
+    warps = 8
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
@@ -82,7 +95,8 @@ for i, n in enumerate(names):
         sig[n] = "constexpr"; constexprs[(i,)] = const[n]
     elif n.endswith("_ptr"):
         sig[n] = "*bf16" if n in bf16 else ("*u8" if n == "doc_ptr" else
-                                            "*i32" if n in ("seg_ptr", "flag_ptr") else "*fp32")
+                                            "*i32" if n in ("seg_ptr", "flag_ptr") else
+                                            "*i64" if n == "tgt_ptr" else "*fp32")
         if n in ptr_types:
             sig[n] = "*" + ptr_types[n]
         attrs[(i,)] = [["tt.divisibility", 16]]
@@ -93,7 +107,7 @@ for i, n in enumerate(names):
     else:
         sig[n] = "i32"
         # runtime 0 / 1 arguments are not specialised (do_not_specialize), nor are counts
-        if n not in ("lane_zero", "n_chunks", "seg_chunks", "n_segs", "seg_blocks", "batch"):
+        if n not in ("lane_zero", "n_chunks", "n_cols", "ignore_index", "n_tb", "seg_chunks", "n_segs", "seg_blocks", "batch"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {}),

@@ -80,8 +80,10 @@ def test_kernel_groups():
     assert kernel_group("sm90_xmma_gemm_bf16bf16_bf16f32") == "matmuls"
     assert kernel_group("_rms_fwd_kernel") == "norm"
     assert kernel_group("_conv_bwd_kernel") == "conv"
-    assert kernel_group("_conv_rows_fwd_kernel") == "conv"  # the rows kernels (default)
+    assert kernel_group("_conv_rows_fwd_kernel") == "conv"  # the rows kernels
+    assert kernel_group("_conv_time_bwd_kernel") == "conv"  # the time kernels
     assert kernel_group("_fused_linear_cross_entropy_kernel") == "loss"
+    assert kernel_group("_cross_entropy_rows_kernel") == "loss"  # mambalab's fused loss
     assert kernel_group("void at::native::(anonymous)::multi_tensor_apply_kernel<FusedAdam>") \
         == "optimizer"
     assert kernel_group("elementwise_kernel") == "other"
@@ -110,6 +112,7 @@ def test_bench_gpu_smoke(tmp_path):
         assert ops[(op, "triton")]["status"] == "ok", ops[(op, "triton")]
         assert ops[(op, "triton")]["fwd_bwd_ms"] > 0 and ops[(op, "triton")]["host_ms"] > 0
     assert ops[("linear+cross_entropy", "liger (fused)")]["status"] == "ok"
+    assert ops[("linear+cross_entropy", "triton (fused, mambalab)")]["status"] == "ok"
     groups = {g["group"] for g in report["profile"]["groups"]}
     assert {"scan fwd", "scan bwd", "matmuls"} <= groups, groups
 

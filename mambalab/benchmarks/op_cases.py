@@ -193,6 +193,16 @@ def loss_case(tokens: int, d_model: int, vocab: int, device):
         case.impls["liger (fused)"] = lambda h, w: liger_linear_cross_entropy(h, w, targets)
     else:
         case.impls["liger (fused)"] = reason
+    from mambalab.ops.triton import unavailable_reason
+
+    reason = unavailable_reason(device) if device.type == "cuda" else "the Triton loss needs CUDA"
+    if reason is None:
+        from mambalab.ops.cross_entropy.triton_fused import triton_linear_cross_entropy
+
+        case.impls["triton (fused, mambalab)"] = lambda h, w: triton_linear_cross_entropy(
+            h, w, targets)
+    else:
+        case.impls["triton (fused, mambalab)"] = reason
     from mambalab.ops.cross_entropy.chunked import chunked_linear_cross_entropy
 
     case.impls["chunked (mambalab)"] = lambda h, w: chunked_linear_cross_entropy(h, w, targets)

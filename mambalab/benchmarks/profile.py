@@ -20,7 +20,7 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("scan fwd", r"scan_fwd|selective_scan_fwd|scan|lanes_fwd"),
     ("loss", r"cross_entropy|liger|log_softmax|softmax|nll_loss|_chunk_nll"),
     ("norm", r"rms|layer_norm|_norm_fwd|_norm_bwd|_layer_norm"),
-    ("conv", r"conv1d|causal_conv|_conv_fwd|_conv_bwd|_conv_rows"),
+    ("conv", r"conv1d|causal_conv|_conv_fwd|_conv_bwd|_conv_rows|_conv_time"),
     ("optimizer", r"adam|multi_tensor|foreach"),
     ("matmuls", r"gemm|cutlass|xmma|cublas|nvjet|sm90_|sm80_|ampere_|wgmma|matmul|splitk|"
                 r"aten::mm|aten::bmm|aten::addmm|aten::linear"),

@@ -153,6 +153,54 @@ def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, w
     assert not cc.rows_ok(x[..., :seqlen - 1], weight, None)
 
 
+@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,warps", [
+    (torch.float32, True, True, "silu", 4, 48, 1),    # G = 4: 12 groups, a partial program
+    (torch.bfloat16, False, True, "silu", 4, 40, 1),  # G = 8: 5 groups
+    (torch.bfloat16, True, True, "silu", 9, 320, 1),  # W - 1 = G, a second program per row
+    (torch.float32, True, True, "silu", 2, 8, 2),     # W = 2, 2 warps, most lanes out of range
+    (torch.bfloat16, True, False, None, 4, 64, 1),    # no activation, no documents
+])
+def test_time_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
+                                      warps, monkeypatch, nan_empty):
+    """The time kernels (lanes along time, causal_conv1d_time.py): outputs and every gradient
+    against the fp64 loop; the shapes satisfy their contract (time_ok), and shapes outside it
+    fall back to the rows kernels."""
+    from mambalab.ops.triton import causal_conv1d as cc
+    from mambalab.ops.triton import causal_conv1d_triton
+
+    monkeypatch.setitem(cc.CONFIG, "impl", "time")
+    monkeypatch.setitem(cc.CONFIG, "time_warps", warps)
+    bsz, dim = 2, 6
+    x, weight, bias, _, docs = _case(5, bsz, dim, seqlen, width, dtype, with_bias, False,
+                                     with_docs, False)
+    seg = cc.segment_starts(docs, width)
+    assert cc.time_ok(x, weight, None, seg, x)
+    leaves = [t for t in (x, weight, bias) if t is not None]
+    for t in leaves:
+        t.requires_grad_(True)
+    out = causal_conv1d_triton(x, weight, bias, activation=activation, doc_starts=docs)
+    ref = conv_ref(x, weight, bias, activation, None, docs)
+    torch.testing.assert_close(out.double(), ref, **TOL[dtype])
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    grads = torch.autograd.grad(out, leaves, dout)
+    ref_leaves = [t.detach().double().requires_grad_(True) for t in leaves]
+    rb = ref_leaves[2] if bias is not None else None
+    ref_grads = torch.autograd.grad(conv_ref(ref_leaves[0], ref_leaves[1], rb, activation, None,
+                                             docs), ref_leaves, dout.double())
+    for name, got, want in zip(["x", "weight", "bias"], grads, ref_grads):
+        scale = want.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(got.double() / scale, want / scale, **TOL[dtype],
+                                   msg=lambda m, n=name: f"d{n}: {m}")
+    # outside the contract: an initial state, channel-last x, L not whole groups, a window
+    # longer than a group, a base address off 16 bytes
+    assert not cc.time_ok(x, weight, torch.zeros(bsz, dim, width - 1), None)
+    assert not cc.time_ok(x.transpose(1, 2).contiguous().transpose(1, 2), weight, None, None)
+    assert not cc.time_ok(x[..., :seqlen - 1], weight, None, None)
+    g = 16 // x.element_size()
+    assert not cc.time_ok(x, torch.zeros(dim, g + 2), None, None)
+    assert not cc.time_ok(x[..., 1:seqlen - g + 1], weight, None, None)
+
+
 def test_writes_every_element(monkeypatch):
     """Every buffer the kernels allocate starts as NaN: an element left unwritten shows."""
     from mambalab.ops.triton import causal_conv1d_triton
@@ -200,6 +248,42 @@ def test_full_size_gpu(dtype):
     for a, b in zip(got, want):
         scale = b.abs().max()
         torch.testing.assert_close(a.float() / scale, b / scale, **tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("with_docs", [False, True])
+def test_time_kernels_full_size_gpu(with_docs, monkeypatch):
+    """The mixer's layout at Mamba-130M's shape (x a (B, D, L) view of the (2D, B*L) in_proj
+    product, B=4, D=1536, L=2048, bf16): the time kernels against the rows kernels (outputs and
+    gradients), with and without document starts, and against PyTorch's conv1d without."""
+    from mambalab.ops.triton import causal_conv1d as cc
+    from mambalab.ops.triton import causal_conv1d_triton
+
+    bsz, dim, seqlen, width = 4, 1536, 2048, 4
+    g = torch.Generator(device="cuda").manual_seed(0)
+    mat = torch.randn(2 * dim, bsz * seqlen, device="cuda", generator=g).bfloat16()
+    x = mat.view(2 * dim, bsz, seqlen).permute(1, 0, 2)[:, :dim].requires_grad_(True)
+    weight = torch.randn(dim, width, device="cuda", generator=g).requires_grad_(True)
+    bias = torch.randn(dim, device="cuda", generator=g).requires_grad_(True)
+    docs = (torch.rand(bsz, seqlen, device="cuda", generator=g) < 0.01) if with_docs else None
+    dout = torch.randn(bsz, dim, seqlen, device="cuda", generator=g).bfloat16()
+    results = {}
+    for impl in ("time", "rows"):
+        monkeypatch.setitem(cc.CONFIG, "impl", impl)
+        assert cc.time_ok(x, weight, None, None, x) == (impl == "time")
+        out = causal_conv1d_triton(x, weight, bias, activation="silu", doc_starts=docs)
+        results[impl] = (out, *torch.autograd.grad(out, (x, weight, bias), dout))
+    for name, a, b in zip(("out", "dx", "dweight", "dbias"), results["time"], results["rows"]):
+        scale = b.float().abs().max()
+        torch.testing.assert_close(a.float() / scale, b.float() / scale, atol=1e-2, rtol=1e-2,
+                                   msg=lambda m, n=name: f"{n}: {m}")
+    if not with_docs:
+        xr, wr, br = (t.detach().float().requires_grad_(True) for t in (x, weight, bias))
+        ref = F.silu(F.conv1d(xr, wr[:, None], br, padding=width - 1, groups=dim)[..., :seqlen])
+        want = torch.autograd.grad(ref, (xr, wr, br), dout.float())
+        for a, b in zip(results["time"], (ref, *want)):
+            scale = b.abs().max()
+            torch.testing.assert_close(a.float() / scale, b / scale, **TOL[torch.bfloat16])
 
 
 def test_conv_config_from_env(monkeypatch):

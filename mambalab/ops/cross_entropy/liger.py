@@ -6,20 +6,7 @@ import inspect
 
 import torch
 
-from mambalab.ops.triton import config_from_env
-
-# chunk_mem_const: liger's budget for one chunk's logits, in units of the chunk's (rows x hidden)
-# input. At liger's default, 1, a vocabulary V over hidden size H makes about V / H chunks
-# whatever the batch (64 for Mamba-130M: 50,280 / 768, so 256 rows a chunk at 8 x 2048), and each
-# chunk's weight-gradient addmm reads and writes the whole fp32 (V, H) gradient: 64 x 309 MB a
-# step, which held that matmul to 450 TFLOP/s where the head's other two ran at 670-740 on an
-# H200 (seventh session's profile, docs/performance.md). 4: about 16 chunks, 412 MB of transient
-# logits at 32 x 2048, 103 MB at 8 x 2048; measured there, the training step at 32 x 2048 went
-# from 255.5 to 249.9 ms with the same peak memory (8: 250.1). Ignored by a liger without the
-# argument.
-CONFIG = {"chunk_mem_const": 4}
-# MAMBALAB_LOSS_CONFIG='{"chunk_mem_const": 1}' (JSON) overrides CONFIG keys for a process.
-config_from_env(CONFIG, "MAMBALAB_LOSS_CONFIG")
+from mambalab.ops.cross_entropy.config import CONFIG
 
 
 @functools.cache

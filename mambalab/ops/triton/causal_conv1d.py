@@ -16,12 +16,14 @@ import triton.language as tl
 
 from mambalab.ops.triton import config_from_env
 from mambalab.ops.triton.causal_conv1d_rows import conv_rows_bwd, conv_rows_fwd
+from mambalab.ops.triton.causal_conv1d_time import conv_time_bwd, conv_time_fwd, group_steps
 
 # 32 x 32 tiles: no register spills in any kernel here (checked with cuobjdump for sm_90)
 _BLOCK_D = 32
 _BLOCK_L = 32
 
-# impl: "rows" (causal_conv1d_rows.py: one thread per (batch, channel) row and time segment, K
+# impl: "time" (causal_conv1d_time.py: lanes along time, one 16-byte group of a row a thread),
+# "rows" (causal_conv1d_rows.py: one thread per (batch, channel) row and time segment, K
 # steps a vector, no buffer) or "tile" (this file's kernels: (32 channels, 32 steps) tiles, the
 # backward in two passes through a (B, D, L) fp32 buffer). "rows" is the default since the fifth
 # session's H200 runs (scripts/bench_conv.py, mixer layout, B=16, L=2048, D=1536): forward 0.122
@@ -32,11 +34,30 @@ _BLOCK_L = 32
 # bf16 row; fp32 inputs take at most 8, one vector per 16-byte load), lowered to a power of two
 # that divides L. rows_seg_len: steps per program, or "auto": as many segments as bring the
 # programs to about rows_warps_per_sm warps per SM (12 was the fastest measured: 1024 steps at
-# B=16, 512 at B=8; shorter segments reread more of the window and were slower).
-CONFIG = {"impl": "rows", "rows_chunk": 16, "rows_seg_len": "auto", "rows_warps": 1,
-          "rows_warps_per_sm": 12}
+# B=16, 512 at B=8; shorter segments reread more of the window and were slower). time_warps:
+# warps per program of the time kernels (a program covers 32 x time_warps groups of one row).
+# Shapes outside the time kernels' contract (time_ok) take the rows kernels, then the tile ones.
+CONFIG = {"impl": "time", "rows_chunk": 16, "rows_seg_len": "auto", "rows_warps": 1,
+          "rows_warps_per_sm": 12, "time_warps": 4}
 # MAMBALAB_CONV_CONFIG='{"impl": "tile"}' (JSON) overrides CONFIG keys for a process (benchmarks).
 config_from_env(CONFIG, "MAMBALAB_CONV_CONFIG")
+
+
+def time_ok(x: torch.Tensor, weight: torch.Tensor, initial_state: torch.Tensor | None,
+            seg: torch.Tensor | None, *outs: torch.Tensor) -> bool:
+    """Whether the time kernels take this call: CONFIG["impl"] == "time" and their contract
+    (causal_conv1d_time.py: no initial state, W - 1 <= G, whole groups along time, unit stride
+    along time and the other strides whole groups, 16-byte aligned bases)."""
+    if CONFIG["impl"] != "time" or initial_state is not None or x.shape[2] == 0:
+        return False
+    g = group_steps(x)
+    if weight.shape[1] - 1 > g or x.shape[2] % g or g not in (4, 8):
+        return False
+    if seg is not None and not (seg.stride(1) == 1 and seg.stride(0) % g == 0
+                                and seg.data_ptr() % 16 == 0):
+        return False
+    return all(t.stride(2) == 1 and t.stride(0) % g == 0 and t.stride(1) % g == 0
+               and t.data_ptr() % 16 == 0 for t in (x, *outs))
 
 
 def rows_chunk(x: torch.Tensor, width: int) -> int | None:
@@ -52,10 +73,11 @@ def rows_chunk(x: torch.Tensor, width: int) -> int | None:
 
 def rows_ok(x: torch.Tensor, weight: torch.Tensor, initial_state: torch.Tensor | None,
             *outs: torch.Tensor) -> bool:
-    """Whether the rows kernels take this call: CONFIG["impl"] == "rows" and their contract
+    """Whether the rows kernels take this call: CONFIG["impl"] "rows" (or "time", where time_ok
+    said no) and their contract
     (no initial state, a K from rows_chunk, so W <= K + 1 and whole chunks, whole warps of
     channels, unit stride along time for x and every output / gradient given)."""
-    if CONFIG["impl"] != "rows":
+    if CONFIG["impl"] not in ("rows", "time"):  # "time" falls back to rows
         return False
     return (initial_state is None and rows_chunk(x, weight.shape[1]) is not None
             and x.shape[1] % (32 * CONFIG["rows_warps"]) == 0
@@ -287,6 +309,8 @@ def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     bsz, dim, seqlen = x.shape
     width = weight.shape[1]
     out = _like_layout(x) if out is None else out
+    if time_ok(x, weight, initial_state, seg, out):
+        return conv_time_fwd(x, weight, bias, seg, silu, out, num_warps=CONFIG["time_warps"])
     if rows_ok(x, weight, initial_state, out):
         return conv_rows_fwd(x, weight, bias, seg, silu, out, **_rows_kw(x, width))
     grid = (bsz, triton.cdiv(dim, _BLOCK_D), triton.cdiv(seqlen, _BLOCK_L))
@@ -310,6 +334,9 @@ def causal_conv1d_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     bsz, dim, seqlen = x.shape
     width = weight.shape[1]
     dx = _like_layout(x) if dx is None else dx
+    if time_ok(x, weight, initial_state, seg, dout, dx):
+        return (*conv_time_bwd(x, weight, bias, seg, dout, silu, dx,
+                               num_warps=CONFIG["time_warps"]), None)
     if rows_ok(x, weight, initial_state, dout, dx):
         return (*conv_rows_bwd(x, weight, bias, seg, dout, silu, dx, **_rows_kw(x, width)), None)
     dpre = _like_layout(x, torch.float32)                                   # (B, D, L) fp32

@@ -1,0 +1,239 @@
+"""Depthwise causal conv1d, "time" kernels: lanes along time, 16 bytes of one row a thread.
+
+The rows kernels (causal_conv1d_rows.py) put one row per lane, so each load instruction of a
+warp touches 32 rows, 32 bytes each; on an H200 they ran at 2.5x the time their bytes take (the
+forward 0.21 ms a layer at 32 x 2048 x 1536 for 403 MB; ninth session's profile), where
+causal-conv1d's CUDA kernels, which read rows along time, took half as long at B=8 (ops table).
+Here a program is one (channel, batch) row and R = 32 x warps groups of G consecutive steps
+(G = 16 bytes of the input: 8 for 16-bit, 4 for fp32), one group a thread, so a warp reads 512
+contiguous bytes. A thread's conv window reaches W - 1 steps into the group before its own (and,
+in the backward, W - 1 into the one after): those come from one more aligned 16-byte load of the
+neighbouring group, which the neighbouring lane has just loaded (an L1 hit but at the warp's
+edges). The G values of a group are split into G (R,) tensors (lanes.split_steps), so the window
+slides in registers as in the rows kernels.
+
+Per output the forward reads x once from memory and writes out once; the backward reads x and
+dout once and writes dx once, recomputing the pre-activation (and its SiLU derivative) for the
+W - 1 positions past the group. dweight and dbias come out as per-program partials, (time blocks
+x B, D, W + 1), summed by the launcher (deterministic).
+
+Contract (causal_conv1d.time_ok checks it, else another kernel runs): no initial state, W - 1 <=
+G, L a multiple of G, unit stride along time, the other strides of x, out, dout and dx multiples of
+G elements and their base addresses of 16 bytes (so that each group is one aligned vector: strides
+are passed in units of G, which tells Triton so). Document starts (``seg`` from
+causal_conv1d.segment_starts) are handled as in the other kernels: an input before the latest
+document start at or before an output position counts as zero.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mambalab.ops.triton.lanes import join_steps, split_steps
+from mambalab.ops.triton.selective_scan_fwd import sigmoid
+
+
+@triton.jit
+def _groups(base, t_g, ok, G: tl.constexpr, R: tl.constexpr, FP32: tl.constexpr):
+    """The G steps from t_g (R,) of a row (base: scalar pointer) as G (R,) tensors, step 0
+    first; zeros where ok (R,) is False. One 16-byte load a thread."""
+    j = tl.arange(0, G)[None, :]
+    v = tl.load(base + t_g[:, None] + j, mask=ok[:, None], other=0)
+    if FP32:
+        v = v.to(tl.float32)
+    return split_steps(v, R, G)
+
+
+@triton.jit
+def _params(p_ptr, d, W: tl.constexpr):
+    """The W weights and the bias of channel d (scalars) from the (D, W + 1) fp32 table."""
+    w = ()
+    for k in tl.static_range(W):
+        w = w + (tl.load(p_ptr + d * (W + 1) + k),)
+    return w, tl.load(p_ptr + d * (W + 1) + W)
+
+
+@triton.jit
+def _pre(win, i: tl.constexpr, pos, seg_i, w, bias, W: tl.constexpr, HAS_DOC: tl.constexpr):
+    """Pre-activation at pos (R,); win[i + k] holds x at pos - (W - 1) + k; seg_i the latest
+    document start at or before pos."""
+    acc = bias
+    for k in tl.static_range(W):
+        v = win[i + k]
+        if HAS_DOC:
+            v = tl.where(seg_i <= pos - (W - 1) + k, v, 0.0)
+        acc += w[k] * v
+    return acc
+
+
+@triton.jit
+def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
+                          sx_b, sx_d, so_b, so_d, ss_b,
+                          W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
+                          G: tl.constexpr, R: tl.constexpr):
+    pid = tl.program_id(0)
+    d = pid // n_tb
+    b = tl.program_id(1).to(tl.int64)
+    t_g = ((pid % n_tb) * R + tl.arange(0, R)) * G  # (R,) first step of each thread's group
+    ok = t_g < L
+    x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G  # strides come in units of G
+    o_row = out_ptr + (b * so_b + d.to(tl.int64) * so_d) * G
+    w, bias = _params(p_ptr, d, W)
+    before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
+    win = ()
+    for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g - 1
+        win = win + (before[G - (W - 1) + i],)
+    win = win + _groups(x_row, t_g, ok, G, R, True)
+    if HAS_DOC:
+        segs = _groups(seg_ptr + b * ss_b * G, t_g, ok, G, R, False)
+    ys = ()
+    for j in tl.static_range(G):
+        if HAS_DOC:
+            acc = _pre(win, j, t_g + j, segs[j], w, bias, W, HAS_DOC)
+        else:
+            acc = _pre(win, j, t_g + j, 0, w, bias, W, HAS_DOC)
+        if SILU:
+            acc = acc * sigmoid(acc)
+        ys = ys + (acc,)
+    jj = tl.arange(0, G)[None, :]
+    tl.store(o_row + t_g[:, None] + jj, join_steps(ys, R, G).to(out_ptr.dtype.element_ty),
+             mask=ok[:, None])
+
+
+@triton.jit
+def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, n_tb, dim,
+                          sx_b, sx_d, sg_b, sg_d, sdx_b, sdx_d, ss_b,
+                          W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
+                          G: tl.constexpr, R: tl.constexpr):
+    """dx for the program's steps and its partial sums of dweight and dbias."""
+    pid = tl.program_id(0)
+    tb = pid % n_tb
+    d = pid // n_tb
+    b = tl.program_id(1).to(tl.int64)
+    t_g = (tb * R + tl.arange(0, R)) * G
+    ok = t_g < L
+    ok_next = ok & (t_g + G < L)
+    x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G
+    g_row = dout_ptr + (b * sg_b + d.to(tl.int64) * sg_d) * G
+    dx_row = dx_ptr + (b * sdx_b + d.to(tl.int64) * sdx_d) * G
+    w, bias = _params(p_ptr, d, W)
+    before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
+    x_nxt = _groups(x_row, t_g + G, ok_next, G, R, True)
+    win = ()
+    for i in tl.static_range(W - 1):
+        win = win + (before[G - (W - 1) + i],)
+    win = win + _groups(x_row, t_g, ok, G, R, True)
+    for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g + G + W - 2
+        win = win + (x_nxt[i],)
+    g_nxt = _groups(g_row, t_g + G, ok_next, G, R, True)
+    gs = _groups(g_row, t_g, ok, G, R, True)
+    for i in tl.static_range(W - 1):  # dout at t_g .. t_g + G + W - 2 (0 past L)
+        gs = gs + (g_nxt[i],)
+    if HAS_DOC:
+        s_row = seg_ptr + b * ss_b * G
+        segs = _groups(s_row, t_g, ok, G, R, False)
+        s_nxt = _groups(s_row, t_g + G, ok_next, G, R, False)
+        for i in tl.static_range(W - 1):
+            segs = segs + (s_nxt[i],)
+    # gradient at the pre-activation of positions t_g .. t_g + G + W - 2
+    dpre = ()
+    for i in tl.static_range(G + W - 1):
+        g = gs[i]
+        if SILU:
+            if HAS_DOC:
+                pre = _pre(win, i, t_g + i, segs[i], w, bias, W, HAS_DOC)
+            else:
+                pre = _pre(win, i, t_g + i, 0, w, bias, W, HAS_DOC)
+            sig = sigmoid(pre)
+            g = g * sig * (1.0 + pre * (1.0 - sig))
+        dpre = dpre + (g,)
+    # dx at q = t_g + i: input q feeds outputs q .. q + W - 1 (weight W - 1 - m), unless a
+    # document starts after q and at or before that output
+    dxs = ()
+    for i in tl.static_range(G):
+        acc = tl.zeros([R], dtype=tl.float32)
+        for m in tl.static_range(W):
+            g = dpre[i + m]
+            if HAS_DOC:
+                g = tl.where(segs[i + m] <= t_g + i, g, 0.0)
+            acc += w[W - 1 - m] * g
+        dxs = dxs + (acc,)
+    jj = tl.arange(0, G)[None, :]
+    tl.store(dx_row + t_g[:, None] + jj, join_steps(dxs, R, G).to(dx_ptr.dtype.element_ty),
+             mask=ok[:, None])
+    # this program's dweight and dbias: its output positions t_g .. t_g + G - 1 (dpre is 0 past
+    # L, as dout is read as 0 there)
+    part = part_ptr + ((tb * tl.num_programs(1) + b) * dim + d) * (W + 1)
+    for k in tl.static_range(W):
+        acc = tl.zeros([R], dtype=tl.float32)
+        for j in tl.static_range(G):
+            v = win[j + k]
+            if HAS_DOC:
+                v = tl.where(segs[j] <= t_g + j - (W - 1) + k, v, 0.0)
+            acc += dpre[j] * v
+        tl.store(part + k, tl.sum(acc, axis=0))
+    db = tl.zeros([R], dtype=tl.float32)
+    for j in tl.static_range(G):
+        db += dpre[j]
+    tl.store(part + W, tl.sum(db, axis=0))
+
+
+def group_steps(x: torch.Tensor) -> int:
+    """G: the steps in 16 bytes of x."""
+    return 16 // x.element_size()
+
+
+def _params_table(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """(D, W + 1) fp32: the weights and the bias (0 without one) of each channel."""
+    p = torch.zeros(weight.shape[0], weight.shape[1] + 1, device=weight.device,
+                    dtype=torch.float32)
+    p[:, :-1] = weight
+    if bias is not None:
+        p[:, -1] = bias
+    return p
+
+
+def _grid(x: torch.Tensor, num_warps: int) -> tuple[int, int, int]:
+    """(R, time blocks a row, grid)."""
+    bsz, dim, seqlen = x.shape
+    r = 32 * num_warps
+    n_tb = triton.cdiv(seqlen // group_steps(x), r)
+    return r, n_tb, (n_tb * dim, bsz)
+
+
+def _in_groups(t: torch.Tensor, g: int) -> tuple[int, int]:
+    """t's batch and channel strides in units of x's G (the contract makes them whole)."""
+    return t.stride(0) // g, t.stride(1) // g
+
+
+def conv_time_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  seg: torch.Tensor | None, silu: bool, out: torch.Tensor, *,
+                  num_warps: int) -> torch.Tensor:
+    width = weight.shape[1]
+    g = group_steps(x)
+    r, n_tb, grid = _grid(x, num_warps)
+    _conv_time_fwd_kernel[grid](
+        x, _params_table(weight, bias), seg if seg is not None else x, out, x.shape[2], n_tb,
+        *_in_groups(x, g), *_in_groups(out, g), seg.stride(0) // g if seg is not None else 0,
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
+    return out
+
+
+def conv_time_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  seg: torch.Tensor | None, dout: torch.Tensor, silu: bool, dx: torch.Tensor,
+                  *, num_warps: int):
+    """-> dx, dweight, dbias (dweight and dbias in the parameters' dtypes)."""
+    bsz, dim, _ = x.shape
+    width = weight.shape[1]
+    g = group_steps(x)
+    r, n_tb, grid = _grid(x, num_warps)
+    part = torch.empty(n_tb * bsz, dim, width + 1, device=x.device, dtype=torch.float32)
+    _conv_time_bwd_kernel[grid](
+        x, _params_table(weight, bias), seg if seg is not None else x, dout, dx, part,
+        x.shape[2], n_tb, dim, *_in_groups(x, g), *_in_groups(dout, g), *_in_groups(dx, g),
+        seg.stride(0) // g if seg is not None else 0,
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
+    sums = part.sum(0)
+    dbias = sums[:, -1].to(bias.dtype) if bias is not None else None
+    return dx, sums[:, :-1].to(weight.dtype), dbias
