@@ -32,6 +32,8 @@ if [ "$step" = micro ]; then
   stamp done
 fi
 if [ "$step" = ab ]; then
+  run loss_rows 60 $PY scripts/bench_loss.py --rows-only --out $OUT
+  tail -n 2 $LOGS/loss_rows.log
   TB="bench.implementations=[mambalab] bench.kernels=[triton] bench.batch_sizes=[8,32] bench.print_tables=false"
   ab() {  # name, conv impl, loss impl
     MAMBALAB_CONV_CONFIG="{\"impl\": \"$2\"}" MAMBALAB_LOSS_CONFIG="{\"cuda_impl\": \"$3\"}" \
