@@ -38,7 +38,7 @@ _BLOCK_L = 32
 # warps per program of the time kernels (a program covers 32 x time_warps groups of one row).
 # Shapes outside the time kernels' contract (time_ok) take the rows kernels, then the tile ones.
 CONFIG = {"impl": "time", "rows_chunk": 16, "rows_seg_len": "auto", "rows_warps": 1,
-          "rows_warps_per_sm": 12, "time_warps": 4}
+          "rows_warps_per_sm": 12, "time_warps": 8}
 # MAMBALAB_CONV_CONFIG='{"impl": "tile"}' (JSON) overrides CONFIG keys for a process (benchmarks).
 config_from_env(CONFIG, "MAMBALAB_CONV_CONFIG")
 
