@@ -7,9 +7,9 @@ causal-conv1d's CUDA kernels, which read rows along time, took half as long at B
 Here a program is one (channel, batch) row and R = 32 x warps groups of G consecutive steps
 (G = 16 bytes of the input: 8 for 16-bit, 4 for fp32), one group a thread, so a warp reads 512
 contiguous bytes. A thread's conv window reaches W - 1 steps into the group before its own (and,
-in the backward, W - 1 into the one after): those come from one more aligned 16-byte load of the
-neighbouring group, which the neighbouring lane has just loaded (an L1 hit but at the warp's
-edges). The G values of a group are split into G (R,) tensors (lanes.split_steps), so the window
+in the backward, W - 1 into the one after): those come from the neighbouring lane by a shuffle,
+and only the lanes at a warp's edges load them (SHFL; without it, every lane loads its
+neighbours' groups again, which L1 mostly serves). The G values of a group are split into G (R,) tensors (lanes.split_steps), so the window
 slides in registers as in the rows kernels.
 
 Per output the forward reads x once from memory and writes out once; the backward reads x and
@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import join_steps, split_steps
+from mambalab.ops.triton.lanes import join_steps, shfl_down, shfl_up, shfl_xor, split_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid
 
 
@@ -68,10 +68,29 @@ def _pre(win, i: tl.constexpr, pos, seg_i, w, bias, W: tl.constexpr, HAS_DOC: tl
 
 
 @triton.jit
+def _neighbour(own, row, t_other, ok_other, edge, UP: tl.constexpr, NV: tl.constexpr,
+               G: tl.constexpr, R: tl.constexpr):
+    """NV values of the neighbouring group (UP: the one before, its last NV; else the one after,
+    its first NV) from the neighbouring lane's ``own`` groups by a shuffle; the lane at the
+    warp's edge (``edge``) loads them instead (the others' loads are masked off, so a warp reads
+    16 bytes, not 512). ``ok_other``: whether that group exists (else zeros)."""
+    loaded = _groups(row, t_other, ok_other & edge, G, R, True)
+    out = ()
+    for i in tl.static_range(NV):
+        if UP:
+            v = shfl_up(own[G - NV + i], 1, R)
+            out = out + (tl.where(edge, loaded[G - NV + i], tl.where(ok_other, v, 0.0)),)
+        else:
+            v = shfl_down(own[i], 1, R)
+            out = out + (tl.where(edge, loaded[i], tl.where(ok_other, v, 0.0)),)
+    return out
+
+
+@triton.jit
 def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
                           sx_b, sx_d, so_b, so_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
-                          G: tl.constexpr, R: tl.constexpr):
+                          G: tl.constexpr, R: tl.constexpr, SHFL: tl.constexpr):
     pid = tl.program_id(0)
     d = pid // n_tb
     b = tl.program_id(1).to(tl.int64)
@@ -80,11 +99,16 @@ def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G  # strides come in units of G
     o_row = out_ptr + (b * so_b + d.to(tl.int64) * so_d) * G
     w, bias = _params(p_ptr, d, W)
-    before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
-    win = ()
-    for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g - 1
-        win = win + (before[G - (W - 1) + i],)
-    win = win + _groups(x_row, t_g, ok, G, R, True)
+    x_cur = _groups(x_row, t_g, ok, G, R, True)
+    if SHFL:  # x at t_g - (W - 1) .. t_g - 1
+        win = _neighbour(x_cur, x_row, t_g - G, ok & (t_g >= G), tl.arange(0, R) % 32 == 0,
+                         True, W - 1, G, R)
+    else:
+        before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
+        win = ()
+        for i in tl.static_range(W - 1):
+            win = win + (before[G - (W - 1) + i],)
+    win = win + x_cur
     if HAS_DOC:
         segs = _groups(seg_ptr + b * ss_b * G, t_g, ok, G, R, False)
     ys = ()
@@ -105,30 +129,41 @@ def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
 def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, n_tb, dim,
                           sx_b, sx_d, sg_b, sg_d, sdx_b, sdx_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
-                          G: tl.constexpr, R: tl.constexpr):
-    """dx for the program's steps and its partial sums of dweight and dbias."""
+                          G: tl.constexpr, R: tl.constexpr, SHFL: tl.constexpr):
+    """dx for the program's steps and its warps' partial sums of dweight and dbias. SHFL: the
+    neighbouring groups' values come from the neighbouring lanes (shuffles) rather than from a
+    second and third load of every group."""
     pid = tl.program_id(0)
     tb = pid % n_tb
     d = pid // n_tb
     b = tl.program_id(1).to(tl.int64)
     t_g = (tb * R + tl.arange(0, R)) * G
+    lane = tl.arange(0, R) % 32
     ok = t_g < L
+    ok_prev = ok & (t_g >= G)
     ok_next = ok & (t_g + G < L)
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G
     g_row = dout_ptr + (b * sg_b + d.to(tl.int64) * sg_d) * G
     dx_row = dx_ptr + (b * sdx_b + d.to(tl.int64) * sdx_d) * G
     w, bias = _params(p_ptr, d, W)
-    before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
-    x_nxt = _groups(x_row, t_g + G, ok_next, G, R, True)
-    win = ()
+    x_cur = _groups(x_row, t_g, ok, G, R, True)
+    g_cur = _groups(g_row, t_g, ok, G, R, True)
+    if SHFL:
+        before = _neighbour(x_cur, x_row, t_g - G, ok_prev, lane == 0, True, W - 1, G, R)
+        x_nxt = _neighbour(x_cur, x_row, t_g + G, ok_next, lane == 31, False, W - 1, G, R)
+        g_nxt = _neighbour(g_cur, g_row, t_g + G, ok_next, lane == 31, False, W - 1, G, R)
+    else:
+        before_g = _groups(x_row, t_g - G, ok_prev, G, R, True)
+        before = ()
+        for i in tl.static_range(W - 1):
+            before = before + (before_g[G - (W - 1) + i],)
+        x_nxt = _groups(x_row, t_g + G, ok_next, G, R, True)
+        g_nxt = _groups(g_row, t_g + G, ok_next, G, R, True)
+    win = before + x_cur  # x at t_g - (W - 1) .. t_g + G + W - 2
     for i in tl.static_range(W - 1):
-        win = win + (before[G - (W - 1) + i],)
-    win = win + _groups(x_row, t_g, ok, G, R, True)
-    for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g + G + W - 2
         win = win + (x_nxt[i],)
-    g_nxt = _groups(g_row, t_g + G, ok_next, G, R, True)
-    gs = _groups(g_row, t_g, ok, G, R, True)
-    for i in tl.static_range(W - 1):  # dout at t_g .. t_g + G + W - 2 (0 past L)
+    gs = g_cur  # dout at t_g .. t_g + G + W - 2 (0 past L)
+    for i in tl.static_range(W - 1):
         gs = gs + (g_nxt[i],)
     if HAS_DOC:
         s_row = seg_ptr + b * ss_b * G
@@ -162,21 +197,26 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
     jj = tl.arange(0, G)[None, :]
     tl.store(dx_row + t_g[:, None] + jj, join_steps(dxs, R, G).to(dx_ptr.dtype.element_ty),
              mask=ok[:, None])
-    # this program's dweight and dbias: its output positions t_g .. t_g + G - 1 (dpre is 0 past
-    # L, as dout is read as 0 there)
-    part = part_ptr + ((tb * tl.num_programs(1) + b) * dim + d) * (W + 1)
-    for k in tl.static_range(W):
+    # each warp's dweight and dbias over its output positions (dpre is 0 past L, as dout is read
+    # as 0 there), summed over the warp's lanes only: a sum over the program would wait at a
+    # barrier; (time blocks x B x warps, D, W + 1) partials, summed by the launcher
+    # (a tl.sum over the warp gives a layout that Triton converts through shared memory for the
+    # store; the butterfly leaves every lane with the sum, and lane 0 stores it)
+    wrow = ((tb * tl.num_programs(1) + b) * (R // 32) + tl.arange(0, R) // 32) * dim + d
+    part = part_ptr + wrow * (W + 1)
+    for k in tl.static_range(W + 1):
         acc = tl.zeros([R], dtype=tl.float32)
         for j in tl.static_range(G):
-            v = win[j + k]
-            if HAS_DOC:
-                v = tl.where(segs[j] <= t_g + j - (W - 1) + k, v, 0.0)
-            acc += dpre[j] * v
-        tl.store(part + k, tl.sum(acc, axis=0))
-    db = tl.zeros([R], dtype=tl.float32)
-    for j in tl.static_range(G):
-        db += dpre[j]
-    tl.store(part + W, tl.sum(db, axis=0))
+            if k == W:  # dbias
+                acc += dpre[j]
+            else:
+                v = win[j + k]
+                if HAS_DOC:
+                    v = tl.where(segs[j] <= t_g + j - (W - 1) + k, v, 0.0)
+                acc += dpre[j] * v
+        for m in tl.static_range(5):
+            acc += shfl_xor(acc, 16 >> m, R)
+        tl.store(part + k, acc, mask=lane == 0)
 
 
 def group_steps(x: torch.Tensor) -> int:
@@ -209,31 +249,32 @@ def _in_groups(t: torch.Tensor, g: int) -> tuple[int, int]:
 
 def conv_time_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   seg: torch.Tensor | None, silu: bool, out: torch.Tensor, *,
-                  num_warps: int) -> torch.Tensor:
+                  num_warps: int, shfl: bool = True) -> torch.Tensor:
     width = weight.shape[1]
     g = group_steps(x)
     r, n_tb, grid = _grid(x, num_warps)
     _conv_time_fwd_kernel[grid](
         x, _params_table(weight, bias), seg if seg is not None else x, out, x.shape[2], n_tb,
         *_in_groups(x, g), *_in_groups(out, g), seg.stride(0) // g if seg is not None else 0,
-        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, SHFL=shfl, num_warps=num_warps)
     return out
 
 
 def conv_time_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   seg: torch.Tensor | None, dout: torch.Tensor, silu: bool, dx: torch.Tensor,
-                  *, num_warps: int):
+                  *, num_warps: int, shfl: bool = True):
     """-> dx, dweight, dbias (dweight and dbias in the parameters' dtypes)."""
     bsz, dim, _ = x.shape
     width = weight.shape[1]
     g = group_steps(x)
     r, n_tb, grid = _grid(x, num_warps)
-    part = torch.empty(n_tb * bsz, dim, width + 1, device=x.device, dtype=torch.float32)
+    part = torch.empty(n_tb * bsz * num_warps, dim, width + 1, device=x.device,
+                       dtype=torch.float32)
     _conv_time_bwd_kernel[grid](
         x, _params_table(weight, bias), seg if seg is not None else x, dout, dx, part,
         x.shape[2], n_tb, dim, *_in_groups(x, g), *_in_groups(dout, g), *_in_groups(dx, g),
         seg.stride(0) // g if seg is not None else 0,
-        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, SHFL=shfl, num_warps=num_warps)
     sums = part.sum(0)
     dbias = sums[:, -1].to(bias.dtype) if bias is not None else None
     return dx, sums[:, :-1].to(weight.dtype), dbias

@@ -5,14 +5,14 @@ that driver makes a chunk of (rows, V) 16-bit logits with one matmul, this kerne
 into its loss and overwrites it with d loss / d logits, and the driver's next matmuls take the
 gradients of the hidden states and the head from it. Reference: F.cross_entropy (the tests).
 
-Why not liger-kernel's kernel, which does the same job: it runs one row per 32-warp program and
-reduces each 32K-column block across the whole program (a barrier) before it loads the next, so a
-row's loads never overlap and the kernel moved about 1.5 TB/s on an H200 (8.6 ms of a 32 x 2048
-training step for 13 GB of logits read and written; docs/performance.md, ninth session). Here a
-program is a few warps, and the first pass keeps a running maximum and sum per group of 8
-columns (one 16-byte load a thread), so that no value crosses threads until the row is done and
-the loads of one block do not wait for the sums of the last: many rows are in flight on each
-SM. The second pass reads the row again (from L2: it was just read) and writes the gradient.
+Why not liger-kernel's kernel, which does the same job: it reduces each 32K-column block across
+its whole 32-warp program (a barrier) before it loads the next, so a row's loads never overlap,
+and it moved about 1.5 TB/s on an H200 (8.6 ms of a 32 x 2048 training step for 13 GB of logits
+read and written; docs/performance.md, ninth session). Here the first pass keeps a running maximum
+and sum per group of 8 columns (one 16-byte load a thread), so that no value crosses threads
+until the row is done and the loads of one block do not wait for the sums of the last. The second
+pass reads the row again and writes the gradient; with 32 warps a row (CONFIG in
+mambalab/ops/cross_entropy/config.py) few enough rows are in flight that the row is still in L2.
 Per element that is one read and one write of the 16-bit logits from memory, and about 2.1 exps
 (the first pass's per group, the second's per element).
 """
@@ -89,8 +89,8 @@ def _cross_entropy_rows_kernel(x_ptr, stride_x, tgt_ptr, loss_ptr, scale_ptr, n_
 
 
 def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
-                        scale: torch.Tensor | None, ignore_index: int, block: int = 4096,
-                        num_warps: int = 8) -> None:
+                        scale: torch.Tensor | None, ignore_index: int, block: int = 8192,
+                        num_warps: int = 32) -> None:
     """logits (R, V), unit stride along V: each row's loss into ``loss`` (R,) fp32 (0 where the
     target is ``ignore_index``); with ``scale`` (a one-element fp32 tensor: 1 / the scored rows
     for a mean), the rows are overwritten with (softmax - onehot) * scale in their dtype (0 where
