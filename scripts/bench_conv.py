@@ -96,8 +96,7 @@ def check() -> dict:
 # 32-byte sector of a bf16 row), warps per program
 # (the fifth session's sweep); time variants: warps per program (32 x warps groups of 8 steps)
 VARIANTS = [("rows_default", {"impl": "rows"})] + [
-    (f"time_W{w}{'' if shfl else '_loads'}", {"impl": "time", "time_warps": w, "time_shfl": shfl})
-    for w, shfl in ((1, True), (4, True), (8, True), (8, False))]
+    (f"time_W{w}", {"impl": "time", "time_warps": w}) for w in (1, 2, 4, 8)]
 if os.environ.get("BENCH_CONV_ROWS_SWEEP"):
     VARIANTS += [(f"rows_K{k}_seg{s}_W{w}", {"impl": "rows", "rows_chunk": k, "rows_seg_len": s,
                                              "rows_warps": w})

@@ -141,6 +141,30 @@ def test_triton_path_edge_cases():
         fused_linear_cross_entropy(h, w, t, impl="fast")
 
 
+def test_triton_path_skips_gradients_without_grad_mode(monkeypatch):
+    """Under no_grad (evaluation) the row kernel is asked for no gradient (autograd's
+    needs_input_grad says True there), and the loss is the same."""
+    import mambalab.ops.triton.cross_entropy as ce_kernel
+
+    asked = []
+    real = ce_kernel.cross_entropy_rows_
+
+    def spy(logits, targets, loss, scale, *args, **kwargs):
+        asked.append(scale is not None)
+        return real(logits, targets, loss, scale, *args, **kwargs)
+
+    monkeypatch.setattr(ce_kernel, "cross_entropy_rows_", spy)
+    h = torch.randn(6, 8, requires_grad=True)
+    w = torch.randn(40, 8, requires_grad=True)
+    t = torch.randint(0, 40, (6,))
+    with torch.no_grad():
+        evaluated = fused_linear_cross_entropy(h, w, t, impl="triton")
+    n_eval = len(asked)
+    trained = fused_linear_cross_entropy(h, w, t, impl="triton")
+    assert n_eval > 0 and not any(asked[:n_eval]) and all(asked[n_eval:])
+    torch.testing.assert_close(evaluated, trained.detach())
+
+
 def test_cuda_choice_follows_config(monkeypatch):
     """impl auto on CUDA: CONFIG's cuda_impl where it runs, the other fused one otherwise; the CPU
     and reduction none: chunked. (Which one runs is asked of the availability checks, so this

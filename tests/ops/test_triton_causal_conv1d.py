@@ -153,26 +153,24 @@ def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, w
     assert not cc.rows_ok(x[..., :seqlen - 1], weight, None)
 
 
-@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,warps,shfl", [
-    (torch.float32, True, True, "silu", 4, 48, 1, True),    # G = 4: 12 groups, partial program
-    (torch.bfloat16, False, True, "silu", 4, 40, 1, True),  # G = 8: 5 groups
-    (torch.bfloat16, True, True, "silu", 9, 320, 1, True),  # W - 1 = G, a second program a row
-    (torch.bfloat16, True, True, "silu", 9, 320, 1, False),  # the same, neighbours by loads
-    (torch.float32, True, True, "silu", 2, 8, 2, True),     # W = 2, 2 warps, lanes out of range
-    (torch.float32, True, True, "silu", 4, 264, 2, False),  # 2 warps, neighbours by loads
-    (torch.bfloat16, True, False, None, 4, 64, 1, True),    # no activation, no documents
+@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,warps", [
+    (torch.float32, True, True, "silu", 4, 48, 1),    # G = 4: 12 groups, a partial program
+    (torch.bfloat16, False, True, "silu", 4, 40, 1),  # G = 8: 5 groups
+    (torch.bfloat16, True, True, "silu", 9, 320, 1),  # W - 1 = G, a second program per row
+    (torch.float32, True, True, "silu", 2, 8, 2),     # W = 2, 2 warps, most lanes out of range
+    (torch.float32, True, True, "silu", 4, 264, 2),   # 2 warps, 2 programs per row
+    (torch.bfloat16, True, False, None, 4, 64, 1),    # no activation, no documents
 ])
 def test_time_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
-                                      warps, shfl, monkeypatch, nan_empty):
+                                      warps, monkeypatch, nan_empty):
     """The time kernels (lanes along time, causal_conv1d_time.py): outputs and every gradient
-    against the fp64 loop, the neighbouring groups taken by shuffles and by loads; the shapes
-    satisfy their contract (time_ok), and shapes outside it fall back to the rows kernels."""
+    against the fp64 loop; the shapes satisfy their contract (time_ok), and shapes outside it
+    fall back to the rows kernels."""
     from mambalab.ops.triton import causal_conv1d as cc
     from mambalab.ops.triton import causal_conv1d_triton
 
     monkeypatch.setitem(cc.CONFIG, "impl", "time")
     monkeypatch.setitem(cc.CONFIG, "time_warps", warps)
-    monkeypatch.setitem(cc.CONFIG, "time_shfl", shfl)
     bsz, dim = 2, 6
     x, weight, bias, _, docs = _case(5, bsz, dim, seqlen, width, dtype, with_bias, False,
                                      with_docs, False)
@@ -254,16 +252,14 @@ def test_full_size_gpu(dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("with_docs,shfl", [(False, True), (True, True), (True, False)])
-def test_time_kernels_full_size_gpu(with_docs, shfl, monkeypatch):
+@pytest.mark.parametrize("with_docs", [False, True])
+def test_time_kernels_full_size_gpu(with_docs, monkeypatch):
     """The mixer's layout at Mamba-130M's shape (x a (B, D, L) view of the (2D, B*L) in_proj
-    product, B=4, D=1536, L=2048, bf16): the time kernels (neighbours by shuffles and by loads)
-    against the rows kernels (outputs and gradients), with and without document starts, and
-    against PyTorch's conv1d without."""
+    product, B=4, D=1536, L=2048, bf16): the time kernels against the rows kernels (outputs and
+    gradients), with and without document starts, and against PyTorch's conv1d without."""
     from mambalab.ops.triton import causal_conv1d as cc
     from mambalab.ops.triton import causal_conv1d_triton
 
-    monkeypatch.setitem(cc.CONFIG, "time_shfl", shfl)
     bsz, dim, seqlen, width = 4, 1536, 2048, 4
     g = torch.Generator(device="cuda").manual_seed(0)
     mat = torch.randn(2 * dim, bsz * seqlen, device="cuda", generator=g).bfloat16()

@@ -37,14 +37,17 @@ def _chunk_rows(n_rows: int, vocab: int, hidden: int) -> int:
 class _TritonLinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, ignore_index: int, reduction: str,
-                dtype: torch.dtype):
+                dtype: torch.dtype, grad_enabled: bool):
         from mambalab.ops.triton.cross_entropy import cross_entropy_rows_
 
         h = hidden.to(dtype).contiguous()
         w = weight.to(dtype)
         n_rows, d_model = h.shape
         vocab = w.shape[0]
-        grad_h_needed, grad_w_needed = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # needs_input_grad is True under no_grad too: without grad_enabled an evaluation would
+        # pay for the two gradient matmuls and the gradient pass of every chunk
+        grad_h_needed = grad_enabled and ctx.needs_input_grad[0]
+        grad_w_needed = grad_enabled and ctx.needs_input_grad[1]
         grads = grad_h_needed or grad_w_needed
         scored = (targets != ignore_index).sum()
         if reduction == "mean":
@@ -94,7 +97,7 @@ class _TritonLinearCrossEntropy(torch.autograd.Function):
             grad_h = grad_h * grad_out.to(grad_h.dtype)
         if grad_w is not None:
             grad_w = grad_w * grad_out.to(grad_w.dtype)
-        return grad_h, grad_w, None, None, None, None
+        return grad_h, grad_w, None, None, None, None, None
 
 
 def triton_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -114,4 +117,4 @@ def triton_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targ
                          f"use impl='chunked'")
     with torch.autocast(device_type, enabled=False):
         return _TritonLinearCrossEntropy.apply(hidden, weight, targets, ignore_index, reduction,
-                                               dtype)
+                                               dtype, torch.is_grad_enabled())

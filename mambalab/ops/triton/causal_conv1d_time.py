@@ -7,9 +7,11 @@ causal-conv1d's CUDA kernels, which read rows along time, took half as long at B
 Here a program is one (channel, batch) row and R = 32 x warps groups of G consecutive steps
 (G = 16 bytes of the input: 8 for 16-bit, 4 for fp32), one group a thread, so a warp reads 512
 contiguous bytes. A thread's conv window reaches W - 1 steps into the group before its own (and,
-in the backward, W - 1 into the one after): those come from the neighbouring lane by a shuffle,
-and only the lanes at a warp's edges load them (SHFL; without it, every lane loads its
-neighbours' groups again, which L1 mostly serves). The G values of a group are split into G (R,) tensors (lanes.split_steps), so the window
+in the backward, W - 1 into the one after): those come from a second (and third) load of the
+neighbouring group, which a neighbouring lane loads too, so L1 or L2 serves most of it. (Taking
+them from the neighbouring lane by a shuffle, only the warp's edge lanes loading, measured slower
+on an H200: forward + backward at B=32 0.376 ms against 0.355, at B=8 0.225 against 0.146;
+docs/kernels/causal_conv1d.md.) The G values of a group are split into G (R,) tensors (lanes.split_steps), so the window
 slides in registers as in the rows kernels.
 
 Per output the forward reads x once from memory and writes out once; the backward reads x and
@@ -30,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mambalab.ops.triton.lanes import join_steps, shfl_down, shfl_up, shfl_xor, split_steps
+from mambalab.ops.triton.lanes import join_steps, shfl_xor, split_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid
 
 
@@ -68,29 +70,10 @@ def _pre(win, i: tl.constexpr, pos, seg_i, w, bias, W: tl.constexpr, HAS_DOC: tl
 
 
 @triton.jit
-def _neighbour(own, row, t_other, ok_other, edge, UP: tl.constexpr, NV: tl.constexpr,
-               G: tl.constexpr, R: tl.constexpr):
-    """NV values of the neighbouring group (UP: the one before, its last NV; else the one after,
-    its first NV) from the neighbouring lane's ``own`` groups by a shuffle; the lane at the
-    warp's edge (``edge``) loads them instead (the others' loads are masked off, so a warp reads
-    16 bytes, not 512). ``ok_other``: whether that group exists (else zeros)."""
-    loaded = _groups(row, t_other, ok_other & edge, G, R, True)
-    out = ()
-    for i in tl.static_range(NV):
-        if UP:
-            v = shfl_up(own[G - NV + i], 1, R)
-            out = out + (tl.where(edge, loaded[G - NV + i], tl.where(ok_other, v, 0.0)),)
-        else:
-            v = shfl_down(own[i], 1, R)
-            out = out + (tl.where(edge, loaded[i], tl.where(ok_other, v, 0.0)),)
-    return out
-
-
-@triton.jit
 def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
                           sx_b, sx_d, so_b, so_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
-                          G: tl.constexpr, R: tl.constexpr, SHFL: tl.constexpr):
+                          G: tl.constexpr, R: tl.constexpr):
     pid = tl.program_id(0)
     d = pid // n_tb
     b = tl.program_id(1).to(tl.int64)
@@ -99,16 +82,11 @@ def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G  # strides come in units of G
     o_row = out_ptr + (b * so_b + d.to(tl.int64) * so_d) * G
     w, bias = _params(p_ptr, d, W)
-    x_cur = _groups(x_row, t_g, ok, G, R, True)
-    if SHFL:  # x at t_g - (W - 1) .. t_g - 1
-        win = _neighbour(x_cur, x_row, t_g - G, ok & (t_g >= G), tl.arange(0, R) % 32 == 0,
-                         True, W - 1, G, R)
-    else:
-        before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
-        win = ()
-        for i in tl.static_range(W - 1):
-            win = win + (before[G - (W - 1) + i],)
-    win = win + x_cur
+    before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
+    win = ()
+    for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g - 1
+        win = win + (before[G - (W - 1) + i],)
+    win = win + _groups(x_row, t_g, ok, G, R, True)
     if HAS_DOC:
         segs = _groups(seg_ptr + b * ss_b * G, t_g, ok, G, R, False)
     ys = ()
@@ -129,10 +107,8 @@ def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
 def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, n_tb, dim,
                           sx_b, sx_d, sg_b, sg_d, sdx_b, sdx_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
-                          G: tl.constexpr, R: tl.constexpr, SHFL: tl.constexpr):
-    """dx for the program's steps and its warps' partial sums of dweight and dbias. SHFL: the
-    neighbouring groups' values come from the neighbouring lanes (shuffles) rather than from a
-    second and third load of every group."""
+                          G: tl.constexpr, R: tl.constexpr):
+    """dx for the program's steps and its warps' partial sums of dweight and dbias."""
     pid = tl.program_id(0)
     tb = pid % n_tb
     d = pid // n_tb
@@ -146,20 +122,14 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
     g_row = dout_ptr + (b * sg_b + d.to(tl.int64) * sg_d) * G
     dx_row = dx_ptr + (b * sdx_b + d.to(tl.int64) * sdx_d) * G
     w, bias = _params(p_ptr, d, W)
-    x_cur = _groups(x_row, t_g, ok, G, R, True)
+    before_g = _groups(x_row, t_g - G, ok_prev, G, R, True)
+    win = ()
+    for i in tl.static_range(W - 1):
+        win = win + (before_g[G - (W - 1) + i],)
+    win = win + _groups(x_row, t_g, ok, G, R, True)  # x at t_g - (W - 1) .. t_g + G + W - 2
+    x_nxt = _groups(x_row, t_g + G, ok_next, G, R, True)
+    g_nxt = _groups(g_row, t_g + G, ok_next, G, R, True)
     g_cur = _groups(g_row, t_g, ok, G, R, True)
-    if SHFL:
-        before = _neighbour(x_cur, x_row, t_g - G, ok_prev, lane == 0, True, W - 1, G, R)
-        x_nxt = _neighbour(x_cur, x_row, t_g + G, ok_next, lane == 31, False, W - 1, G, R)
-        g_nxt = _neighbour(g_cur, g_row, t_g + G, ok_next, lane == 31, False, W - 1, G, R)
-    else:
-        before_g = _groups(x_row, t_g - G, ok_prev, G, R, True)
-        before = ()
-        for i in tl.static_range(W - 1):
-            before = before + (before_g[G - (W - 1) + i],)
-        x_nxt = _groups(x_row, t_g + G, ok_next, G, R, True)
-        g_nxt = _groups(g_row, t_g + G, ok_next, G, R, True)
-    win = before + x_cur  # x at t_g - (W - 1) .. t_g + G + W - 2
     for i in tl.static_range(W - 1):
         win = win + (x_nxt[i],)
     gs = g_cur  # dout at t_g .. t_g + G + W - 2 (0 past L)
@@ -249,20 +219,20 @@ def _in_groups(t: torch.Tensor, g: int) -> tuple[int, int]:
 
 def conv_time_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   seg: torch.Tensor | None, silu: bool, out: torch.Tensor, *,
-                  num_warps: int, shfl: bool = True) -> torch.Tensor:
+                  num_warps: int) -> torch.Tensor:
     width = weight.shape[1]
     g = group_steps(x)
     r, n_tb, grid = _grid(x, num_warps)
     _conv_time_fwd_kernel[grid](
         x, _params_table(weight, bias), seg if seg is not None else x, out, x.shape[2], n_tb,
         *_in_groups(x, g), *_in_groups(out, g), seg.stride(0) // g if seg is not None else 0,
-        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, SHFL=shfl, num_warps=num_warps)
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
     return out
 
 
 def conv_time_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   seg: torch.Tensor | None, dout: torch.Tensor, silu: bool, dx: torch.Tensor,
-                  *, num_warps: int, shfl: bool = True):
+                  *, num_warps: int):
     """-> dx, dweight, dbias (dweight and dbias in the parameters' dtypes)."""
     bsz, dim, _ = x.shape
     width = weight.shape[1]
@@ -274,7 +244,7 @@ def conv_time_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         x, _params_table(weight, bias), seg if seg is not None else x, dout, dx, part,
         x.shape[2], n_tb, dim, *_in_groups(x, g), *_in_groups(dout, g), *_in_groups(dx, g),
         seg.stride(0) // g if seg is not None else 0,
-        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, SHFL=shfl, num_warps=num_warps)
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
     sums = part.sum(0)
     dbias = sums[:, -1].to(bias.dtype) if bias is not None else None
     return dx, sums[:, :-1].to(weight.dtype), dbias

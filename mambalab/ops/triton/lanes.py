@@ -51,40 +51,6 @@ def shfl_xor(x, M: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
-def shfl_down(x, DELTA: tl.constexpr, BD: tl.constexpr):
-    """Lane i gets lane (i + DELTA)'s value of x (BD,) fp32; lanes past the warp's last keep
-    their own (PTX's clamp)."""
-    if FAST_SHFL:
-        m = tl.full([BD], DELTA, tl.int32)
-        return tl.inline_asm_elementwise("shfl.sync.down.b32 $0, $1, $2, 0x1f, -1;", "=r,r,r",
-                                         [x, m], dtype=tl.float32, is_pure=True, pack=1)
-    else:
-        xr = tl.reshape(x, (BD // 32, 32))
-        i = tl.arange(0, 32)
-        src = tl.where(i + DELTA < 32, i + DELTA, i)
-        pick = src[:, None] == i[None, :]  # (dst, src)
-        y = tl.sum(tl.where(pick[None, :, :], xr[:, None, :], 0.0), axis=2)
-        return tl.reshape(y, (BD,))
-
-
-@triton.jit
-def shfl_up(x, DELTA: tl.constexpr, BD: tl.constexpr):
-    """Lane i gets lane (i - DELTA)'s value of x (BD,) fp32; lanes before the warp's first keep
-    their own (PTX's clamp)."""
-    if FAST_SHFL:
-        m = tl.full([BD], DELTA, tl.int32)
-        return tl.inline_asm_elementwise("shfl.sync.up.b32 $0, $1, $2, 0x0, -1;", "=r,r,r",
-                                         [x, m], dtype=tl.float32, is_pure=True, pack=1)
-    else:
-        xr = tl.reshape(x, (BD // 32, 32))
-        i = tl.arange(0, 32)
-        src = tl.where(i >= DELTA, i - DELTA, i)
-        pick = src[:, None] == i[None, :]
-        y = tl.sum(tl.where(pick[None, :, :], xr[:, None, :], 0.0), axis=2)
-        return tl.reshape(y, (BD,))
-
-
-@triton.jit
 def _level(vals, M: tl.constexpr, HALF: tl.constexpr, lane, BD: tl.constexpr):
     # One level of the reduce-scatter: a lane whose bit M is 0 keeps the lower half of the
     # values, gives the upper half to lane i ^ M and adds what comes back; the other lane the
