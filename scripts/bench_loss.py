@@ -104,8 +104,8 @@ def check() -> dict:
         loss = _loss_fn(impl, hidden, weight, targets)()
         out[impl] = (loss.detach(), hidden.grad.clone(), weight.grad.clone())
     rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
-    return {name: rel(a, b) for name, a, b in zip(("loss", "dhidden", "dweight"), out["triton"],
-                                                   out["liger"])}
+    names = ("loss", "dhidden", "dweight")
+    return {name: rel(a, b) for name, a, b in zip(names, out["triton"], out["liger"])}
 
 
 def main() -> int:

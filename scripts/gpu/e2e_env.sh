@@ -45,6 +45,12 @@ BASE="~experiment data=cached data.path=$C data.seq_len=$SEQ tokenizer=gpt_neox 
 # exits; SIGKILL 20 s later if it has not), its log in $LOGS/NAME.log.
 LOGS=$ROOT/e2e_logs; mkdir -p "$LOGS"
 run() { local name=$1 limit=$2; shift 2; stamp "start $name"; timeout -k 20 "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?; stamp "end $name rc=$rc"; [ $rc -eq 0 ] || tail -n 15 "$LOGS/$name.log"; return $rc; }
+# `tests NAME TIMEOUT PYTEST_ARGS...`: a pytest run as a `run` step, its summary lines printed.
+tests() {  # name, timeout, pytest arguments
+  local name=$1 limit=$2; shift 2
+  run "$name" "$limit" $PY -m pytest -q -p no:cacheprovider "$@"
+  grep -E "^(FAILED|ERROR)|passed|failed" $LOGS/$name.log | tail -n 12
+}
 # `full_bench TIMEOUT`: the full benchmark (every implementation, ops table, profile) into
 # $OUT/bench.json, its rendering $OUT/bench.md and its log; the tail of the log printed.
 full_bench() {

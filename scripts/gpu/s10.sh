@@ -13,11 +13,6 @@ source scripts/gpu/e2e_env.sh
 step=${1:?usage: s10.sh verify|bench}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-tests() {  # name, timeout, pytest arguments
-  local name=$1 limit=$2; shift 2
-  run "$name" "$limit" $PY -m pytest -q -p no:cacheprovider "$@"
-  grep -E "^(FAILED|ERROR)|passed|failed" $LOGS/$name.log | tail -n 12
-}
 if [ "$step" = verify ]; then
   (MAX_JOBS=10 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
   stamp "build started"

@@ -25,11 +25,6 @@ source scripts/gpu/e2e_env.sh
 step=${1:?usage: s11.sh micro|ab|final1|final2}
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-tests() {  # name, timeout, pytest arguments
-  local name=$1 limit=$2; shift 2
-  run "$name" "$limit" $PY -m pytest -q -p no:cacheprovider "$@"
-  grep -E "^(FAILED|ERROR)|passed|failed" $LOGS/$name.log | tail -n 12
-}
 summary() { $PY scripts/gpu/summary.py "$1"; }  # a bench JSON's training rows, one line each
 if [ "$step" = micro ]; then
   tests new_gpu 150 -m gpu tests/ops/test_triton_causal_conv1d.py tests/models/test_mamba_lm_gpu.py -k "time_kernels or fused_ce"

@@ -107,30 +107,11 @@ def test_matches_reference(dtype, with_bias, with_init, with_docs, channel_last,
     torch.testing.assert_close(final, want_final)
 
 
-@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,seg_len,warps", [
-    (torch.float32, True, True, "silu", 4, 48, 16, 1),   # 3 segments, several chunks each
-    (torch.bfloat16, False, True, "silu", 4, 40, 16, 2),  # a short last segment, 2 warps
-    (torch.float32, True, False, None, 9, 24, 256, 1),    # W = K + 1, one segment
-    (torch.float32, True, True, "silu", 2, 8, 8, 1),      # W = 2, one chunk in all
-    (torch.bfloat16, True, True, "silu", 4, 64, 32, 1),   # K = 16 (16-bit inputs), 2 segments
-    (torch.bfloat16, True, False, "silu", 4, 96, "auto", 1),  # auto segments (one on the CPU)
-])
-def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
-                                      seg_len, warps, monkeypatch, nan_empty):
-    """The rows kernels (one thread per row and time segment, causal_conv1d_rows.py): outputs and
-    every gradient against the fp64 loop; the shapes satisfy their contract (rows_ok)."""
-    from mambalab.ops.triton import causal_conv1d as cc
+def _assert_matches_fp64_loop(x, weight, bias, activation, docs, dtype):
+    """causal_conv1d_triton's output and its gradients in x, weight and bias against the fp64
+    loop (conv_ref), for whichever kernels CONFIG and the shapes select."""
     from mambalab.ops.triton import causal_conv1d_triton
 
-    monkeypatch.setitem(cc.CONFIG, "impl", "rows")
-    monkeypatch.setitem(cc.CONFIG, "rows_seg_len", seg_len)
-    monkeypatch.setitem(cc.CONFIG, "rows_warps", warps)
-    bsz, dim = 2, 64
-    x, weight, bias, _, docs = _case(3, bsz, dim, seqlen, width, dtype, with_bias, False,
-                                     with_docs, False)
-    assert cc.rows_ok(x, weight, None, x)
-    want_k = 16 if dtype == torch.bfloat16 and seqlen % 16 == 0 else 8
-    assert cc.rows_chunk(x, width) == want_k
     leaves = [t for t in (x, weight, bias) if t is not None]
     for t in leaves:
         t.requires_grad_(True)
@@ -147,6 +128,32 @@ def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, w
         scale = want.abs().max().clamp_min(1.0)
         torch.testing.assert_close(got.double() / scale, want / scale, **TOL[dtype],
                                    msg=lambda m, n=name: f"d{n}: {m}")
+
+
+@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,seg_len,warps", [
+    (torch.float32, True, True, "silu", 4, 48, 16, 1),   # 3 segments, several chunks each
+    (torch.bfloat16, False, True, "silu", 4, 40, 16, 2),  # a short last segment, 2 warps
+    (torch.float32, True, False, None, 9, 24, 256, 1),    # W = K + 1, one segment
+    (torch.float32, True, True, "silu", 2, 8, 8, 1),      # W = 2, one chunk in all
+    (torch.bfloat16, True, True, "silu", 4, 64, 32, 1),   # K = 16 (16-bit inputs), 2 segments
+    (torch.bfloat16, True, False, "silu", 4, 96, "auto", 1),  # auto segments (one on the CPU)
+])
+def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
+                                      seg_len, warps, monkeypatch, nan_empty):
+    """The rows kernels (one thread per row and time segment, causal_conv1d_rows.py): outputs and
+    every gradient against the fp64 loop; the shapes satisfy their contract (rows_ok)."""
+    from mambalab.ops.triton import causal_conv1d as cc
+
+    monkeypatch.setitem(cc.CONFIG, "impl", "rows")
+    monkeypatch.setitem(cc.CONFIG, "rows_seg_len", seg_len)
+    monkeypatch.setitem(cc.CONFIG, "rows_warps", warps)
+    bsz, dim = 2, 64
+    x, weight, bias, _, docs = _case(3, bsz, dim, seqlen, width, dtype, with_bias, False,
+                                     with_docs, False)
+    assert cc.rows_ok(x, weight, None, x)
+    want_k = 16 if dtype == torch.bfloat16 and seqlen % 16 == 0 else 8
+    assert cc.rows_chunk(x, width) == want_k
+    _assert_matches_fp64_loop(x, weight, bias, activation, docs, dtype)
     # outside the contract (an initial state, channel-last x, L not whole chunks): tile kernels
     assert not cc.rows_ok(x, weight, torch.zeros(bsz, dim, width - 1), x)
     assert not cc.rows_ok(x.transpose(1, 2).contiguous().transpose(1, 2), weight, None)
@@ -167,7 +174,6 @@ def test_time_kernels_match_reference(dtype, with_bias, with_docs, activation, w
     against the fp64 loop; the shapes satisfy their contract (time_ok), and shapes outside it
     fall back to the rows kernels."""
     from mambalab.ops.triton import causal_conv1d as cc
-    from mambalab.ops.triton import causal_conv1d_triton
 
     monkeypatch.setitem(cc.CONFIG, "impl", "time")
     monkeypatch.setitem(cc.CONFIG, "time_warps", warps)
@@ -176,22 +182,7 @@ def test_time_kernels_match_reference(dtype, with_bias, with_docs, activation, w
                                      with_docs, False)
     seg = cc.segment_starts(docs, width)
     assert cc.time_ok(x, weight, None, seg, x)
-    leaves = [t for t in (x, weight, bias) if t is not None]
-    for t in leaves:
-        t.requires_grad_(True)
-    out = causal_conv1d_triton(x, weight, bias, activation=activation, doc_starts=docs)
-    ref = conv_ref(x, weight, bias, activation, None, docs)
-    torch.testing.assert_close(out.double(), ref, **TOL[dtype])
-    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
-    grads = torch.autograd.grad(out, leaves, dout)
-    ref_leaves = [t.detach().double().requires_grad_(True) for t in leaves]
-    rb = ref_leaves[2] if bias is not None else None
-    ref_grads = torch.autograd.grad(conv_ref(ref_leaves[0], ref_leaves[1], rb, activation, None,
-                                             docs), ref_leaves, dout.double())
-    for name, got, want in zip(["x", "weight", "bias"], grads, ref_grads):
-        scale = want.abs().max().clamp_min(1.0)
-        torch.testing.assert_close(got.double() / scale, want / scale, **TOL[dtype],
-                                   msg=lambda m, n=name: f"d{n}: {m}")
+    _assert_matches_fp64_loop(x, weight, bias, activation, docs, dtype)
     # outside the contract: an initial state, channel-last x, L not whole groups, a window
     # longer than a group, a base address off 16 bytes
     assert not cc.time_ok(x, weight, torch.zeros(bsz, dim, width - 1), None)

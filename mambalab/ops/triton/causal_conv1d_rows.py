@@ -27,7 +27,8 @@ from mambalab.ops.triton.selective_scan_fwd import sigmoid
 @triton.jit
 def _row_params(p_ptr, d, W: tl.constexpr):
     """The W weights and the bias of each lane's channel from the (D, W + 1) fp32 parameter
-    table (rows W + 1 apart, so no load is a vector across lanes)."""
+    table (rows W + 1 apart, so no load is a vector across lanes); d (BD,), or a scalar (the time
+    kernels, causal_conv1d_time.py: one channel a program)."""
     w = ()
     for k in tl.static_range(W):
         w = w + (tl.load(p_ptr + d * (W + 1) + k),)

@@ -11,13 +11,13 @@ in the backward, W - 1 into the one after): those come from a second (and third)
 neighbouring group, which a neighbouring lane loads too, so L1 or L2 serves most of it. (Taking
 them from the neighbouring lane by a shuffle, only the warp's edge lanes loading, measured slower
 on an H200: forward + backward at B=32 0.376 ms against 0.355, at B=8 0.225 against 0.146;
-docs/kernels/causal_conv1d.md.) The G values of a group are split into G (R,) tensors (lanes.split_steps), so the window
-slides in registers as in the rows kernels.
+docs/kernels/causal_conv1d.md.) The G values of a group are split into G (R,) tensors
+(lanes.split_steps), so the window slides in registers as in the rows kernels.
 
 Per output the forward reads x once from memory and writes out once; the backward reads x and
 dout once and writes dx once, recomputing the pre-activation (and its SiLU derivative) for the
-W - 1 positions past the group. dweight and dbias come out as per-program partials, (time blocks
-x B, D, W + 1), summed by the launcher (deterministic).
+W - 1 positions past the group. dweight and dbias come out as per-warp partials, (time blocks x
+B x warps, D, W + 1), summed by the launcher (deterministic).
 
 Contract (causal_conv1d.time_ok checks it, else another kernel runs): no initial state, W - 1 <=
 G, L a multiple of G, unit stride along time, the other strides of x, out, dout and dx multiples of
@@ -32,6 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton.causal_conv1d_rows import _params as _params_table
+from mambalab.ops.triton.causal_conv1d_rows import _pre, _row_params
 from mambalab.ops.triton.lanes import join_steps, shfl_xor, split_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid
 
@@ -48,28 +50,6 @@ def _groups(base, t_g, ok, G: tl.constexpr, R: tl.constexpr, FP32: tl.constexpr)
 
 
 @triton.jit
-def _params(p_ptr, d, W: tl.constexpr):
-    """The W weights and the bias of channel d (scalars) from the (D, W + 1) fp32 table."""
-    w = ()
-    for k in tl.static_range(W):
-        w = w + (tl.load(p_ptr + d * (W + 1) + k),)
-    return w, tl.load(p_ptr + d * (W + 1) + W)
-
-
-@triton.jit
-def _pre(win, i: tl.constexpr, pos, seg_i, w, bias, W: tl.constexpr, HAS_DOC: tl.constexpr):
-    """Pre-activation at pos (R,); win[i + k] holds x at pos - (W - 1) + k; seg_i the latest
-    document start at or before pos."""
-    acc = bias
-    for k in tl.static_range(W):
-        v = win[i + k]
-        if HAS_DOC:
-            v = tl.where(seg_i <= pos - (W - 1) + k, v, 0.0)
-        acc += w[k] * v
-    return acc
-
-
-@triton.jit
 def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
                           sx_b, sx_d, so_b, so_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
@@ -81,7 +61,7 @@ def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
     ok = t_g < L
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G  # strides come in units of G
     o_row = out_ptr + (b * so_b + d.to(tl.int64) * so_d) * G
-    w, bias = _params(p_ptr, d, W)
+    w, bias = _row_params(p_ptr, d, W)  # scalars: one channel a program
     before = _groups(x_row, t_g - G, ok & (t_g >= G), G, R, True)
     win = ()
     for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g - 1
@@ -121,7 +101,7 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G
     g_row = dout_ptr + (b * sg_b + d.to(tl.int64) * sg_d) * G
     dx_row = dx_ptr + (b * sdx_b + d.to(tl.int64) * sdx_d) * G
-    w, bias = _params(p_ptr, d, W)
+    w, bias = _row_params(p_ptr, d, W)  # scalars: one channel a program
     before_g = _groups(x_row, t_g - G, ok_prev, G, R, True)
     win = ()
     for i in tl.static_range(W - 1):
@@ -192,16 +172,6 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
 def group_steps(x: torch.Tensor) -> int:
     """G: the steps in 16 bytes of x."""
     return 16 // x.element_size()
-
-
-def _params_table(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """(D, W + 1) fp32: the weights and the bias (0 without one) of each channel."""
-    p = torch.zeros(weight.shape[0], weight.shape[1] + 1, device=weight.device,
-                    dtype=torch.float32)
-    p[:, :-1] = weight
-    if bias is not None:
-        p[:, -1] = bias
-    return p
 
 
 def _grid(x: torch.Tensor, num_warps: int) -> tuple[int, int, int]:
