@@ -226,6 +226,14 @@ def _params(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return p
 
 
+def param_grads(part: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    """(programs, D, W + 1) fp32 partials -> dweight, dbias (None without a bias) in the
+    parameters' dtypes: a fixed-order sum, so the result is deterministic."""
+    sums = part.sum(0)
+    dbias = sums[:, -1].to(bias.dtype) if bias is not None else None
+    return sums[:, :-1].to(weight.dtype), dbias
+
+
 def _seg_len(seqlen: int, seg_len: int, chunk: int) -> int:
     """Steps per program: seg_len rounded to whole chunks, at most the sequence."""
     return min(max(chunk, seg_len // chunk * chunk), seqlen)
@@ -262,6 +270,4 @@ def conv_rows_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         dim, x.stride(0), x.stride(1), dout.stride(0), dout.stride(1), dx.stride(0),
         dx.stride(1), seg.stride(0) if seg is not None else 0,
         W=width, SILU=silu, HAS_DOC=seg is not None, BD=bd, K=chunk, num_warps=num_warps)
-    sums = part.sum(0)
-    dbias = sums[:, -1].to(bias.dtype) if bias is not None else None
-    return dx, sums[:, :-1].to(weight.dtype), dbias
+    return (dx, *param_grads(part, weight, bias))

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton.causal_conv1d_rows import _params as _params_table
-from mambalab.ops.triton.causal_conv1d_rows import _pre, _row_params
+from mambalab.ops.triton.causal_conv1d_rows import _pre, _row_params, param_grads
 from mambalab.ops.triton.lanes import join_steps, shfl_xor, split_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid
 
@@ -215,6 +215,4 @@ def conv_time_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         x.shape[2], n_tb, dim, *_in_groups(x, g), *_in_groups(dout, g), *_in_groups(dx, g),
         seg.stride(0) // g if seg is not None else 0,
         W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
-    sums = part.sum(0)
-    dbias = sums[:, -1].to(bias.dtype) if bias is not None else None
-    return dx, sums[:, :-1].to(weight.dtype), dbias
+    return (dx, *param_grads(part, weight, bias))
