@@ -137,9 +137,10 @@ def test_bad_shapes_name_the_problem():
 @pytest.mark.gpu
 def test_full_size_gpu_matches_composed_ops(monkeypatch):
     """Mamba-130M's mixer shape at B=2, L=2048, bf16 autocast, against the unfused composition
-    (Triton conv and scan through plain autograd). Memory: recomputing the conv output, the
-    fused mixer keeps less than that composition (both keep the lanes scan's states, h every 8
-    steps, when that is the scan); keeping it (the default, for speed) costs exactly its bytes."""
+    (Triton conv and scan through plain autograd). Memory: recomputing the conv output, delta and
+    y, the fused mixer keeps less than that composition (both keep the lanes scan's states, h
+    every 8 steps, when that is the scan); keeping them (the default, for speed) costs exactly
+    their bytes."""
     from mambalab.ops.triton import causal_conv1d_triton, mamba_inner_triton, selective_scan_triton
     from mambalab.ops.triton import mamba_inner as mi
 
@@ -163,9 +164,11 @@ def test_full_size_gpu_matches_composed_ops(monkeypatch):
                                   doc_starts=doc_starts)
         return F.linear(y.transpose(1, 2), out_w, out_b)
 
-    def fused(keep):
+    def fused(keep_conv, keep_rest):
         def fn(*args):
-            monkeypatch.setitem(mi.CONFIG, "keep_conv_out", keep)
+            monkeypatch.setitem(mi.CONFIG, "keep_conv_out", keep_conv)
+            monkeypatch.setitem(mi.CONFIG, "keep_delta", keep_rest)
+            monkeypatch.setitem(mi.CONFIG, "keep_y", keep_rest)
             return mamba_inner_triton(*args, doc_starts=doc_starts)
         return fn
 
@@ -181,18 +184,19 @@ def test_full_size_gpu_matches_composed_ops(monkeypatch):
         return held, out.float(), [p.grad.float() for p in leaves]
 
     # once untimed: the first matmul allocates cuBLAS's workspace (32 MiB), which stays
-    run(fused(True))
+    run(fused(True, True))
     results, held = [], []
-    for fn in (fused(True), fused(False), composed):
+    for fn in (fused(True, True), fused(False, True), fused(False, False), composed):
         h, out, grads = run(fn)
         held.append(h)
         results.append((out, grads))
-    kept, recomputed, composition = held
-    assert kept < composition and recomputed < composition, held
-    conv_bytes = d_inner * bsz * seqlen * 2  # bf16
-    assert abs(kept - recomputed - conv_bytes) <= 2 ** 20, (kept, recomputed, conv_bytes)
-    out_c, g_c = results[2]
-    for out_f, g_f in results[:2]:
+    kept, no_conv, recomputed, composition = held
+    assert recomputed < composition, held
+    mat_bytes = d_inner * bsz * seqlen * 2  # one (D, B*L) bf16 matrix
+    assert abs(kept - no_conv - mat_bytes) <= 2 ** 20, (kept, no_conv, mat_bytes)
+    assert abs(no_conv - recomputed - 2 * mat_bytes) <= 2 ** 20, (no_conv, recomputed, mat_bytes)
+    out_c, g_c = results[-1]
+    for out_f, g_f in results[:-1]:
         torch.testing.assert_close(out_f, out_c, atol=2e-2, rtol=2e-2)
         for name, a, b in zip(NAMES, g_f, g_c):
             scale = b.abs().max()
@@ -229,32 +233,53 @@ def test_step_states_kept_only_for_a_backward(monkeypatch):
     assert all(leaf.grad is not None for leaf in leaves)
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_conv_output_kept_or_recomputed(keep, monkeypatch):
-    """CONFIG["keep_conv_out"]: the forward keeps the conv output and the backward runs no conv
-    forward of its own; off, the backward recomputes it. The gradients are the same."""
+@pytest.mark.parametrize("keep_conv,keep_delta,keep_y", [
+    (True, True, True), (False, False, False), (True, False, True), (False, True, False)])
+def test_kept_or_recomputed(keep_conv, keep_delta, keep_y, monkeypatch):
+    """CONFIG["keep_conv_out"], ["keep_delta"], ["keep_y"]: what the forward keeps, the backward
+    does not compute again (no conv forward, no dt_proj matmul, no y from the scan's backward);
+    what it drops, the backward recomputes. The gradients are the same either way."""
     from mambalab.ops.triton import mamba_inner as mi
     from mambalab.ops.triton import mamba_inner_triton
     from mambalab.ops.triton import selective_scan as ss
 
     monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)
-    monkeypatch.setitem(mi.CONFIG, "keep_conv_out", keep)
-    calls = []
-    real_conv = mi.causal_conv1d_fwd
+    monkeypatch.setitem(mi.CONFIG, "keep_conv_out", keep_conv)
+    monkeypatch.setitem(mi.CONFIG, "keep_delta", keep_delta)
+    monkeypatch.setitem(mi.CONFIG, "keep_y", keep_y)
+    calls, y_outs = [], []
+    real_conv, real_bwd = mi.causal_conv1d_fwd, mi.selective_scan_bwd
 
-    def spy(*args, **kwargs):
+    def spy_conv(*args, **kwargs):
         calls.append(torch.is_grad_enabled())
         return real_conv(*args, **kwargs)
 
-    monkeypatch.setattr(mi, "causal_conv1d_fwd", spy)
+    def spy_bwd(*args, y_out=None, **kwargs):
+        y_outs.append(y_out is not None)
+        return real_bwd(*args, y_out=y_out, **kwargs)
+
+    monkeypatch.setattr(mi, "causal_conv1d_fwd", spy_conv)
+    monkeypatch.setattr(mi, "selective_scan_bwd", spy_bwd)
     dev = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
     params, doc_starts = _inputs(0, 2, 16, d_inner=32, docs=True)
     leaves = [p.detach().to(dev).requires_grad_(True) for p in params]
+    delta_proj_w = leaves[4]
     out = mamba_inner_triton(*leaves, doc_starts=doc_starts.to(dev))
     assert len(calls) == 1
     dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dev)
+    matmuls = []
+    real_matmul = torch.Tensor.__matmul__
+
+    def spy_matmul(a, b):  # dt_proj's forward product, delta_proj_weight @ x_dbl[:R]
+        matmuls.append(a is delta_proj_w or a.data_ptr() == delta_proj_w.data_ptr())
+        return real_matmul(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", spy_matmul)
     grads = torch.autograd.grad(out, leaves, dout)
-    assert len(calls) == (1 if keep else 2)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", real_matmul)
+    assert len(calls) == (1 if keep_conv else 2)
+    assert sum(matmuls) == (0 if keep_delta else 1), matmuls
+    assert y_outs == [not keep_y]
     ref_leaves = [p.detach().double().requires_grad_(True) for p in params]
     ref = mixer_ref(*ref_leaves, doc_starts)
     want = torch.autograd.grad(ref, ref_leaves, dout.cpu().double())

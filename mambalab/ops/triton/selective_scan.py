@@ -19,10 +19,11 @@ Entry points:
   ``y_out``: a (B, D, L) buffer with unit stride along L to write y into (default: a new
   contiguous one).
 - ``selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, doc_starts, states,
-  dlast_state=None, du_out=None, ddelta_out=None, dz_out=None)`` -> dict with du, ddelta, dA, dB,
-  dC, dD, dz, ddelta_bias, dinitial_state (None for an absent input). du, ddelta, dz are written
-  into the given buffers (one layout, unit stride along L), else new contiguous (B, D, L) ones, in
-  their input's dtype; dB, dC come back in B's and C's dtype.
+  dlast_state=None, du_out=None, ddelta_out=None, dz_out=None, y_out=None, dB_out=None,
+  dC_out=None)`` -> dict with du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state (None
+  for an absent input). du, ddelta, dz are written into the given buffers (one layout, unit
+  stride along L), else new contiguous (B, D, L) ones, in their input's dtype; dB, dC come back
+  in B's and C's dtype, in ``dB_out`` and ``dC_out`` when given.
 The fused mixer (``mamba_inner_triton``) calls the two raw functions inside its own autograd
 Function, with buffers that are views of its (D, B*L) matrices. ``CONFIG`` holds the
 implementation: "lanes" (the default: one thread per (batch, channel); where its contract does
@@ -243,10 +244,16 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
 
 def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
                        delta_softplus=True, doc_starts=None, states=None, dlast_state=None,
-                       du_out=None, ddelta_out=None, dz_out=None, y_out=None):
+                       du_out=None, ddelta_out=None, dz_out=None, y_out=None, dB_out=None,
+                       dC_out=None):
     """Raw backward: a dict of gradients. See the module docstring. ``y_out`` (step and lanes
     kernels only, see ``bwd_writes_y``): also write the forward's y there, as the backward
-    recomputes it."""
+    recomputes it. ``dB_out``, ``dC_out``: (B, N, L) buffers with unit stride along L for dB and
+    dC (the lanes kernels write them directly; the others copy)."""
+    for name, t in (("dB_out", dB_out), ("dC_out", dC_out)):
+        if t is not None and (t.shape != B.shape or (t.shape[2] > 1 and t.stride(2) != 1)):
+            raise ValueError(f"{name} must be (B, N, L) = {tuple(B.shape)} with unit stride "
+                             f"along L, got {tuple(t.shape)} {t.stride()}")
     if y_out is not None and not bwd_writes_y(u, delta, B, C, z):
         raise ValueError("y_out needs the step or lanes kernels (the tile backward does not "
                          "compute y)")
@@ -268,7 +275,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
             pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
             wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"],
-            partials_16bit=bool(CONFIG["lanes_dbc_16bit"]))
+            partials_16bit=bool(CONFIG["lanes_dbc_16bit"]), dB_out=dB_out, dC_out=dC_out)
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,
@@ -286,8 +293,11 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             block_d=CONFIG["bwd_block_d"], block_t=CONFIG["block_t"], n_in=CONFIG["bwd_n_in"],
             num_warps=CONFIG["bwd_warps"], du_out=du_out, ddelta_out=ddelta_out,
             dz_out=dz_out)
-    grads["dB"] = grads["dB"].to(B.dtype)
-    grads["dC"] = grads["dC"].to(C.dtype)
+    for key, buf, like in (("dB", dB_out, B), ("dC", dC_out, C)):
+        if buf is None:
+            grads[key] = grads[key].to(like.dtype)
+        elif grads[key] is not buf:
+            grads[key] = buf.copy_(grads[key])
     grads["dA"] = grads["dA"].to(A.dtype)
     if D is not None:
         grads["dD"] = grads["dD"].to(D.dtype)

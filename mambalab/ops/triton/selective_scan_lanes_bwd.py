@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
+from mambalab.ops.triton.dbc_sum import dbc_sum
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
@@ -352,11 +353,13 @@ def lanes_bwd_launch(
     states: torch.Tensor, dlast_state: torch.Tensor | None, chunk: int, num_warps: int,
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
     y_out: torch.Tensor | None = None, wave_warps_per_sm: int | None = 8,
-    partials_16bit: bool = False,
+    partials_16bit: bool = False, dB_out: torch.Tensor | None = None,
+    dC_out: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
-    gradients by name, partials reduced. dB, dC come back (B, N, L), fp32, or in B's dtype with
-    ``partials_16bit`` and 16-bit B. ``states``: the forward's (lanes_states.py: their layout
+    gradients by name, partials reduced. dB, dC (B, N, L) in B's and C's dtypes, written into
+    ``dB_out`` and ``dC_out`` when given (unit stride along L; the fused mixer passes rows of its
+    x_dbl gradient). ``states``: the forward's (lanes_states.py: their layout
     follows from dtype and shape). ``y_out`` (B, D, L), unit stride along L: also write the
     forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
     several launches (batch_parts)."""
@@ -386,10 +389,14 @@ def lanes_bwd_launch(
                 has_d=D is not None, has_bias=delta_bias is not None,
                 delta_softplus=delta_softplus, chunk=chunk, bd=bd, num_warps=num_warps,
                 pipeline=pipeline, states_dn=states_dn)
-    dbc = dbc.sum(1)  # (B, 32, L); a 16-bit sum accumulates in fp32
+    if dB_out is None:
+        dB_out = torch.empty((batch, dstate, seqlen), device=u.device, dtype=B.dtype)
+    if dC_out is None:
+        dC_out = torch.empty((batch, dstate, seqlen), device=u.device, dtype=C.dtype)
+    dbc_sum(dbc, dstate, dB_out, dC_out)  # summed over the warps in fp32
     return {
         "du": du, "ddelta": ddelta, "dz": dz if z is not None else None,
-        "dA": dA.sum(0), "dB": dbc[:, :dstate], "dC": dbc[:, 16:16 + dstate],
+        "dA": dA.sum(0), "dB": dB_out, "dC": dC_out,
         "dD": dpc[..., 0].sum(0) if D is not None else None,
         "ddelta_bias": dpc[..., 1].sum(0) if delta_bias is not None else None,
         "dinitial_state": dh0,
