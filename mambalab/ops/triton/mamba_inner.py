@@ -17,10 +17,10 @@ Layouts. The fast one is mamba_ssm's: ``xz`` a (B, 2D, L) view of the (2D, B*L) 
 mixer is a view of a (D, B*L) matrix with unit stride along time: the conv and the scan read
 them as they are, and x_proj, dt_proj, out_proj and all their gradients are single 2-D matmuls on
 those matrices, with no transposing copy anywhere (the scan's backward writes dB and dC into
-their rows of x_dbl's gradient). Any other xz takes the channel-last path: when ``xz`` is a transposed view of a (B, L, 2D)
-in_proj output, the conv writes channel-last too and the projections read rows, but the scan
-copies u, delta and z to (B, D, L) and its gradients are transposed back (measured 1.2 ms more
-per layer at B=8, L=2048, D=1536 on an H100).
+their rows of x_dbl's gradient). Any other xz takes the channel-last path: when ``xz`` is a
+transposed view of a (B, L, 2D) in_proj output, the conv writes channel-last too and the
+projections read rows, but the scan copies u, delta and z to (B, D, L) and its gradients are
+transposed back (measured 1.2 ms more per layer at B=8, L=2048, D=1536 on an H100).
 Under autocast the projection weights are cast to the autocast dtype, as mamba_inner_fn does; the
 conv weights, A, D and delta_bias stay fp32 and are read in fp32 inside the kernels.
 """
