@@ -94,9 +94,12 @@ def check() -> dict:
 
 # rows variants: segment length, K steps a vector (16: two 16-byte loads per lane, a whole
 # 32-byte sector of a bf16 row), warps per program
-# (the fifth session's sweep); time variants: warps per program (32 x warps groups of 8 steps)
+# (the fifth session's sweep); time variants: warps per program (32 x warps groups of 8 steps),
+# then groups a thread (time_G{g}_W{w}: g groups of 8 steps a thread, forward and backward)
 VARIANTS = [("rows_default", {"impl": "rows"})] + [
-    (f"time_W{w}", {"impl": "time", "time_warps": w}) for w in (1, 2, 4, 8)]
+    (f"time_W{w}", {"impl": "time", "time_warps": w}) for w in (2, 4, 8)] + [
+    (f"time_G{g}_W{w}", {"impl": "time", "time_fwd_groups": g, "time_bwd_groups": g,
+                         "time_warps": w}) for g, w in ((2, 2), (2, 4), (2, 8), (4, 2), (4, 4))]
 if os.environ.get("BENCH_CONV_ROWS_SWEEP"):
     VARIANTS += [(f"rows_K{k}_seg{s}_W{w}", {"impl": "rows", "rows_chunk": k, "rows_seg_len": s,
                                              "rows_warps": w})

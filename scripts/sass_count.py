@@ -50,11 +50,11 @@ elif which == "conv_rows_bwd":
     warps = 1
 elif which == "conv_time_fwd":
     from mambalab.ops.triton.causal_conv1d_time import _conv_time_fwd_kernel as fn
-    const = dict(W=4, SILU=True, HAS_DOC=False, G=8, R=256)
+    const = dict(W=4, SILU=True, HAS_DOC=False, G=8, R=256, GPT=1)
     warps = 8
 elif which == "conv_time_bwd":
     from mambalab.ops.triton.causal_conv1d_time import _conv_time_bwd_kernel as fn
-    const = dict(W=4, SILU=True, HAS_DOC=False, G=8, R=256)
+    const = dict(W=4, SILU=True, HAS_DOC=False, G=8, R=256, GPT=1)
     warps = 8
 elif which == "ce_rows":  # the loss's row kernel (cross_entropy.py), bf16 logits
     from mambalab.ops.triton.cross_entropy import _cross_entropy_rows_kernel as fn

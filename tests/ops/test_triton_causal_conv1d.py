@@ -160,16 +160,21 @@ def test_rows_kernels_match_reference(dtype, with_bias, with_docs, activation, w
     assert not cc.rows_ok(x[..., :seqlen - 1], weight, None)
 
 
-@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,warps", [
-    (torch.float32, True, True, "silu", 4, 48, 1),    # G = 4: 12 groups, a partial program
-    (torch.bfloat16, False, True, "silu", 4, 40, 1),  # G = 8: 5 groups
-    (torch.bfloat16, True, True, "silu", 9, 320, 1),  # W - 1 = G, a second program per row
-    (torch.float32, True, True, "silu", 2, 8, 2),     # W = 2, 2 warps, most lanes out of range
-    (torch.float32, True, True, "silu", 4, 264, 2),   # 2 warps, 2 programs per row
-    (torch.bfloat16, True, False, None, 4, 64, 1),    # no activation, no documents
+@pytest.mark.parametrize("dtype,with_bias,with_docs,activation,width,seqlen,warps,groups", [
+    (torch.float32, True, True, "silu", 4, 48, 1, 1),    # G = 4: 12 groups, a partial program
+    (torch.bfloat16, False, True, "silu", 4, 40, 1, 1),  # G = 8: 5 groups
+    (torch.bfloat16, True, True, "silu", 9, 320, 1, 1),  # W - 1 = G, a second program per row
+    (torch.float32, True, True, "silu", 2, 8, 2, 1),     # W = 2, 2 warps, most lanes out of range
+    (torch.float32, True, True, "silu", 4, 264, 2, 1),   # 2 warps, 2 programs per row
+    (torch.bfloat16, True, False, None, 4, 64, 1, 1),    # no activation, no documents
+    # 2 groups a thread: a thread's second group past L (5 groups), a second
+    # program per row (G = 4: 80 groups for 32 threads of 2), W - 1 = G
+    (torch.bfloat16, True, True, "silu", 4, 40, 1, 2),
+    (torch.float32, True, True, "silu", 4, 320, 1, 2),
+    (torch.bfloat16, True, True, "silu", 9, 64, 1, 2),
 ])
 def test_time_kernels_match_reference(dtype, with_bias, with_docs, activation, width, seqlen,
-                                      warps, monkeypatch, nan_empty):
+                                      warps, groups, monkeypatch, nan_empty):
     """The time kernels (lanes along time, causal_conv1d_time.py): outputs and every gradient
     against the fp64 loop; the shapes satisfy their contract (time_ok), and shapes outside it
     fall back to the rows kernels."""
@@ -177,6 +182,8 @@ def test_time_kernels_match_reference(dtype, with_bias, with_docs, activation, w
 
     monkeypatch.setitem(cc.CONFIG, "impl", "time")
     monkeypatch.setitem(cc.CONFIG, "time_warps", warps)
+    monkeypatch.setitem(cc.CONFIG, "time_fwd_groups", groups)
+    monkeypatch.setitem(cc.CONFIG, "time_bwd_groups", groups)
     bsz, dim = 2, 6
     x, weight, bias, _, docs = _case(5, bsz, dim, seqlen, width, dtype, with_bias, False,
                                      with_docs, False)
@@ -260,20 +267,25 @@ def test_time_kernels_full_size_gpu(with_docs, monkeypatch):
     docs = (torch.rand(bsz, seqlen, device="cuda", generator=g) < 0.01) if with_docs else None
     dout = torch.randn(bsz, dim, seqlen, device="cuda", generator=g).bfloat16()
     results = {}
-    for impl in ("time", "rows"):
+    for impl, groups, warps in (("time", 1, None), ("time", 2, 4), ("rows", 1, None)):
         monkeypatch.setitem(cc.CONFIG, "impl", impl)
+        for key, value in (("groups", groups), ("warps", warps)):
+            monkeypatch.setitem(cc.CONFIG, f"time_fwd_{key}", value)
+            monkeypatch.setitem(cc.CONFIG, f"time_bwd_{key}", value)
         assert cc.time_ok(x, weight, None, None, x) == (impl == "time")
         out = causal_conv1d_triton(x, weight, bias, activation="silu", doc_starts=docs)
-        results[impl] = (out, *torch.autograd.grad(out, (x, weight, bias), dout))
-    for name, a, b in zip(("out", "dx", "dweight", "dbias"), results["time"], results["rows"]):
-        scale = b.float().abs().max()
-        torch.testing.assert_close(a.float() / scale, b.float() / scale, atol=1e-2, rtol=1e-2,
-                                   msg=lambda m, n=name: f"{n}: {m}")
+        results[impl, groups] = (out, *torch.autograd.grad(out, (x, weight, bias), dout))
+    for key in (("time", 1), ("time", 2)):
+        for name, a, b in zip(("out", "dx", "dweight", "dbias"), results[key],
+                              results["rows", 1]):
+            scale = b.float().abs().max()
+            torch.testing.assert_close(a.float() / scale, b.float() / scale, atol=1e-2,
+                                       rtol=1e-2, msg=lambda m, n=name, k=key: f"{k} {n}: {m}")
     if not with_docs:
         xr, wr, br = (t.detach().float().requires_grad_(True) for t in (x, weight, bias))
         ref = F.silu(F.conv1d(xr, wr[:, None], br, padding=width - 1, groups=dim)[..., :seqlen])
         want = torch.autograd.grad(ref, (xr, wr, br), dout.float())
-        for a, b in zip(results["time"], (ref, *want)):
+        for a, b in zip(results["time", 1], (ref, *want)):
             scale = b.abs().max()
             torch.testing.assert_close(a.float() / scale, b / scale, **TOL[torch.bfloat16])
 

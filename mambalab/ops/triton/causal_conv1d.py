@@ -36,9 +36,14 @@ _BLOCK_L = 32
 # programs to about rows_warps_per_sm warps per SM (12 was the fastest measured: 1024 steps at
 # B=16, 512 at B=8; shorter segments reread more of the window and were slower). time_warps:
 # warps per program of the time kernels (a program covers 32 x time_warps groups of one row);
+# time_fwd_groups, time_bwd_groups, time_fwd_warps, time_bwd_warps: the time kernels' groups a
+# thread (2: the backward's W - 1 recomputed positions past a thread's steps, its partials'
+# shuffles and both kernels' loads of a neighbouring group spread over twice the outputs) and
+# warps a program (None: time_warps).
 # Shapes outside the time kernels' contract (time_ok) take the rows kernels, then the tile ones.
 CONFIG = {"impl": "time", "rows_chunk": 16, "rows_seg_len": "auto", "rows_warps": 1,
-          "rows_warps_per_sm": 12, "time_warps": 8}
+          "rows_warps_per_sm": 12, "time_warps": 8, "time_fwd_groups": 1,
+          "time_bwd_groups": 1, "time_fwd_warps": None, "time_bwd_warps": None}
 # MAMBALAB_CONV_CONFIG='{"impl": "tile"}' (JSON) overrides CONFIG keys for a process (benchmarks).
 config_from_env(CONFIG, "MAMBALAB_CONV_CONFIG")
 
@@ -310,7 +315,9 @@ def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     width = weight.shape[1]
     out = _like_layout(x) if out is None else out
     if time_ok(x, weight, initial_state, seg, out):
-        return conv_time_fwd(x, weight, bias, seg, silu, out, num_warps=CONFIG["time_warps"])
+        return conv_time_fwd(x, weight, bias, seg, silu, out,
+                             num_warps=CONFIG["time_fwd_warps"] or CONFIG["time_warps"],
+                             groups_per_thread=int(CONFIG["time_fwd_groups"]))
     if rows_ok(x, weight, initial_state, out):
         return conv_rows_fwd(x, weight, bias, seg, silu, out, **_rows_kw(x, width))
     grid = (bsz, triton.cdiv(dim, _BLOCK_D), triton.cdiv(seqlen, _BLOCK_L))
@@ -336,7 +343,8 @@ def causal_conv1d_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     dx = _like_layout(x) if dx is None else dx
     if time_ok(x, weight, initial_state, seg, dout, dx):
         return (*conv_time_bwd(x, weight, bias, seg, dout, silu, dx,
-                               num_warps=CONFIG["time_warps"]), None)
+                               num_warps=CONFIG["time_bwd_warps"] or CONFIG["time_warps"],
+                               groups_per_thread=int(CONFIG["time_bwd_groups"])), None)
     if rows_ok(x, weight, initial_state, dout, dx):
         return (*conv_rows_bwd(x, weight, bias, seg, dout, silu, dx, **_rows_kw(x, width)), None)
     dpre = _like_layout(x, torch.float32)                                   # (B, D, L) fp32

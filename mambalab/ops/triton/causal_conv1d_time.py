@@ -53,11 +53,14 @@ def _groups(base, t_g, ok, G: tl.constexpr, R: tl.constexpr, FP32: tl.constexpr)
 def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
                           sx_b, sx_d, so_b, so_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
-                          G: tl.constexpr, R: tl.constexpr):
+                          G: tl.constexpr, R: tl.constexpr, GPT: tl.constexpr):
+    """out for the program's steps; a thread takes GPT consecutive groups (S = GPT x G steps),
+    so that its load of the group before (for the window) serves more outputs."""
+    S: tl.constexpr = G * GPT
     pid = tl.program_id(0)
     d = pid // n_tb
     b = tl.program_id(1).to(tl.int64)
-    t_g = ((pid % n_tb) * R + tl.arange(0, R)) * G  # (R,) first step of each thread's group
+    t_g = ((pid % n_tb) * R + tl.arange(0, R)) * S  # (R,) first step of each thread's groups
     ok = t_g < L
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G  # strides come in units of G
     o_row = out_ptr + (b * so_b + d.to(tl.int64) * so_d) * G
@@ -66,38 +69,48 @@ def _conv_time_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, n_tb,
     win = ()
     for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g - 1
         win = win + (before[G - (W - 1) + i],)
-    win = win + _groups(x_row, t_g, ok, G, R, True)
-    if HAS_DOC:
-        segs = _groups(seg_ptr + b * ss_b * G, t_g, ok, G, R, False)
-    ys = ()
-    for j in tl.static_range(G):
+    segs = ()
+    for k in tl.static_range(GPT):  # x at t_g .. t_g + S - 1 (0 past L)
+        win = win + _groups(x_row, t_g + k * G, t_g + k * G < L, G, R, True)
         if HAS_DOC:
-            acc = _pre(win, j, t_g + j, segs[j], w, bias, W, HAS_DOC)
-        else:
-            acc = _pre(win, j, t_g + j, 0, w, bias, W, HAS_DOC)
-        if SILU:
-            acc = acc * sigmoid(acc)
-        ys = ys + (acc,)
+            segs = segs + _groups(seg_ptr + b * ss_b * G, t_g + k * G, t_g + k * G < L, G, R,
+                                  False)
     jj = tl.arange(0, G)[None, :]
-    tl.store(o_row + t_g[:, None] + jj, join_steps(ys, R, G).to(out_ptr.dtype.element_ty),
-             mask=ok[:, None])
+    for k in tl.static_range(GPT):
+        ys = ()
+        for j in tl.static_range(G):
+            if HAS_DOC:
+                acc = _pre(win, k * G + j, t_g + k * G + j, segs[k * G + j], w, bias, W,
+                           HAS_DOC)
+            else:
+                acc = _pre(win, k * G + j, t_g + k * G + j, 0, w, bias, W, HAS_DOC)
+            if SILU:
+                acc = acc * sigmoid(acc)
+            ys = ys + (acc,)
+        tl.store(o_row + t_g[:, None] + k * G + jj,
+                 join_steps(ys, R, G).to(out_ptr.dtype.element_ty),
+                 mask=(t_g + k * G < L)[:, None])
 
 
 @triton.jit
 def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, n_tb, dim,
                           sx_b, sx_d, sg_b, sg_d, sdx_b, sdx_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
-                          G: tl.constexpr, R: tl.constexpr):
-    """dx for the program's steps and its warps' partial sums of dweight and dbias."""
+                          G: tl.constexpr, R: tl.constexpr, GPT: tl.constexpr):
+    """dx for the program's steps and its warps' partial sums of dweight and dbias. A thread
+    takes GPT consecutive groups (S = GPT x G steps): the W - 1 positions past its steps, whose
+    pre-activation it recomputes, and its share of the partials' shuffles are spread over more
+    outputs."""
+    S: tl.constexpr = G * GPT
     pid = tl.program_id(0)
     tb = pid % n_tb
     d = pid // n_tb
     b = tl.program_id(1).to(tl.int64)
-    t_g = (tb * R + tl.arange(0, R)) * G
+    t_g = (tb * R + tl.arange(0, R)) * S
     lane = tl.arange(0, R) % 32
     ok = t_g < L
     ok_prev = ok & (t_g >= G)
-    ok_next = ok & (t_g + G < L)
+    ok_next = ok & (t_g + S < L)
     x_row = x_ptr + (b * sx_b + d.to(tl.int64) * sx_d) * G
     g_row = dout_ptr + (b * sg_b + d.to(tl.int64) * sg_d) * G
     dx_row = dx_ptr + (b * sdx_b + d.to(tl.int64) * sdx_d) * G
@@ -106,24 +119,27 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
     win = ()
     for i in tl.static_range(W - 1):
         win = win + (before_g[G - (W - 1) + i],)
-    win = win + _groups(x_row, t_g, ok, G, R, True)  # x at t_g - (W - 1) .. t_g + G + W - 2
-    x_nxt = _groups(x_row, t_g + G, ok_next, G, R, True)
-    g_nxt = _groups(g_row, t_g + G, ok_next, G, R, True)
-    g_cur = _groups(g_row, t_g, ok, G, R, True)
-    for i in tl.static_range(W - 1):
+    gs = ()
+    for k in tl.static_range(GPT):  # x and dout at t_g .. t_g + S - 1 (0 past L)
+        win = win + _groups(x_row, t_g + k * G, t_g + k * G < L, G, R, True)
+        gs = gs + _groups(g_row, t_g + k * G, t_g + k * G < L, G, R, True)
+    x_nxt = _groups(x_row, t_g + S, ok_next, G, R, True)
+    g_nxt = _groups(g_row, t_g + S, ok_next, G, R, True)
+    for i in tl.static_range(W - 1):  # x at t_g - (W - 1) .. t_g + S + W - 2
         win = win + (x_nxt[i],)
-    gs = g_cur  # dout at t_g .. t_g + G + W - 2 (0 past L)
-    for i in tl.static_range(W - 1):
+    for i in tl.static_range(W - 1):  # dout at t_g .. t_g + S + W - 2 (0 past L)
         gs = gs + (g_nxt[i],)
     if HAS_DOC:
         s_row = seg_ptr + b * ss_b * G
-        segs = _groups(s_row, t_g, ok, G, R, False)
-        s_nxt = _groups(s_row, t_g + G, ok_next, G, R, False)
+        segs = ()
+        for k in tl.static_range(GPT):
+            segs = segs + _groups(s_row, t_g + k * G, t_g + k * G < L, G, R, False)
+        s_nxt = _groups(s_row, t_g + S, ok_next, G, R, False)
         for i in tl.static_range(W - 1):
             segs = segs + (s_nxt[i],)
-    # gradient at the pre-activation of positions t_g .. t_g + G + W - 2
+    # gradient at the pre-activation of positions t_g .. t_g + S + W - 2
     dpre = ()
-    for i in tl.static_range(G + W - 1):
+    for i in tl.static_range(S + W - 1):
         g = gs[i]
         if SILU:
             if HAS_DOC:
@@ -135,18 +151,20 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
         dpre = dpre + (g,)
     # dx at q = t_g + i: input q feeds outputs q .. q + W - 1 (weight W - 1 - m), unless a
     # document starts after q and at or before that output
-    dxs = ()
-    for i in tl.static_range(G):
-        acc = tl.zeros([R], dtype=tl.float32)
-        for m in tl.static_range(W):
-            g = dpre[i + m]
-            if HAS_DOC:
-                g = tl.where(segs[i + m] <= t_g + i, g, 0.0)
-            acc += w[W - 1 - m] * g
-        dxs = dxs + (acc,)
     jj = tl.arange(0, G)[None, :]
-    tl.store(dx_row + t_g[:, None] + jj, join_steps(dxs, R, G).to(dx_ptr.dtype.element_ty),
-             mask=ok[:, None])
+    for k in tl.static_range(GPT):
+        dxs = ()
+        for ii in tl.static_range(G):
+            acc = tl.zeros([R], dtype=tl.float32)
+            for m in tl.static_range(W):
+                g = dpre[k * G + ii + m]
+                if HAS_DOC:
+                    g = tl.where(segs[k * G + ii + m] <= t_g + k * G + ii, g, 0.0)
+                acc += w[W - 1 - m] * g
+            dxs = dxs + (acc,)
+        tl.store(dx_row + t_g[:, None] + k * G + jj,
+                 join_steps(dxs, R, G).to(dx_ptr.dtype.element_ty),
+                 mask=(t_g + k * G < L)[:, None])
     # each warp's dweight and dbias over its output positions (dpre is 0 past L, as dout is read
     # as 0 there), summed over the warp's lanes only: a sum over the program would wait at a
     # barrier; (time blocks x B x warps, D, W + 1) partials, summed by the launcher
@@ -156,7 +174,7 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
     part = part_ptr + wrow * (W + 1)
     for k in tl.static_range(W + 1):
         acc = tl.zeros([R], dtype=tl.float32)
-        for j in tl.static_range(G):
+        for j in tl.static_range(S):
             if k == W:  # dbias
                 acc += dpre[j]
             else:
@@ -174,11 +192,11 @@ def group_steps(x: torch.Tensor) -> int:
     return 16 // x.element_size()
 
 
-def _grid(x: torch.Tensor, num_warps: int) -> tuple[int, int, int]:
-    """(R, time blocks a row, grid)."""
+def _grid(x: torch.Tensor, num_warps: int, gpt: int = 1) -> tuple[int, int, int]:
+    """(R, time blocks a row, grid) for threads of gpt groups each."""
     bsz, dim, seqlen = x.shape
     r = 32 * num_warps
-    n_tb = triton.cdiv(seqlen // group_steps(x), r)
+    n_tb = triton.cdiv(triton.cdiv(seqlen // group_steps(x), gpt), r)
     return r, n_tb, (n_tb * dim, bsz)
 
 
@@ -189,30 +207,35 @@ def _in_groups(t: torch.Tensor, g: int) -> tuple[int, int]:
 
 def conv_time_fwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   seg: torch.Tensor | None, silu: bool, out: torch.Tensor, *,
-                  num_warps: int) -> torch.Tensor:
+                  num_warps: int, groups_per_thread: int = 1) -> torch.Tensor:
+    """-> out; a thread takes ``groups_per_thread`` consecutive groups."""
     width = weight.shape[1]
     g = group_steps(x)
-    r, n_tb, grid = _grid(x, num_warps)
+    r, n_tb, grid = _grid(x, num_warps, groups_per_thread)
     _conv_time_fwd_kernel[grid](
         x, _params_table(weight, bias), seg if seg is not None else x, out, x.shape[2], n_tb,
         *_in_groups(x, g), *_in_groups(out, g), seg.stride(0) // g if seg is not None else 0,
-        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, GPT=groups_per_thread,
+        num_warps=num_warps)
     return out
 
 
 def conv_time_bwd(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   seg: torch.Tensor | None, dout: torch.Tensor, silu: bool, dx: torch.Tensor,
-                  *, num_warps: int):
-    """-> dx, dweight, dbias (dweight and dbias in the parameters' dtypes)."""
+                  *, num_warps: int, groups_per_thread: int = 1):
+    """-> dx, dweight, dbias (dweight and dbias in the parameters' dtypes). A thread takes
+    ``groups_per_thread`` consecutive groups (L need not be a multiple of their steps: a group
+    past L is masked)."""
     bsz, dim, _ = x.shape
     width = weight.shape[1]
     g = group_steps(x)
-    r, n_tb, grid = _grid(x, num_warps)
+    r, n_tb, grid = _grid(x, num_warps, groups_per_thread)
     part = torch.empty(n_tb * bsz * num_warps, dim, width + 1, device=x.device,
                        dtype=torch.float32)
     _conv_time_bwd_kernel[grid](
         x, _params_table(weight, bias), seg if seg is not None else x, dout, dx, part,
         x.shape[2], n_tb, dim, *_in_groups(x, g), *_in_groups(dout, g), *_in_groups(dx, g),
         seg.stride(0) // g if seg is not None else 0,
-        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, num_warps=num_warps)
+        W=width, SILU=silu, HAS_DOC=seg is not None, G=g, R=r, GPT=groups_per_thread,
+        num_warps=num_warps)
     return (dx, *param_grads(part, weight, bias))
