@@ -11,8 +11,9 @@
 #   training, mambalab[triton] alone at 8 and 32 x 2048, one process per setting: nothing kept
 #   (the tenth session's mixer), delta and y kept (today's default), then the conv variants;
 #   a full-kernel-list profile (bench.profile_top=300) of today's default at 32 x 2048.
-# final1: the mamba-ssm build detached; the GPU tests the changes touch; training A/B again;
-#   then waits for the build.
+# final1: the mamba-ssm build detached; the GPU tests the changes touch; training A/B (the tenth
+#   session's mixer and conv against today's defaults, each change alone); then waits for the
+#   build.
 # final2: the full benchmark (every implementation, ops table, profile) in one process.
 # CONV: the conv setting final1's A/B and final2 run (MAMBALAB_CONV_CONFIG JSON; default: the code's).
 source scripts/gpu/e2e_env.sh
@@ -56,11 +57,15 @@ if [ "$step" = final1 ]; then
   (MAX_JOBS=12 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 &)
   stamp "build started"
   tests new_gpu 200 -m gpu tests/ops/test_triton_dbc_sum.py tests/ops/test_triton_causal_conv1d.py tests/ops/test_triton_mamba_inner.py -k "dbc or time_kernels_full or full_size_gpu_matches"
-  MAMBALAB_CONV_CONFIG="${CONV:-{\}}" run bench_conv 200 $PY scripts/bench_conv.py --out $OUT
-  grep -E "^B|vs tile" $LOGS/bench_conv.log
-  ab f_nokeep "$NOKEEP" '{}' '[8,16,32]'
+  # the tenth session's mixer and conv (nothing kept, 1 group a thread in 8 warps) against
+  # today's defaults; then each change alone at 32 x 2048
+  OLDCONV='{"time_bwd_groups": 1, "time_bwd_warps": null}'
+  ab f_old "$NOKEEP" "$OLDCONV" '[8,16,32]'
   ab f_new '{}' "${CONV:-{\}}" '[8,16,32]'
-  tests gpu_rest 150 -m gpu tests/models/test_mamba_lm_gpu.py tests/test_bench.py -k "not generation_speed and not cuda and not mamba_ssm"
+  ab f_keep_only '{}' "$OLDCONV" '[32]'
+  ab f_conv_only "$NOKEEP" '{}' '[32]'
+  ab f_new2 '{}' "${CONV:-{\}}" '[32]'
+  tests gpu_rest 100 -m gpu tests/models/test_mamba_lm_gpu.py tests/test_bench.py -k "not generation_speed and not cuda and not mamba_ssm"
   for i in $(seq 100); do [ -f /tmp/kernels_done ] && break; [ $(( $(date +%s) - T0 )) -gt 530 ] && break; sleep 5; done
   cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build not finished"; tail -n 3 /tmp/build.log; }
   stamp done

@@ -38,12 +38,15 @@ _BLOCK_L = 32
 # warps per program of the time kernels (a program covers 32 x time_warps groups of one row);
 # time_fwd_groups, time_bwd_groups, time_fwd_warps, time_bwd_warps: the time kernels' groups a
 # thread (2: the backward's W - 1 recomputed positions past a thread's steps, its partials'
-# shuffles and both kernels' loads of a neighbouring group spread over twice the outputs) and
-# warps a program (None: time_warps).
+# shuffles and both kernels' loads of a neighbouring group spread over twice the outputs: 46.5
+# instructions an output against 62, offline) and warps a program (None: time_warps).
+# scripts/bench_conv.py on an H200 (eleventh session, mixer layout, D=1536, L=2048), B=32, ms:
+# backward 0.194 with 2 groups and 4 warps, 0.236 with 1 and 8; the forward was fastest as it
+# was (0.118 with 1 and 8, 0.130 with 2 and 4); B=16 backward 0.139 / 0.138, B=8 0.129 / 0.138.
 # Shapes outside the time kernels' contract (time_ok) take the rows kernels, then the tile ones.
 CONFIG = {"impl": "time", "rows_chunk": 16, "rows_seg_len": "auto", "rows_warps": 1,
           "rows_warps_per_sm": 12, "time_warps": 8, "time_fwd_groups": 1,
-          "time_bwd_groups": 1, "time_fwd_warps": None, "time_bwd_warps": None}
+          "time_bwd_groups": 2, "time_fwd_warps": None, "time_bwd_warps": 4}
 # MAMBALAB_CONV_CONFIG='{"impl": "tile"}' (JSON) overrides CONFIG keys for a process (benchmarks).
 config_from_env(CONFIG, "MAMBALAB_CONV_CONFIG")
 
