@@ -12,7 +12,10 @@ neighbouring group, which a neighbouring lane loads too, so L1 or L2 serves most
 them from the neighbouring lane by a shuffle, only the warp's edge lanes loading, measured slower
 on an H200: forward + backward at B=32 0.376 ms against 0.355, at B=8 0.225 against 0.146;
 docs/kernels/causal_conv1d.md.) The G values of a group are split into G (R,) tensors
-(lanes.split_steps), so the window slides in registers as in the rows kernels.
+(lanes.split_steps), so the window slides in registers as in the rows kernels. A thread may take
+GPT consecutive groups (causal_conv1d.CONFIG's time_fwd_groups / time_bwd_groups; the backward
+takes 2 by default), which spreads the neighbouring groups' loads, the backward's W - 1
+recomputed positions and its partials' shuffles over more outputs.
 
 Per output the forward reads x once from memory and writes out once; the backward reads x and
 dout once and writes dx once, recomputing the pre-activation (and its SiLU derivative) for the

@@ -14,11 +14,15 @@ import torch
 import triton
 import triton.language as tl
 
+from mambalab.ops.triton import config_from_env
+
 # block_l: time steps a program; warps per program. Each program reads D / 32 tiles of
 # 32 x block_l partials (8 KB in bf16 at 128). scripts/bench_dbc.py on an H200 (eleventh
 # session), B=32, ms: 128 / 8 warps 0.060, 64 / 4 0.061, 128 / 4 0.102, 256 / 4 0.173,
 # 256 / 8 0.097; torch's sum and the two copies it replaces 0.077 (B=16: 0.043 against 0.047).
 CONFIG = {"block_l": 128, "warps": 8}
+# MAMBALAB_DBC_CONFIG='{"block_l": 64}' (JSON) overrides CONFIG keys for a process.
+config_from_env(CONFIG, "MAMBALAB_DBC_CONFIG")
 
 
 @triton.jit
