@@ -21,16 +21,24 @@ class StepResult:
     finite: bool  # agreed across ranks: the update was applied only if True
 
 
+def _batch_size(batch: dict[str, Any]) -> int:
+    return next(iter(v for v in batch.values() if torch.is_tensor(v))).shape[0]
+
+
 def _split(batch: dict[str, Any], pieces: int) -> list[dict[str, Any]]:
-    """Cut a batch's tensors (B, L) into `pieces` micro-batches along B."""
-    size = next(iter(v for v in batch.values() if torch.is_tensor(v))).shape[0]
-    if pieces > size:
-        raise torch.cuda.OutOfMemoryError(
-            f"out of memory even with a micro-batch of 1 sequence (batch {size}); lower data.seq_len "
-            "or use model.gradient_checkpointing=true")
-    chunk = math.ceil(size / pieces)
+    """Cut a batch's tensors (B, L) into `pieces` micro-batches along B (at most B of them)."""
+    size = _batch_size(batch)
+    chunk = math.ceil(size / min(pieces, size))
     return [{k: (v[i:i + chunk] if torch.is_tensor(v) else v) for k, v in batch.items()}
             for i in range(0, size, chunk)]
+
+
+def _oom_at_one_sequence(size: int) -> torch.cuda.OutOfMemoryError:
+    return torch.cuda.OutOfMemoryError(
+        f"out of memory even with a micro-batch of 1 sequence (batch {size}); lower data.seq_len, "
+        "use model.gradient_checkpointing=true, or let the Triton mixer keep less for the "
+        "backward: MAMBALAB_MIXER_CONFIG='{\"keep_conv_out\": false, \"keep_delta\": false, "
+        "\"keep_y\": false}' (3 x d_inner x seq_len bf16 values fewer a layer and sequence)")
 
 
 class Stepper:
@@ -75,9 +83,12 @@ class Stepper:
             try:
                 loss = self._forward_backward(batches, inject_nan)
                 break
-            except torch.cuda.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError as e:
                 if not self.oom_retry:
                     raise
+                largest = max(_batch_size(b) for b in batches)
+                if self.micro_splits >= largest:  # already one sequence a micro-batch
+                    raise _oom_at_one_sequence(largest) from e
                 self.optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
                 self.micro_splits *= 2

@@ -115,3 +115,22 @@ def test_oom_retry_halves_the_micro_batch_and_keeps_the_loss():
     assert result.loss == pytest.approx(3.5)  # the mean over all 8 sequences, as without a split
     with pytest.raises(torch.cuda.OutOfMemoryError):
         Stepper(acc, _OomAbove(limit=2), opt, grad_clip=None, oom_retry=False).run([batch])
+
+
+def test_oom_at_one_sequence_names_the_fixes():
+    """When even a micro-batch of one sequence runs out of memory, the retry stops and the error
+    says what to lower (sequence length, checkpointing, what the Triton mixer keeps)."""
+    from accelerate import Accelerator
+
+    from mambalab.training.step import Stepper
+
+    model = _OomAbove(limit=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = {"input_ids": torch.zeros(2, 1).long(), "targets": torch.zeros(2, 1).long()}
+    stepper = Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True)
+    with pytest.raises(torch.cuda.OutOfMemoryError,
+                       match=r"data.seq_len.*gradient_checkpointing.*MAMBALAB_MIXER_CONFIG"):
+        stepper.run([batch])
+    # it stopped at one sequence a micro-batch (it used to go on doubling the split: the error
+    # it raised there was itself an OutOfMemoryError, caught by the retry)
+    assert stepper.micro_splits == 2
