@@ -77,6 +77,26 @@ def _pre(win, base: tl.constexpr, p, segp, w, bias, W: tl.constexpr, HAS_DOC: tl
 
 
 @triton.jit
+def _dpre(win, gs, segs, t, w, bias, NP: tl.constexpr, W: tl.constexpr, SILU: tl.constexpr,
+          HAS_DOC: tl.constexpr):
+    """The gradient at the pre-activation of the NP positions from t: dout (gs[i] at t + i)
+    through the SiLU, whose pre-activation is recomputed from the window (win[i + k] holds x at
+    t + i - (W - 1) + k; segs[i]: the latest document start at t + i, used with HAS_DOC)."""
+    dpre = ()
+    for i in tl.static_range(NP):
+        g = gs[i]
+        if SILU:
+            if HAS_DOC:
+                pre = _pre(win, i, t + i, segs[i], w, bias, W, HAS_DOC)
+            else:
+                pre = _pre(win, i, t + i, 0, w, bias, W, HAS_DOC)
+            sig = sigmoid(pre)
+            g = g * sig * (1.0 + pre * (1.0 - sig))
+        dpre = dpre + (g,)
+    return dpre
+
+
+@triton.jit
 def _conv_rows_fwd_kernel(x_ptr, p_ptr, seg_ptr, out_ptr, L, seg_len,
                           sx_b, sx_d, so_b, so_d, ss_b,
                           W: tl.constexpr, SILU: tl.constexpr, HAS_DOC: tl.constexpr,
@@ -160,6 +180,7 @@ def _conv_rows_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
         g_nxt = _chunk_of(g_n, BD, K)
         x_n = _chunk_raw(x_row, t + 2 * K, L, K)
         g_n = _chunk_raw(g_row, t + 2 * K, L, K)
+        segs = ()
         if HAS_DOC:
             s_nxt = _chunk_of(s_n, BD, K)
             s_n = _chunk_raw(s_row, t + 2 * K, L, K)
@@ -167,17 +188,7 @@ def _conv_rows_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
         win = prev + x_cur + x_nxt  # x at t - (W - 1) .. t + 2K - 1
         gs = g_cur + g_nxt
         # gradient at the pre-activation of positions t .. t + K + W - 2
-        dpre = ()
-        for j in tl.static_range(K + W - 1):
-            g = gs[j]
-            if SILU:
-                if HAS_DOC:
-                    pre = _pre(win, j, t + j, segs[j], w, bias, W, HAS_DOC)
-                else:
-                    pre = _pre(win, j, t + j, bias, w, bias, W, HAS_DOC)
-                sig = sigmoid(pre)
-                g = g * sig * (1.0 + pre * (1.0 - sig))
-            dpre = dpre + (g,)
+        dpre = _dpre(win, gs, segs, t, w, bias, K + W - 1, W, SILU, HAS_DOC)
         # this chunk's share of dweight and dbias: output positions t .. t + K - 1
         dw_new = ()
         for k in tl.static_range(W):

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton.causal_conv1d_rows import _params as _params_table
-from mambalab.ops.triton.causal_conv1d_rows import _pre, _row_params, param_grads
+from mambalab.ops.triton.causal_conv1d_rows import _dpre, _pre, _row_params, param_grads
 from mambalab.ops.triton.lanes import join_steps, shfl_xor, split_steps
 from mambalab.ops.triton.selective_scan_fwd import sigmoid
 
@@ -132,26 +132,16 @@ def _conv_time_bwd_kernel(x_ptr, p_ptr, seg_ptr, dout_ptr, dx_ptr, part_ptr, L, 
         win = win + (x_nxt[i],)
     for i in tl.static_range(W - 1):  # dout at t_g .. t_g + S + W - 2 (0 past L)
         gs = gs + (g_nxt[i],)
+    segs = ()
     if HAS_DOC:
         s_row = seg_ptr + b * ss_b * G
-        segs = ()
         for k in tl.static_range(GPT):
             segs = segs + _groups(s_row, t_g + k * G, t_g + k * G < L, G, R, False)
         s_nxt = _groups(s_row, t_g + S, ok_next, G, R, False)
         for i in tl.static_range(W - 1):
             segs = segs + (s_nxt[i],)
     # gradient at the pre-activation of positions t_g .. t_g + S + W - 2
-    dpre = ()
-    for i in tl.static_range(S + W - 1):
-        g = gs[i]
-        if SILU:
-            if HAS_DOC:
-                pre = _pre(win, i, t_g + i, segs[i], w, bias, W, HAS_DOC)
-            else:
-                pre = _pre(win, i, t_g + i, 0, w, bias, W, HAS_DOC)
-            sig = sigmoid(pre)
-            g = g * sig * (1.0 + pre * (1.0 - sig))
-        dpre = dpre + (g,)
+    dpre = _dpre(win, gs, segs, t_g, w, bias, S + W - 1, W, SILU, HAS_DOC)
     # dx at q = t_g + i: input q feeds outputs q .. q + W - 1 (weight W - 1 - m), unless a
     # document starts after q and at or before that output
     jj = tl.arange(0, G)[None, :]
