@@ -1,6 +1,6 @@
 """Check and time the Triton selective scan on one GPU (docs/kernels/selective_scan.md).
 
-    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes|lanes-scaling|lanes-variants] [--configs all|default] [--out DIR]
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes|lanes-scaling|lanes-variants|lanes-segments] [--configs all|default] [--out DIR]
 
 With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
 contiguous inputs, and a few backward tiles.
@@ -455,6 +455,43 @@ def lanes_variants(out: str) -> int:
     return code
 
 
+def lanes_segments(out: str) -> int:
+    """The lanes backward in time segments (CONFIG["lanes_bwd_segments"]: 1, 2, 3, 4, "auto") at
+    B = 2 .. 16: the raw backward from saved states without y (as the fused mixer runs it, with
+    the forward's y kept) and the scan's autograd Function forward + backward (as the benchmark's
+    ops table times it: contiguous inputs). Then the fp32-loop check at B=2 (auto: 8 segments)
+    and with 3 forced. Writes bench_scan_lanes_segments.json."""
+    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
+    base = dict(ss.CONFIG, impl="lanes")
+    batches = [int(b) for b in os.environ.get("SEG_BATCHES", "2,4,8,16").split(",")]
+    for batch in batches:
+        xd = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
+        xc = inputs(batch, 1536, 16, 2048, torch.bfloat16)
+        for segs in (1, 2, 3, 4, "auto"):
+            ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_segments=segs)
+            y, _, states = ss.selective_scan_fwd(**xd, save_states=True)
+            dy = torch.randn_like(y)
+            bwd = lambda: ss.selective_scan_bwd(dy, **xd, states=states)  # noqa: E731
+            bwd()
+            raw = triton.testing.do_bench(bwd, warmup=25, rep=100, return_mode="median")
+            fb = time_config({}, xc)["fwd+bwd"]
+            rows[f"B{batch}_seg{segs}"] = {"raw_bwd": raw, "fn_fwd+bwd": fb}
+            print(f"B{batch:3d} segments {segs!s:5s} raw bwd {raw:.3f}  Function fwd+bwd {fb:.3f}",
+                  flush=True)
+    code = 0
+    for segs in ("auto", 3):
+        ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_segments=segs)
+        errs, finite = check()
+        rows[f"check_seg{segs}"] = {"errs": errs, "finite": finite}
+        print(f"check segments {segs} (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
+        code |= 0 if finite and max(errs.values()) < 2e-2 else 1
+    ss.CONFIG.clear(); ss.CONFIG.update(base)
+    mamba_ssm_times(rows)
+    with open(os.path.join(out, "bench_scan_lanes_segments.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    return code
+
+
 def tile_sweep(out: str) -> int:
     """The tile kernels at B=8 and 16 on the three layouts (dbl: the mixer's (C, B*L) views;
     channel_last; contiguous) and a few backward tiles; then mamba_ssm's kernel on contiguous
@@ -501,7 +538,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="all")
     ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg", "lanes",
-                                                     "lanes-scaling", "lanes-variants", "lanes-parts"])
+                                                     "lanes-scaling", "lanes-variants", "lanes-parts",
+                                                     "lanes-segments"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
@@ -519,6 +557,8 @@ def main():
         return lanes_variants(args.out)
     if args.impl == "lanes-parts":
         return lanes_parts(args.out)
+    if args.impl == "lanes-segments":
+        return lanes_segments(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()

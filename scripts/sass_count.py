@@ -2,7 +2,7 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|conv_rows_fwd|
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|lanes_carry|conv_rows_fwd|
         conv_rows_bwd|conv_time_fwd|conv_time_bwd|ce_rows [CONSTEXPR=VALUE ...] [warps=N]
         [maxnreg=N] [ptr:NAME=fp16 ...]
 
@@ -39,6 +39,10 @@ elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
                  HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1, ST_DN=False)
+    warps = 1
+elif which == "lanes_carry":
+    from mambalab.ops.triton.selective_scan_lanes_carry import _lanes_carry_kernel as fn
+    const = dict(HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False, N=16, BD=32, K=8)
     warps = 1
 elif which == "conv_rows_fwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn

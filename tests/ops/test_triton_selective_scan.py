@@ -374,3 +374,39 @@ def test_config_from_env(monkeypatch):
     monkeypatch.setenv("MAMBALAB_SCAN_CONFIG", "impl=step")
     with pytest.raises(ValueError, match="not JSON"):
         ss._config_from_env()
+
+
+@pytest.mark.parametrize("segments,blk,dtype,docs", [(2, 2, torch.float32, True),
+                                                     (3, 16, torch.float32, False),
+                                                     (4, 16, torch.bfloat16, True)])
+def test_lanes_backward_in_time_segments(segments, blk, dtype, docs, monkeypatch, nan_empty):
+    """The backward in time segments (selective_scan_lanes_carry.py: each segment starts from the
+    gradient its successors pass back): 8 chunks in 2 segments of two carry blocks each, in 3
+    (3 + 3 + 2 chunks) or in 4 segments, with document starts (one inside a block zeroes its
+    carry), an initial state and the last state's gradient, against the reference."""
+    from mambalab.ops.triton import selective_scan_lanes_bwd as lb
+
+    monkeypatch.setattr(lb, "CARRY_BLOCK_CHUNKS", blk)
+    assert lb.segment_chunks(8, segments) == {2: (4, blk), 3: (3, 3), 4: (2, 2)}[segments]
+    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", 8),
+                       ("lanes_states", "float32"), ("lanes_bwd_segments", segments)):
+        monkeypatch.setitem(ss.CONFIG, key, value)
+    gen = torch.Generator().manual_seed(11 + segments)
+    inputs, doc_starts = make_inputs(2, 32, 16, 64, dtype, DEVICE, with_z=True, with_d=True,
+                                     with_bias=True, with_h0=True, with_docs=docs, gen=gen)
+    check_against_reference(inputs, doc_starts, True, 1e-4 if dtype == torch.float32 else 2e-2,
+                            True, gen)
+
+
+def test_lanes_time_segments_fill_the_device():
+    from mambalab.ops.triton import selective_scan_lanes_bwd as lb
+
+    assert lb.time_segments(8, 48, 256, 132, 6) == 2    # 384 warps a segment, 792 places
+    assert lb.time_segments(2, 48, 256, 132, 6) == 8
+    assert lb.time_segments(1, 48, 256, 132, 6) == 16   # at most 16
+    assert lb.time_segments(1, 48, 32, 132, 6) == 2     # each of at least 16 chunks
+    assert lb.time_segments(16, 48, 256, 132, 6) == 1   # the batch fills it: batch_parts
+    assert lb.time_segments(2, 48, 256, None, 6) == 1   # off CUDA
+    assert lb.segment_chunks(256, 2) == (128, 16)       # blocks of 16 chunks: 8 per segment
+    assert lb.segment_chunks(256, 3) == (96, 16)        # 96 + 96 + 64: whole blocks
+    assert lb.segment_chunks(40, 3) == (14, 14)         # 14 + 14 + 12

@@ -84,6 +84,11 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # measurements: at 32 x 2048 the training step went from 279.0 to 262.2 ms); None: one launch.
 # The forward saves the states channel-last, (B, L / K, N, D), so that each state's store is one
 # line per warp.
+# lanes_bwd_segments: a batch too small to fill the device runs the backward in time segments
+# (1: never; an int; "auto": as many as keep 6 warps an SM, each of at least 16 chunks;
+# selective_scan_lanes_bwd.time_segments), after a light pass that computes what each segment
+# passes to the one before it (selective_scan_lanes_carry.py). Measured: docs/kernels/
+# selective_scan.md, twelfth session.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
 # gives y back) took 2.08 ms at B=8 and 2.82 at B=16 (fifth session), against 2.55 and 4.53 for
 # "tile" (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
@@ -103,7 +108,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
-          "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8,
+          "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -275,7 +280,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             num_warps=CONFIG["lanes_warps"], du=du, ddelta=ddt, dz=dz,
             pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
             wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"],
-            partials_16bit=bool(CONFIG["lanes_dbc_16bit"]), dB_out=dB_out, dC_out=dC_out)
+            partials_16bit=bool(CONFIG["lanes_dbc_16bit"]), dB_out=dB_out, dC_out=dC_out,
+            segments=CONFIG["lanes_bwd_segments"])
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -29,6 +29,7 @@ from mambalab.ops.triton.dbc_sum import dbc_sum
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+from mambalab.ops.triton.selective_scan_lanes_carry import lanes_carry_launch
 from mambalab.ops.triton.selective_scan_lanes_fwd import chunk_inputs, per_channel, unpack_inputs
 
 
@@ -177,16 +178,21 @@ def _bwd_rest(dy_row, st, dim, t, N: tl.constexpr, K: tl.constexpr, ST_DN: tl.co
 @triton.jit
 def _lanes_bwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, doc_ptr, states_ptr, dy_ptr, dlast_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dbc_ptr, dA_ptr, dpc_ptr, dh0_ptr, y_ptr,
-    dim, seqlen, n_chunks,
+    du_ptr, ddt_ptr, dz_ptr, dbc_ptr, dA_ptr, dpc_ptr, dh0_ptr, y_ptr, segG_ptr, segP_ptr,
+    dim, seqlen, n_chunks, seg_chunks, n_segs, seg_blocks, n_blocks,
     su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_n, sC_b, sC_n, sdoc_b, sdy_b, sdy_d,
     so_b, so_d, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DOCS: tl.constexpr, HAS_DLAST: tl.constexpr, WRITE_Y: tl.constexpr, N: tl.constexpr,
     BD: tl.constexpr, K: tl.constexpr, PIPE: tl.constexpr, ST_DN: tl.constexpr,
+    SEG: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
+    s = 0
+    if SEG:  # time segment: chunks [s * seg_chunks, ...) (lanes_carry.py); off, the kernel is
+        # the one-segment kernel exactly (offline the segmented one had 16 more spills)
+        s = tl.program_id(2)
     d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
     lane = tl.arange(0, BD) % 32
     dn = b * dim * N + d * N  # (B, D, N) slabs, lanes N apart (lanes_fwd says why)
@@ -200,6 +206,13 @@ def _lanes_bwd_kernel(
         else:
             g = g + (tl.zeros([BD], dtype=tl.float32),)
         dA_acc = dA_acc + (tl.zeros([BD], dtype=tl.float32),)
+    if SEG:  # what enters from the carry blocks after this segment, last first: g <- G + P g
+        for si in range(0, n_blocks - (s + 1) * seg_blocks):
+            sp = ((b * n_blocks + n_blocks - 1 - si) * dim + d) * N
+            gs = ()
+            for n in tl.static_range(N):
+                gs = gs + (tl.load(segG_ptr + sp + n) + tl.load(segP_ptr + sp + n) * g[n],)
+            g = gs
     zero = tl.zeros([BD], dtype=tl.float32)
     Dv = zero
     bias = zero
@@ -238,16 +251,21 @@ def _lanes_bwd_kernel(
     # PIPE 1: each chunk issues the loads of the forward's inputs (u, dt, z, B/C, document starts)
     # for the chunk before it (the next one processed) before its own work; PIPE 2: dy and the
     # saved state too. The last chunk's loads go out first.
-    c0 = n_chunks - 1
+    c_lo = 0
+    c_hi = n_chunks
+    if SEG:
+        c_lo = s * seg_chunks
+        c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
+    c0 = c_hi - 1
     if PIPE >= 1:
         nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c0 * K, HAS_Z, HAS_DOCS,
                            N, K)
     if PIPE >= 2:
         nxt_r = _bwd_rest(dy_row, st_row + c0 * N * dim, dim, c0 * K, N, K, ST_DN)
-    for i in range(n_chunks):
-        c = n_chunks - 1 - i
+    for i in range(c_hi - c_lo):
+        c = c_hi - 1 - i
         t = c * K
-        cp = tl.maximum(c - 1, 0)  # chunk 0 loads itself again (in bounds, unused)
+        cp = tl.maximum(c - 1, c_lo)  # the first chunk loads itself again (in bounds, unused)
         if PIPE >= 1:
             cur = nxt
             nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, cp * K, HAS_Z,
@@ -286,12 +304,22 @@ def _lanes_bwd_kernel(
         _store_outputs(du_ptr, ddt_ptr, dz_ptr, o_off, dbc_row, y_row, t, outs, HAS_Z, WRITE_Y,
                        BD, K)
 
-    # g now holds a_0 g_0 = dL/dh_{-1}: the initial state's gradient.
-    for n in tl.static_range(N):
-        tl.store(dh0_ptr + dn + n, g[n])
-        tl.store(dA_ptr + dn + n, dA_acc[n])
-    tl.store(dpc_ptr + b * dim * 2 + d * 2, dD_acc)
-    tl.store(dpc_ptr + b * dim * 2 + d * 2 + 1, dbias_acc)
+    # g now holds a g at the segment's first step; in segment 0, dL/dh_{-1}: the initial
+    # state's gradient. dA, dD and the bias gradient per (batch, segment), summed by the caller.
+    if SEG:  # dA, dpc: (B, S, D, ...)
+        dsn = ((b * n_segs + s) * dim + d) * N
+        for n in tl.static_range(N):
+            tl.store(dA_ptr + dsn + n, dA_acc[n])
+            if s == 0:
+                tl.store(dh0_ptr + dn + n, g[n])
+        dpc = ((b * n_segs + s) * dim + d) * 2
+    else:
+        for n in tl.static_range(N):
+            tl.store(dh0_ptr + dn + n, g[n])
+            tl.store(dA_ptr + dn + n, dA_acc[n])
+        dpc = b * dim * 2 + d * 2
+    tl.store(dpc_ptr + dpc, dD_acc)
+    tl.store(dpc_ptr + dpc + 1, dbias_acc)
 
 
 @functools.lru_cache(maxsize=None)
@@ -322,18 +350,58 @@ def batch_parts(batch: int, warps_per_row: int, sms: int | None,
     return [(b0, min(b0 + size, batch)) for b0 in range(0, batch, size)]
 
 
+def time_segments(batch: int, warps_per_row: int, n_chunks: int, sms: int | None,
+                  warps_per_sm: int | None, min_chunks: int = 16, most: int = 16) -> int:
+    """How many time segments the backward runs in parallel (lanes_carry.py): as many as keep
+    the launch within ``warps_per_sm`` warps an SM, each of at least ``min_chunks`` chunks, at
+    most ``most``; 1 (none) off CUDA, when warps_per_sm is None, or when the batch alone fills
+    the device (batch_parts then). B=8, D=1536 on 132 SMs at 6 an SM: 2."""
+    if sms is None or warps_per_sm is None:
+        return 1
+    return max(1, min(sms * warps_per_sm // (batch * warps_per_row), n_chunks // min_chunks,
+                      most))
+
+
+# chunks a carry block holds at most (lanes_carry.py): 16 of 8 steps, so that at B=8, L=2048 the
+# carry kernel runs 8 x 48 warps for each of 16 blocks (less those of segment 0)
+CARRY_BLOCK_CHUNKS = 16
+
+
+def segment_chunks(n_chunks: int, segments: int,
+                   blk_most: int | None = None) -> tuple[int, int]:
+    """(chunks a segment, chunks a carry block): blocks of min(``blk_most``
+    (CARRY_BLOCK_CHUNKS), n_chunks / segments) chunks, segments of whole blocks, all equal but
+    the last (so the segments may be fewer than asked: lanes_bwd_launch recounts them)."""
+    blk_most = CARRY_BLOCK_CHUNKS if blk_most is None else blk_most
+    seg_chunks = -(-n_chunks // segments)
+    blk = min(blk_most, seg_chunks)
+    return -(-seg_chunks // blk) * blk, blk
+
+
 def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
             dbc, dA, dpc, dh0, y_out, has_d: bool, has_bias: bool, delta_softplus: bool,
-            chunk: int, bd: int, num_warps: int, pipeline: int, states_dn: bool) -> None:
-    """One launch of the kernel over the batch rows of its (already sliced) tensors."""
+            chunk: int, bd: int, num_warps: int, pipeline: int, states_dn: bool,
+            segments: int) -> None:
+    """One launch of the kernel over the batch rows of its (already sliced) tensors, in
+    ``segments`` time segments (dA and dpc: (B, segments, ...))."""
     batch, dim, seqlen = u.shape
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
-    _lanes_bwd_kernel[(dim // bd, batch)](
+    n_chunks = seqlen // chunk
+    seg_chunks, blk_chunks = segment_chunks(n_chunks, segments)
+    assert -(-n_chunks // seg_chunks) == segments, "segments must each hold a chunk"
+    n_blocks = -(-n_chunks // blk_chunks)
+    segG = segP = A  # valid pointers, never read with one segment
+    if segments > 1:
+        segG, segP = lanes_carry_launch(
+            dy=dy, delta=delta, A=A, C=C, pc=pc, z=z, has_bias=has_bias,
+            delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
+            blk_chunks=blk_chunks, blk0=seg_chunks // blk_chunks, num_warps=num_warps)
+    _lanes_bwd_kernel[(dim // bd, batch, segments)](
         u, delta, A, B, C, pc, zz, docs, states, dy,
         dlast_state if dlast_state is not None else A,
-        du, ddelta, dz, dbc, dA, dpc, dh0, y_out if y_out is not None else du,
-        dim, seqlen, seqlen // chunk,
+        du, ddelta, dz, dbc, dA, dpc, dh0, y_out if y_out is not None else du, segG, segP,
+        dim, seqlen, n_chunks, seg_chunks, segments, seg_chunks // blk_chunks, n_blocks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
         docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
@@ -342,7 +410,7 @@ def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias,
         SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None,
         HAS_DLAST=dlast_state is not None, WRITE_Y=y_out is not None, N=A.shape[1], BD=bd,
-        K=chunk, PIPE=int(pipeline), ST_DN=states_dn, num_warps=num_warps,
+        K=chunk, PIPE=int(pipeline), ST_DN=states_dn, SEG=segments > 1, num_warps=num_warps,
     )
 
 
@@ -354,7 +422,7 @@ def lanes_bwd_launch(
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
     y_out: torch.Tensor | None = None, wave_warps_per_sm: int | None = 8,
     partials_16bit: bool = False, dB_out: torch.Tensor | None = None,
-    dC_out: torch.Tensor | None = None,
+    dC_out: torch.Tensor | None = None, segments: int | str = 1,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC (B, N, L) in B's and C's dtypes, written into
@@ -362,7 +430,8 @@ def lanes_bwd_launch(
     x_dbl gradient). ``states``: the forward's (lanes_states.py: their layout
     follows from dtype and shape). ``y_out`` (B, D, L), unit stride along L: also write the
     forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
-    several launches (batch_parts)."""
+    several launches (batch_parts); a batch too small to fill it, in ``segments`` time segments
+    (an int, or "auto": time_segments at 6 warps an SM)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -372,13 +441,19 @@ def lanes_bwd_launch(
     # each partial, a sum over 32 channels, is rounded once and the 48 of them are summed in fp32)
     dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device,
                       dtype=B.dtype if partials_16bit and B.element_size() == 2 else torch.float32)
-    dA = torch.empty((batch, dim, dstate), **f32)
-    dpc = torch.empty((batch, dim, 2), **f32)
+    sms = _sm_count(u.device) if u.device.type == "cuda" else None
+    if segments == "auto":
+        segments = time_segments(batch, dim // 32, n_chunks, sms, 6)
+    segments = max(1, min(int(segments), n_chunks))
+    segments = -(-n_chunks // segment_chunks(n_chunks, segments)[0])  # none empty: 5 chunks
+    # in 4 segments -> 3 of 2
+    dA = torch.empty((batch, segments, dim, dstate), **f32)
+    dpc = torch.empty((batch, segments, dim, 2), **f32)
     dh0 = torch.empty((batch, dim, dstate), **f32)
     pc = per_channel(D, delta_bias, dim, u.device)
     bd = 32 * num_warps
-    sms = _sm_count(u.device) if u.device.type == "cuda" else None
-    for b0, b1 in batch_parts(batch, dim // 32, sms, wave_warps_per_sm):
+    parts = batch_parts(batch, dim // 32, sms, wave_warps_per_sm) if segments == 1 else [(0, batch)]
+    for b0, b1 in parts:
         def rows(t):  # the part's batch rows of a (B, ...) tensor (a view: same strides)
             return t[b0:b1] if t is not None else None
 
@@ -388,7 +463,7 @@ def lanes_bwd_launch(
                 dbc=rows(dbc), dA=rows(dA), dpc=rows(dpc), dh0=rows(dh0), y_out=rows(y_out),
                 has_d=D is not None, has_bias=delta_bias is not None,
                 delta_softplus=delta_softplus, chunk=chunk, bd=bd, num_warps=num_warps,
-                pipeline=pipeline, states_dn=states_dn)
+                pipeline=pipeline, states_dn=states_dn, segments=segments)
     if dB_out is None:
         dB_out = torch.empty((batch, dstate, seqlen), device=u.device, dtype=B.dtype)
     if dC_out is None:
@@ -396,8 +471,8 @@ def lanes_bwd_launch(
     dbc_sum(dbc, dstate, dB_out, dC_out)  # summed over the warps in fp32
     return {
         "du": du, "ddelta": ddelta, "dz": dz if z is not None else None,
-        "dA": dA.sum(0), "dB": dB_out, "dC": dC_out,
-        "dD": dpc[..., 0].sum(0) if D is not None else None,
-        "ddelta_bias": dpc[..., 1].sum(0) if delta_bias is not None else None,
+        "dA": dA.sum((0, 1)), "dB": dB_out, "dC": dC_out,
+        "dD": dpc[..., 0].sum((0, 1)) if D is not None else None,
+        "ddelta_bias": dpc[..., 1].sum((0, 1)) if delta_bias is not None else None,
         "dinitial_state": dh0,
     }

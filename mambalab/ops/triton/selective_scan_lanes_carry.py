@@ -1,0 +1,125 @@
+"""What each time segment of the lanes backward passes to the segment before it.
+
+The lanes backward gives each thread one (batch, channel) and walks its chunks from last to
+first, so at a small batch it runs few warps: B=8, D=1536 is 384 warps for 132 SMs, under one a
+scheduler, and the kernel waits on its own latencies. Cut into S time segments run in parallel
+(selective_scan_lanes_bwd.py, ``segments``), each segment needs the gradient that enters it from
+the segments after it, g_in(s) = dL/dh at its last step. The backward is linear in that carry:
+
+    g_in(s) = G_{s+1} + P_{s+1} g_in(s + 1),        g_in(S - 1) = dL/dh_T (or 0)
+
+where, for segment s, G_s is what the segment passes back to the step before it when nothing
+enters it (its own outputs' part of dL/dh_{start - 1}) and P_s = prod over its steps of a_t =
+exp2(A log2 e * sum of dt) (0 if a document starts inside it). The same holds for any run of
+steps, so this kernel computes G and P for blocks of ``blk_chunks`` chunks, finer than the
+segments, in parallel (at B=8 the segments alone would leave it as short of warps as the
+backward), and each backward program folds in the blocks after its segment, last first (a few
+FMAs per state and block). Per state and step: a shuffle of C_n, one exp2 and three FP32
+operations, against the ~27 instructions of the backward's own step (offline count:
+docs/kernels/selective_scan.md, twelfth session), reading only dt, z, dy, C and the document
+starts. Segment 0's blocks are not computed: nothing before it needs them.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from mambalab.ops.triton.lanes import load_raw, load_raw_masked, raw_steps, shfl_idx
+from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+
+
+@triton.jit
+def _lanes_carry_kernel(
+    dt_ptr, A_ptr, C_ptr, pc_ptr, z_ptr, doc_ptr, dy_ptr, segG_ptr, segP_ptr,
+    dim, n_chunks, blk_chunks, blk0, n_blocks,
+    sdt_b, sdt_d, sz_b, sz_d, sC_b, sC_n, sdoc_b, sdy_b, sdy_d,
+    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_DOCS: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
+):
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    k = tl.program_id(2) + blk0  # the block: chunks [k * blk_chunks, ...)
+    d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
+    lane = tl.arange(0, BD) % 32
+    A2 = ()
+    g = ()
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + d * N + n) * 1.4426950408889634,)
+        g = g + (tl.zeros([BD], dtype=tl.float32),)
+    zero = tl.zeros([BD], dtype=tl.float32)
+    bias = zero
+    if HAS_BIAS:
+        bias = tl.load(pc_ptr + d * 2 + 1)
+    dt_sum = zero
+    alive = zero + 1.0  # 0 once a document starts inside the segment
+
+    dcol = d[:, None].to(tl.int64)
+    dt_row = dt_ptr + b * sdt_b + dcol * sdt_d
+    z_row = z_ptr + b * sz_b + dcol * sz_d
+    dy_row = dy_ptr + b * sdy_b + dcol * sdy_d
+    doc_row = doc_ptr + b * sdoc_b + dcol * 0
+    ln = lane[:, None].to(tl.int64)
+    c_row = C_ptr + b * sC_b + (ln % 16) * sC_n  # lanes n and 16 + n: C_n (zeros past N)
+    c_lo = k * blk_chunks
+    c_hi = tl.minimum(c_lo + blk_chunks, n_chunks)
+    for i in range(c_hi - c_lo):
+        t = (c_hi - 1 - i) * K
+        dts = raw_steps(load_raw(dt_row, t, K), BD, K)
+        dys = raw_steps(load_raw(dy_row, t, K), BD, K)
+        cs = raw_steps(load_raw_masked(c_row, t, (ln % 16) < N, K), BD, K)
+        if HAS_Z:
+            zs = raw_steps(load_raw(z_row, t, K), BD, K)
+        if HAS_DOCS:
+            docs = raw_steps(load_raw(doc_row, t, K), BD, K)
+        for jj in tl.static_range(K):  # last step first, as the backward (step K - 1 - jj,
+            # written out: Triton 3.6 does not keep a name assigned here constexpr)
+            dtj = dts[K - 1 - jj]
+            if HAS_BIAS:
+                dtj += bias
+            if SOFTPLUS:
+                dtj = softplus(dtj)
+            dout = dys[K - 1 - jj]
+            if HAS_Z:
+                dout = dout * zs[K - 1 - jj] * sigmoid(zs[K - 1 - jj])
+            gn = ()
+            for n in tl.static_range(N):
+                a = tl.exp2(dtj * A2[n])
+                if HAS_DOCS:
+                    a = tl.where(docs[K - 1 - jj] != 0, 0.0, a)
+                gn = gn + (a * (g[n] + shfl_idx(cs[K - 1 - jj], n, BD) * dout),)
+            g = gn
+            dt_sum += dtj
+            if HAS_DOCS:
+                alive = tl.where(docs[K - 1 - jj] != 0, 0.0, alive)
+    off = ((b * n_blocks + k) * dim + d) * N  # (B, n_blocks, D, N)
+    for n in tl.static_range(N):
+        tl.store(segG_ptr + off + n, g[n])
+        tl.store(segP_ptr + off + n, tl.exp2(A2[n] * dt_sum) * alive)
+
+
+def lanes_carry_launch(*, dy: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
+                       C: torch.Tensor, pc: torch.Tensor, z: torch.Tensor | None,
+                       has_bias: bool, delta_softplus: bool, doc_starts: torch.Tensor | None,
+                       chunk: int, blk_chunks: int, blk0: int,
+                       num_warps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, P), each (B, n_blocks, D, N) fp32 for blocks of ``blk_chunks`` chunks, filled from
+    block ``blk0`` on (the rows before are never read). Same contract as the lanes backward;
+    ``pc``: lanes_fwd.per_channel."""
+    batch, dim, seqlen = delta.shape
+    dstate = A.shape[1]
+    n_blocks = -(-(seqlen // chunk) // blk_chunks)
+    segG = torch.empty((batch, n_blocks, dim, dstate), device=delta.device, dtype=torch.float32)
+    segP = torch.empty_like(segG)
+    zz = z if z is not None else delta
+    docs = doc_starts if doc_starts is not None else delta
+    bd = 32 * num_warps
+    _lanes_carry_kernel[(dim // bd, batch, n_blocks - blk0)](
+        delta, A, C, pc, zz, docs, dy, segG, segP,
+        dim, seqlen // chunk, blk_chunks, blk0, n_blocks,
+        delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1), C.stride(0), C.stride(1),
+        docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
+        HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
+        HAS_DOCS=doc_starts is not None, N=dstate, BD=bd, K=chunk, num_warps=num_warps,
+    )
+    return segG, segP
