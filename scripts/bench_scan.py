@@ -456,31 +456,42 @@ def lanes_variants(out: str) -> int:
 
 
 def lanes_segments(out: str) -> int:
-    """The lanes backward in time segments (CONFIG["lanes_bwd_segments"]: 1, 2, 3, 4, "auto") at
-    B = 2 .. 16: the raw backward from saved states without y (as the fused mixer runs it, with
-    the forward's y kept) and the scan's autograd Function forward + backward (as the benchmark's
-    ops table times it: contiguous inputs). Then the fp32-loop check at B=2 (auto: 8 segments)
-    and with 3 forced. Writes bench_scan_lanes_segments.json."""
+    """The lanes kernels in time segments (CONFIG["lanes_fwd_segments"], ["lanes_bwd_segments"]:
+    1, 2, 4, "auto") at B = 1 .. 16 and at B=1, L=16384: the forward saving its states and the
+    raw backward from them without y (as the fused mixer runs them, the forward's y kept), each
+    over the segment counts; then the scan's autograd Function forward + backward (as the
+    benchmark's ops table times it: contiguous inputs) with both off and both auto. Then the
+    fp32-loop check at B=2 (auto: 8 segments each way) and with 3 forced. Writes
+    bench_scan_lanes_segments.json."""
     rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
     base = dict(ss.CONFIG, impl="lanes")
-    batches = [int(b) for b in os.environ.get("SEG_BATCHES", "2,4,8,16").split(",")]
-    for batch in batches:
-        xd = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
-        xc = inputs(batch, 1536, 16, 2048, torch.bfloat16)
-        for segs in (1, 2, 3, 4, "auto"):
-            ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_segments=segs)
-            y, _, states = ss.selective_scan_fwd(**xd, save_states=True)
+    shapes = [(int(b), 2048) for b in os.environ.get("SEG_BATCHES", "1,2,4,8,16").split(",")]
+    shapes.append((1, 16384))
+    for batch, seqlen in shapes:
+        xd = inputs(batch, 1536, 16, seqlen, torch.bfloat16, dbl=True)
+        xc = inputs(batch, 1536, 16, seqlen, torch.bfloat16)
+        key = f"B{batch}_L{seqlen}"
+        for segs in (1, 2, 4, "auto"):
+            ss.CONFIG.clear()
+            ss.CONFIG.update(base, lanes_fwd_segments=segs, lanes_bwd_segments=segs)
+            fwd = lambda: ss.selective_scan_fwd(**xd, save_states=True)  # noqa: E731
+            y, _, states = fwd()
             dy = torch.randn_like(y)
             bwd = lambda: ss.selective_scan_bwd(dy, **xd, states=states)  # noqa: E731
             bwd()
+            f = triton.testing.do_bench(fwd, warmup=25, rep=100, return_mode="median")
             raw = triton.testing.do_bench(bwd, warmup=25, rep=100, return_mode="median")
+            rows[f"{key}_seg{segs}"] = {"fwd": f, "raw_bwd": raw}
+            print(f"{key:12s} segments {segs!s:5s} fwd {f:.3f}  raw bwd {raw:.3f}", flush=True)
+        for segs in (1, "auto"):
+            ss.CONFIG.clear()
+            ss.CONFIG.update(base, lanes_fwd_segments=segs, lanes_bwd_segments=segs)
             fb = time_config({}, xc)["fwd+bwd"]
-            rows[f"B{batch}_seg{segs}"] = {"raw_bwd": raw, "fn_fwd+bwd": fb}
-            print(f"B{batch:3d} segments {segs!s:5s} raw bwd {raw:.3f}  Function fwd+bwd {fb:.3f}",
-                  flush=True)
+            rows[f"{key}_seg{segs}"]["fn_fwd+bwd"] = fb
+            print(f"{key:12s} segments {segs!s:5s} Function fwd+bwd {fb:.3f}", flush=True)
     code = 0
     for segs in ("auto", 3):
-        ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_bwd_segments=segs)
+        ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_fwd_segments=segs, lanes_bwd_segments=segs)
         errs, finite = check()
         rows[f"check_seg{segs}"] = {"errs": errs, "finite": finite}
         print(f"check segments {segs} (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)

@@ -2,7 +2,8 @@
 its three largest loops, spills, layout conversions and the TTGIR's layouts (which is how the
 step kernels' lanes-on-states layout was found; docs/kernels/selective_scan.md).
 
-    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|lanes_carry|conv_rows_fwd|
+    python scripts/sass_count.py fwd|bwd|tile_fwd|tile_bwd|lanes_fwd|lanes_bwd|lanes_carry|lanes_fwd_carry|
+        conv_rows_fwd|
         conv_rows_bwd|conv_time_fwd|conv_time_bwd|ce_rows [CONSTEXPR=VALUE ...] [warps=N]
         [maxnreg=N] [ptr:NAME=fp16 ...]
 
@@ -33,16 +34,20 @@ elif which == "lanes_fwd":
     from mambalab.ops.triton.selective_scan_lanes_fwd import _lanes_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
                  HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, N=16, BD=32, K=8, PIPE=True,
-                 ST_DN=False, WATCH=False)
+                 ST_DN=False, WATCH=False, SEG=False)
     warps = 1
 elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1, ST_DN=False)
+                 HAS_DLAST=False, WRITE_Y=True, N=16, BD=32, K=8, PIPE=1, ST_DN=False, SEG=False)
     warps = 1
 elif which == "lanes_carry":
     from mambalab.ops.triton.selective_scan_lanes_carry import _lanes_carry_kernel as fn
     const = dict(HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False, N=16, BD=32, K=8)
+    warps = 1
+elif which == "lanes_fwd_carry":
+    from mambalab.ops.triton.selective_scan_lanes_carry import _lanes_fwd_carry_kernel as fn
+    const = dict(HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False, N=16, BD=32, K=8)
     warps = 1
 elif which == "conv_rows_fwd":
     from mambalab.ops.triton.causal_conv1d_rows import _conv_rows_fwd_kernel as fn
@@ -111,7 +116,8 @@ for i, n in enumerate(names):
     else:
         sig[n] = "i32"
         # runtime 0 / 1 arguments are not specialised (do_not_specialize), nor are counts
-        if n not in ("lane_zero", "n_chunks", "n_cols", "ignore_index", "n_tb", "seg_chunks", "n_segs", "seg_blocks", "batch"):
+        if n not in ("lane_zero", "n_chunks", "n_cols", "ignore_index", "n_tb", "seg_chunks", "n_segs", "seg_blocks", "batch",
+                     "n_blocks", "blk_chunks", "blk0"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {}),

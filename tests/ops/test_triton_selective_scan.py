@@ -376,22 +376,27 @@ def test_config_from_env(monkeypatch):
         ss._config_from_env()
 
 
-@pytest.mark.parametrize("segments,blk,dtype,docs", [(2, 2, torch.float32, True),
-                                                     (3, 16, torch.float32, False),
-                                                     (4, 16, torch.bfloat16, True)])
-def test_lanes_backward_in_time_segments(segments, blk, dtype, docs, monkeypatch, nan_empty):
-    """The backward in time segments (selective_scan_lanes_carry.py: each segment starts from the
-    gradient its successors pass back): 8 chunks in 2 segments of two carry blocks each, in 3
-    (3 + 3 + 2 chunks) or in 4 segments, with document starts (one inside a block zeroes its
-    carry), an initial state and the last state's gradient, against the reference."""
-    from mambalab.ops.triton import selective_scan_lanes_bwd as lb
+@pytest.mark.parametrize("fwd,bwd,blk,dtype,docs", [(2, 2, 2, torch.float32, True),
+                                                     (3, 1, 16, torch.float32, False),
+                                                     (1, 3, 16, torch.float32, True),
+                                                     (4, 4, 16, torch.bfloat16, True)])
+def test_lanes_in_time_segments(fwd, bwd, blk, dtype, docs, monkeypatch, nan_empty):
+    """The forward and the backward in time segments (selective_scan_lanes_carry.py: each
+    segment starts from the state its predecessors pass on, or the gradient its successors pass
+    back): 8 chunks in 2 segments of two carry blocks each, in 3 (3 + 3 + 2 chunks) or in 4,
+    with document starts (one inside a block zeroes its carry), an initial state and the last
+    state (its value and its gradient), against the reference."""
+    from mambalab.ops.triton import selective_scan_lanes_carry as lc
 
-    monkeypatch.setattr(lb, "CARRY_BLOCK_CHUNKS", blk)
-    assert lb.segment_chunks(8, segments) == {2: (4, blk), 3: (3, 3), 4: (2, 2)}[segments]
+    monkeypatch.setattr(lc, "CARRY_BLOCK_CHUNKS", blk)
+    for segs in (fwd, bwd):
+        want = {1: (8, min(blk, 8)), 2: (4, min(blk, 4)), 3: (3, 3), 4: (2, 2)}[segs]
+        assert lc.segment_chunks(8, segs) == want
     for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", 8),
-                       ("lanes_states", "float32"), ("lanes_bwd_segments", segments)):
+                       ("lanes_states", "float32"), ("lanes_fwd_segments", fwd),
+                       ("lanes_bwd_segments", bwd)):
         monkeypatch.setitem(ss.CONFIG, key, value)
-    gen = torch.Generator().manual_seed(11 + segments)
+    gen = torch.Generator().manual_seed(11 + fwd + 4 * bwd)
     inputs, doc_starts = make_inputs(2, 32, 16, 64, dtype, DEVICE, with_z=True, with_d=True,
                                      with_bias=True, with_h0=True, with_docs=docs, gen=gen)
     check_against_reference(inputs, doc_starts, True, 1e-4 if dtype == torch.float32 else 2e-2,
@@ -399,7 +404,7 @@ def test_lanes_backward_in_time_segments(segments, blk, dtype, docs, monkeypatch
 
 
 def test_lanes_time_segments_fill_the_device():
-    from mambalab.ops.triton import selective_scan_lanes_bwd as lb
+    from mambalab.ops.triton import selective_scan_lanes_carry as lb
 
     assert lb.time_segments(8, 48, 256, 132, 6) == 2    # 384 warps a segment, 792 places
     assert lb.time_segments(2, 48, 256, 132, 6) == 8

@@ -87,8 +87,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # lanes_bwd_segments: a batch too small to fill the device runs the backward in time segments
 # (1: never; an int; "auto": as many as keep 6 warps an SM, each of at least 16 chunks;
 # selective_scan_lanes_bwd.time_segments), after a light pass that computes what each segment
-# passes to the one before it (selective_scan_lanes_carry.py). Measured: docs/kernels/
-# selective_scan.md, twelfth session.
+# passes to the one before it (selective_scan_lanes_carry.py). lanes_fwd_segments: the same for
+# the forward (the state each segment starts from; "auto" aims at 8 warps an SM). Measured:
+# docs/kernels/selective_scan.md, twelfth session.
 # The default since 2026-12-01: on an H200 the mixer's scan (forward, then the backward that also
 # gives y back) took 2.08 ms at B=8 and 2.82 at B=16 (fifth session), against 2.55 and 4.53 for
 # "tile" (docs/kernels/selective_scan.md). Shapes outside the lanes kernels' contract (N > 16,
@@ -109,6 +110,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
+          "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -225,7 +227,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
-            states_dtype=lanes_states_dtype(u.device))
+            states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"])
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

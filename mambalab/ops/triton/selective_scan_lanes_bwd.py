@@ -18,8 +18,6 @@ Contract as the forward's (selective_scan_lanes_fwd.py), with the states it save
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
@@ -29,7 +27,8 @@ from mambalab.ops.triton.dbc_sum import dbc_sum
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
-from mambalab.ops.triton.selective_scan_lanes_carry import lanes_carry_launch
+from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_carry_launch, segment_chunks,
+                                                          sm_count, time_segments)
 from mambalab.ops.triton.selective_scan_lanes_fwd import chunk_inputs, per_channel, unpack_inputs
 
 
@@ -322,11 +321,6 @@ def _lanes_bwd_kernel(
     tl.store(dpc_ptr + dpc + 1, dbias_acc)
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def batch_parts(batch: int, warps_per_row: int, sms: int | None,
                 wave_warps_per_sm: int | None = 8,
                 part_warps_per_sm: int = 6) -> list[tuple[int, int]]:
@@ -348,34 +342,6 @@ def batch_parts(batch: int, warps_per_row: int, sms: int | None,
     n_parts = min(-(-warps // (sms * part_warps_per_sm)), batch)
     size = -(-batch // n_parts)
     return [(b0, min(b0 + size, batch)) for b0 in range(0, batch, size)]
-
-
-def time_segments(batch: int, warps_per_row: int, n_chunks: int, sms: int | None,
-                  warps_per_sm: int | None, min_chunks: int = 16, most: int = 16) -> int:
-    """How many time segments the backward runs in parallel (lanes_carry.py): as many as keep
-    the launch within ``warps_per_sm`` warps an SM, each of at least ``min_chunks`` chunks, at
-    most ``most``; 1 (none) off CUDA, when warps_per_sm is None, or when the batch alone fills
-    the device (batch_parts then). B=8, D=1536 on 132 SMs at 6 an SM: 2."""
-    if sms is None or warps_per_sm is None:
-        return 1
-    return max(1, min(sms * warps_per_sm // (batch * warps_per_row), n_chunks // min_chunks,
-                      most))
-
-
-# chunks a carry block holds at most (lanes_carry.py): 16 of 8 steps, so that at B=8, L=2048 the
-# carry kernel runs 8 x 48 warps for each of 16 blocks (less those of segment 0)
-CARRY_BLOCK_CHUNKS = 16
-
-
-def segment_chunks(n_chunks: int, segments: int,
-                   blk_most: int | None = None) -> tuple[int, int]:
-    """(chunks a segment, chunks a carry block): blocks of min(``blk_most``
-    (CARRY_BLOCK_CHUNKS), n_chunks / segments) chunks, segments of whole blocks, all equal but
-    the last (so the segments may be fewer than asked: lanes_bwd_launch recounts them)."""
-    blk_most = CARRY_BLOCK_CHUNKS if blk_most is None else blk_most
-    seg_chunks = -(-n_chunks // segments)
-    blk = min(blk_most, seg_chunks)
-    return -(-seg_chunks // blk) * blk, blk
 
 
 def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
@@ -441,7 +407,7 @@ def lanes_bwd_launch(
     # each partial, a sum over 32 channels, is rounded once and the 48 of them are summed in fp32)
     dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device,
                       dtype=B.dtype if partials_16bit and B.element_size() == 2 else torch.float32)
-    sms = _sm_count(u.device) if u.device.type == "cuda" else None
+    sms = sm_count(u.device) if u.device.type == "cuda" else None
     if segments == "auto":
         segments = time_segments(batch, dim // 32, n_chunks, sms, 6)
     segments = max(1, min(int(segments), n_chunks))

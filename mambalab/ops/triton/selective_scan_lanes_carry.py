@@ -1,4 +1,5 @@
-"""What each time segment of the lanes backward passes to the segment before it.
+"""What each time segment of the lanes scan passes to its neighbour: the backward's gradient
+carry (to the segment before) and the forward's state (to the segment after).
 
 The lanes backward gives each thread one (batch, channel) and walks its chunks from last to
 first, so at a small batch it runs few warps: B=8, D=1536 is 384 warps for 132 SMs, under one a
@@ -18,8 +19,16 @@ FMAs per state and block). Per state and step: a shuffle of C_n, one exp2 and th
 operations, against the ~27 instructions of the backward's own step (offline count:
 docs/kernels/selective_scan.md, twelfth session), reading only dt, z, dy, C and the document
 starts. Segment 0's blocks are not computed: nothing before it needs them.
+
+The forward is the mirror image (selective_scan_lanes_fwd.py): the state entering segment s is
+h_in(s) = H_k + P_k h_in over the blocks k before it, first block first, from the initial state,
+where H_k is block k's last state from a zero start (per state and step: a shuffle of B_n, one
+exp2 and three FP32 operations, against ~9 for the forward's own step) and P_k as above; the
+last segment's blocks are not computed.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -27,6 +36,39 @@ import triton.language as tl
 
 from mambalab.ops.triton.lanes import load_raw, load_raw_masked, raw_steps, shfl_idx
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+
+
+@functools.lru_cache(maxsize=None)
+def sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def time_segments(batch: int, warps_per_row: int, n_chunks: int, sms: int | None,
+                  warps_per_sm: int | None, min_chunks: int = 16, most: int = 16) -> int:
+    """How many time segments a lanes kernel runs in parallel: as many as keep
+    the launch within ``warps_per_sm`` warps an SM, each of at least ``min_chunks`` chunks, at
+    most ``most``; 1 (none) off CUDA, when warps_per_sm is None, or when the batch alone fills
+    the device (batch_parts then). B=8, D=1536 on 132 SMs at 6 an SM: 2."""
+    if sms is None or warps_per_sm is None:
+        return 1
+    return max(1, min(sms * warps_per_sm // (batch * warps_per_row), n_chunks // min_chunks,
+                      most))
+
+
+# chunks a carry block holds at most: 16 of 8 steps, so that at B=8, L=2048 the
+# carry kernel runs 8 x 48 warps for each of 16 blocks (less those of segment 0)
+CARRY_BLOCK_CHUNKS = 16
+
+
+def segment_chunks(n_chunks: int, segments: int,
+                   blk_most: int | None = None) -> tuple[int, int]:
+    """(chunks a segment, chunks a carry block): blocks of min(``blk_most``
+    (CARRY_BLOCK_CHUNKS), n_chunks / segments) chunks, segments of whole blocks, all equal but
+    the last (so the segments may be fewer than asked: lanes_bwd_launch recounts them)."""
+    blk_most = CARRY_BLOCK_CHUNKS if blk_most is None else blk_most
+    seg_chunks = -(-n_chunks // segments)
+    blk = min(blk_most, seg_chunks)
+    return -(-seg_chunks // blk) * blk, blk
 
 
 @triton.jit
@@ -123,3 +165,91 @@ def lanes_carry_launch(*, dy: torch.Tensor, delta: torch.Tensor, A: torch.Tensor
         HAS_DOCS=doc_starts is not None, N=dstate, BD=bd, K=chunk, num_warps=num_warps,
     )
     return segG, segP
+
+
+@triton.jit
+def _lanes_fwd_carry_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, pc_ptr, doc_ptr, segH_ptr, segP_ptr,
+    dim, n_chunks, blk_chunks, n_blocks,
+    su_b, su_d, sdt_b, sdt_d, sB_b, sB_n, sdoc_b,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DOCS: tl.constexpr, N: tl.constexpr,
+    BD: tl.constexpr, K: tl.constexpr,
+):
+    pid_d = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    k = tl.program_id(2)  # the block: chunks [k * blk_chunks, ...)
+    d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
+    lane = tl.arange(0, BD) % 32
+    A2 = ()
+    h = ()
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + d * N + n) * 1.4426950408889634,)
+        h = h + (tl.zeros([BD], dtype=tl.float32),)
+    zero = tl.zeros([BD], dtype=tl.float32)
+    bias = zero
+    if HAS_BIAS:
+        bias = tl.load(pc_ptr + d * 2 + 1)
+    dt_sum = zero
+    alive = zero + 1.0  # 0 once a document starts inside the block
+
+    dcol = d[:, None].to(tl.int64)
+    u_row = u_ptr + b * su_b + dcol * su_d
+    dt_row = dt_ptr + b * sdt_b + dcol * sdt_d
+    doc_row = doc_ptr + b * sdoc_b + dcol * 0
+    ln = lane[:, None].to(tl.int64)
+    b_row = B_ptr + b * sB_b + (ln % 16) * sB_n  # lanes n and 16 + n: B_n (zeros past N)
+    c_lo = k * blk_chunks
+    c_hi = tl.minimum(c_lo + blk_chunks, n_chunks)
+    for c in range(c_lo, c_hi):
+        t = c * K
+        us = raw_steps(load_raw(u_row, t, K), BD, K)
+        dts = raw_steps(load_raw(dt_row, t, K), BD, K)
+        bs = raw_steps(load_raw_masked(b_row, t, (ln % 16) < N, K), BD, K)
+        if HAS_DOCS:
+            docs = raw_steps(load_raw(doc_row, t, K), BD, K)
+        for j in tl.static_range(K):
+            dtj = dts[j]
+            if HAS_BIAS:
+                dtj += bias
+            if SOFTPLUS:
+                dtj = softplus(dtj)
+            dtu = dtj * us[j]
+            hn = ()
+            for n in tl.static_range(N):
+                a = tl.exp2(dtj * A2[n])
+                if HAS_DOCS:
+                    a = tl.where(docs[j] != 0, 0.0, a)
+                hn = hn + (a * h[n] + dtu * shfl_idx(bs[j], n, BD),)
+            h = hn
+            dt_sum += dtj
+            if HAS_DOCS:
+                alive = tl.where(docs[j] != 0, 0.0, alive)
+    off = ((b * n_blocks + k) * dim + d) * N  # (B, n_blocks, D, N)
+    for n in tl.static_range(N):
+        tl.store(segH_ptr + off + n, h[n])
+        tl.store(segP_ptr + off + n, tl.exp2(A2[n] * dt_sum) * alive)
+
+
+def lanes_fwd_carry_launch(*, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
+                           B: torch.Tensor, pc: torch.Tensor, has_bias: bool,
+                           delta_softplus: bool, doc_starts: torch.Tensor | None, chunk: int,
+                           blk_chunks: int, n_needed: int,
+                           num_warps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, P), each (B, n_blocks, D, N) fp32 for blocks of ``blk_chunks`` chunks, filled for the
+    first ``n_needed`` blocks (the segments but the last). Same contract as the lanes forward."""
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    n_blocks = -(-(seqlen // chunk) // blk_chunks)
+    segH = torch.empty((batch, n_blocks, dim, dstate), device=u.device, dtype=torch.float32)
+    segP = torch.empty_like(segH)
+    docs = doc_starts if doc_starts is not None else u
+    bd = 32 * num_warps
+    _lanes_fwd_carry_kernel[(dim // bd, batch, n_needed)](
+        u, delta, A, B, pc, docs, segH, segP,
+        dim, seqlen // chunk, blk_chunks, n_blocks,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), B.stride(0), B.stride(1),
+        docs.stride(0) if doc_starts is not None else 0,
+        HAS_BIAS=has_bias, SOFTPLUS=delta_softplus, HAS_DOCS=doc_starts is not None, N=dstate,
+        BD=bd, K=chunk, num_warps=num_warps,
+    )
+    return segH, segP

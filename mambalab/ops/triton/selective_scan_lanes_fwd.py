@@ -21,8 +21,12 @@ from mambalab.ops.triton import lanes_states
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
                                       store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_fwd_carry_launch, segment_chunks,
+                                                          sm_count, time_segments)
 
 LOG2E = 1.4426950408889634
+# the forward's warps an SM that "auto" segments aim at (it runs at most 128 registers: 16 fit)
+FWD_WARPS_PER_SM = 8
 
 
 @triton.jit
@@ -70,16 +74,19 @@ def unpack_inputs(raw, u_ty, dt_ty, z_ty, bc_ty, HAS_Z: tl.constexpr, HAS_DOCS: 
 @triton.jit
 def _lanes_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, h0_ptr, doc_ptr,
-    y_ptr, states_ptr, last_ptr, flag_ptr,
-    dim, n_chunks,
+    y_ptr, states_ptr, last_ptr, flag_ptr, segH_ptr, segP_ptr,
+    dim, n_chunks, seg_chunks, n_segs, seg_blocks, n_blocks,
     su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_n, sC_b, sC_n, sdoc_b, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
-    PIPE: tl.constexpr, ST_DN: tl.constexpr, WATCH: tl.constexpr,
+    PIPE: tl.constexpr, ST_DN: tl.constexpr, WATCH: tl.constexpr, SEG: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
+    s = 0
+    if SEG:  # time segment: chunks [s * seg_chunks, ...) (selective_scan_lanes_carry.py)
+        s = tl.program_id(2)
     d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
     lane = tl.arange(0, BD) % 32
     dn = b * dim * N + d * N  # (B, D, N) slabs: lanes N apart, never a vector along d
@@ -93,6 +100,13 @@ def _lanes_fwd_kernel(
             h = h + (tl.load(h0_ptr + dn + n),)
         else:
             h = h + (tl.zeros([BD], dtype=tl.float32),)
+    if SEG:  # the state entering the segment: the blocks before it, first first: h <- H + P h
+        for k in range(0, s * seg_blocks):
+            sk = ((b * n_blocks + k) * dim + d) * N
+            hk = ()
+            for n in tl.static_range(N):
+                hk = hk + (tl.load(segH_ptr + sk + n) + tl.load(segP_ptr + sk + n) * h[n],)
+            h = hk
     if HAS_D:
         Dv = tl.load(pc_ptr + d * 2)
     if HAS_BIAS:
@@ -115,9 +129,15 @@ def _lanes_fwd_kernel(
     bc_ty: tl.constexpr = B_ptr.dtype.element_ty
 
     top = tl.zeros([BD], dtype=tl.float32)  # WATCH: the largest saved magnitude
-    if PIPE:  # chunk 0's loads; each chunk then asks for the next one's before its own work
-        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, 0, HAS_Z, HAS_DOCS, N, K)
-    for c in range(n_chunks):
+    c_lo = 0
+    c_hi = n_chunks
+    if SEG:
+        c_lo = s * seg_chunks
+        c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
+    if PIPE:  # the first chunk's loads; each chunk then asks for the next one's before its work
+        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c_lo * K, HAS_Z,
+                           HAS_DOCS, N, K)
+    for c in range(c_lo, c_hi):
         t = c * K
         if PIPE:
             cur = nxt
@@ -164,8 +184,13 @@ def _lanes_fwd_kernel(
         store_steps(y_row, t, ys, BD, K)
 
     if STORE_LAST:
-        for n in tl.static_range(N):
-            tl.store(last_ptr + dn + n, h[n])
+        if SEG:
+            if s == n_segs - 1:
+                for n in tl.static_range(N):
+                    tl.store(last_ptr + dn + n, h[n])
+        else:
+            for n in tl.static_range(N):
+                tl.store(last_ptr + dn + n, h[n])
     if WATCH:  # a NaN state compares False: the loss shows that one
         tl.store(flag_ptr + lane * 0, tl.full([BD], 1, tl.int32), mask=top > 65504.0)
 
@@ -176,12 +201,14 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32,
+    states_dtype: torch.dtype = torch.float32, segments: int | str = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
     every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
     Inputs validated, contract above checked. Saving fp16 states raises lanes_states' overflow
-    flag where one exceeds fp16's range."""
+    flag where one exceeds fp16's range. A batch too small to fill the device runs in
+    ``segments`` time segments (an int, or "auto": time_segments at FWD_WARPS_PER_SM), each
+    starting from the state lanes_fwd_carry_launch's blocks give it."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -195,11 +222,26 @@ def lanes_fwd_launch(
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     bd = 32 * num_warps
-    _lanes_fwd_kernel[(dim // bd, batch)](
+    if segments == "auto":
+        segments = time_segments(batch, dim // 32, n_chunks,
+                                 sm_count(u.device) if u.device.type == "cuda" else None,
+                                 FWD_WARPS_PER_SM)
+    segments = max(1, min(int(segments), n_chunks))
+    seg_chunks, blk_chunks = segment_chunks(n_chunks, segments)
+    segments = -(-n_chunks // seg_chunks)  # whole blocks: maybe fewer than asked
+    n_blocks = -(-n_chunks // blk_chunks)
+    segH = segP = A  # valid pointers, never read with one segment
+    if segments > 1:
+        segH, segP = lanes_fwd_carry_launch(
+            u=u, delta=delta, A=A, B=B, pc=pc, has_bias=delta_bias is not None,
+            delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
+            blk_chunks=blk_chunks, n_needed=(segments - 1) * (seg_chunks // blk_chunks),
+            num_warps=num_warps)
+    _lanes_fwd_kernel[(dim // bd, batch, segments)](
         u, delta, A, B, C, pc, zz, initial_state if initial_state is not None else A, docs,
         y, states if states is not None else y, last if last is not None else y,
-        lanes_states.overflow_flag(u.device) if watch else y,
-        dim, n_chunks,
+        lanes_states.overflow_flag(u.device) if watch else y, segH, segP,
+        dim, n_chunks, seg_chunks, segments, seg_chunks // blk_chunks, n_blocks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
         docs.stride(0) if doc_starts is not None else 0, y.stride(0), y.stride(1),
@@ -208,7 +250,7 @@ def lanes_fwd_launch(
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
         N=dstate, BD=bd, K=chunk, PIPE=pipeline,
         ST_DN=save_states and lanes_states.layout_dn(dstate, states_dtype), WATCH=watch,
-        num_warps=num_warps,
+        SEG=segments > 1, num_warps=num_warps,
     )
     if watch:
         lanes_states.watch(u.device)
