@@ -376,29 +376,36 @@ def test_config_from_env(monkeypatch):
         ss._config_from_env()
 
 
-@pytest.mark.parametrize("fwd,bwd,blk,dtype,docs", [(2, 2, 2, torch.float32, True),
-                                                     (3, 1, 16, torch.float32, False),
-                                                     (1, 3, 16, torch.float32, True),
-                                                     (4, 4, 16, torch.bfloat16, True)])
-def test_lanes_in_time_segments(fwd, bwd, blk, dtype, docs, monkeypatch, nan_empty):
+@pytest.mark.parametrize("fwd,bwd,blk,dtype,docs,chunk,dstate,warps", [
+    (2, 2, 2, torch.float32, True, 8, 16, 1),
+    (3, 1, 16, torch.float32, False, 8, 16, 1),
+    (1, 3, 16, torch.float32, True, 8, 16, 1),
+    (4, 4, 16, torch.bfloat16, True, 8, 16, 1),
+    (2, 3, 2, torch.float32, True, 4, 5, 2),  # 16 chunks of 4 steps, N = 5, 2 warps a program
+])
+def test_lanes_in_time_segments(fwd, bwd, blk, dtype, docs, chunk, dstate, warps, monkeypatch,
+                                nan_empty):
     """The forward and the backward in time segments (selective_scan_lanes_carry.py: each
     segment starts from the state its predecessors pass on, or the gradient its successors pass
-    back): 8 chunks in 2 segments of two carry blocks each, in 3 (3 + 3 + 2 chunks) or in 4,
-    with document starts (one inside a block zeroes its carry), an initial state and the last
-    state (its value and its gradient), against the reference."""
+    back): 8 chunks in 2 segments of two carry blocks each, in 3 (3 + 3 + 2 chunks) or in 4;
+    16 chunks of 4 steps with N = 5 and two warps a program; with document starts (one inside
+    a block zeroes its carry), an initial state and the last state (its value and its
+    gradient), against the reference."""
     from mambalab.ops.triton import selective_scan_lanes_carry as lc
 
     monkeypatch.setattr(lc, "CARRY_BLOCK_CHUNKS", blk)
+    n_chunks = 64 // chunk
     for segs in (fwd, bwd):
-        want = {1: (8, min(blk, 8)), 2: (4, min(blk, 4)), 3: (3, 3), 4: (2, 2)}[segs]
-        assert lc.segment_chunks(8, segs) == want
-    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", 8),
-                       ("lanes_states", "float32"), ("lanes_fwd_segments", fwd),
-                       ("lanes_bwd_segments", bwd)):
+        seg_chunks, blk_chunks = lc.segment_chunks(n_chunks, segs)
+        assert seg_chunks % blk_chunks == 0 and -(-n_chunks // seg_chunks) == segs
+    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", chunk),
+                       ("lanes_warps", warps), ("lanes_states", "float32"),
+                       ("lanes_fwd_segments", fwd), ("lanes_bwd_segments", bwd)):
         monkeypatch.setitem(ss.CONFIG, key, value)
     gen = torch.Generator().manual_seed(11 + fwd + 4 * bwd)
-    inputs, doc_starts = make_inputs(2, 32, 16, 64, dtype, DEVICE, with_z=True, with_d=True,
-                                     with_bias=True, with_h0=True, with_docs=docs, gen=gen)
+    inputs, doc_starts = make_inputs(2, 32 * warps, dstate, 64, dtype, DEVICE, with_z=True,
+                                     with_d=True, with_bias=True, with_h0=True, with_docs=docs,
+                                     gen=gen)
     check_against_reference(inputs, doc_starts, True, 1e-4 if dtype == torch.float32 else 2e-2,
                             True, gen)
 
@@ -415,3 +422,4 @@ def test_lanes_time_segments_fill_the_device():
     assert lb.segment_chunks(256, 2) == (128, 16)       # blocks of 16 chunks: 8 per segment
     assert lb.segment_chunks(256, 3) == (96, 16)        # 96 + 96 + 64: whole blocks
     assert lb.segment_chunks(40, 3) == (14, 14)         # 14 + 14 + 12
+    assert lb.segment_chunks(131072, 16) == (8192, 512)  # L = 1M: 16 blocks a segment

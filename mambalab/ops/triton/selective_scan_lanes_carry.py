@@ -55,19 +55,24 @@ def time_segments(batch: int, warps_per_row: int, n_chunks: int, sms: int | None
                       most))
 
 
-# chunks a carry block holds at most: 16 of 8 steps, so that at B=8, L=2048 the
-# carry kernel runs 8 x 48 warps for each of 16 blocks (less those of segment 0)
+# chunks a carry block holds (at least this many, unless a segment is shorter): 16 of 8 steps,
+# so that at B=8, L=2048 the carry kernel runs 8 x 48 warps for each of 16 blocks; a segment
+# holds at most BLOCKS_PER_SEGMENT blocks (longer blocks beyond), so that the fold a segment's
+# program runs before its chunks, over the blocks of every segment before or after it, stays
+# under 16 x 15 steps at any length (at L = 1M: blocks of 512 chunks, not 8,192 blocks)
 CARRY_BLOCK_CHUNKS = 16
+BLOCKS_PER_SEGMENT = 16
 
 
 def segment_chunks(n_chunks: int, segments: int,
                    blk_most: int | None = None) -> tuple[int, int]:
-    """(chunks a segment, chunks a carry block): blocks of min(``blk_most``
-    (CARRY_BLOCK_CHUNKS), n_chunks / segments) chunks, segments of whole blocks, all equal but
-    the last (so the segments may be fewer than asked: lanes_bwd_launch recounts them)."""
+    """(chunks a segment, chunks a carry block): blocks of ``blk_most`` (CARRY_BLOCK_CHUNKS)
+    chunks, or 1 / BLOCKS_PER_SEGMENT of a segment where that is more, or the whole segment
+    where it is less; segments of whole blocks, all equal but the last (so the segments may be
+    fewer than asked: the launchers recount them)."""
     blk_most = CARRY_BLOCK_CHUNKS if blk_most is None else blk_most
     seg_chunks = -(-n_chunks // segments)
-    blk = min(blk_most, seg_chunks)
+    blk = min(seg_chunks, max(blk_most, -(-seg_chunks // BLOCKS_PER_SEGMENT)))
     return -(-seg_chunks // blk) * blk, blk
 
 
