@@ -423,3 +423,15 @@ def test_lanes_time_segments_fill_the_device():
     assert lb.segment_chunks(256, 3) == (96, 16)        # 96 + 96 + 64: whole blocks
     assert lb.segment_chunks(40, 3) == (14, 14)         # 14 + 14 + 12
     assert lb.segment_chunks(131072, 16) == (8192, 512)  # L = 1M: 16 blocks a segment
+
+
+@pytest.mark.parametrize("bad", [0, -2, "4", 1.5, True])
+def test_lanes_segments_setting_is_checked(bad, monkeypatch):
+    """A segment count that is not "auto" or a positive integer is an error naming the key."""
+    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    monkeypatch.setitem(ss.CONFIG, "lanes_fwd_segments", bad)
+    gen = torch.Generator().manual_seed(2)
+    inputs, _ = make_inputs(1, 32, 4, 16, torch.bfloat16, DEVICE, with_z=False, with_d=False,
+                            with_bias=False, with_h0=False, with_docs=False, gen=gen)
+    with pytest.raises(ValueError, match="lanes_fwd_segments.*positive integer"):
+        ss.selective_scan_fwd(**inputs)

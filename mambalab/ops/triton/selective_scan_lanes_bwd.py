@@ -27,9 +27,14 @@ from mambalab.ops.triton.dbc_sum import dbc_sum
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
-from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_carry_launch, segment_chunks,
-                                                          sm_count, time_segments)
+from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_carry_launch,
+                                                          resolve_segments, segment_chunks,
+                                                          sm_count)
 from mambalab.ops.triton.selective_scan_lanes_fwd import chunk_inputs, per_channel, unpack_inputs
+
+# the backward's warps an SM that "auto" segments aim at: 8 fit at its 255 registers, and 6 was
+# the best fill for batch_parts (measured there); B=8 at D=1536 then runs in 2 segments
+BWD_WARPS_PER_SM = 6
 
 
 @triton.jit
@@ -397,7 +402,7 @@ def lanes_bwd_launch(
     follows from dtype and shape). ``y_out`` (B, D, L), unit stride along L: also write the
     forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
     several launches (batch_parts); a batch too small to fill it, in ``segments`` time segments
-    (an int, or "auto": time_segments at 6 warps an SM)."""
+    (an int, or "auto": time_segments at BWD_WARPS_PER_SM)."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -408,11 +413,8 @@ def lanes_bwd_launch(
     dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device,
                       dtype=B.dtype if partials_16bit and B.element_size() == 2 else torch.float32)
     sms = sm_count(u.device) if u.device.type == "cuda" else None
-    if segments == "auto":
-        segments = time_segments(batch, dim // 32, n_chunks, sms, 6)
-    segments = max(1, min(int(segments), n_chunks))
-    segments = -(-n_chunks // segment_chunks(n_chunks, segments)[0])  # none empty: 5 chunks
-    # in 4 segments -> 3 of 2
+    segments = resolve_segments(segments, batch, dim // 32, n_chunks, u.device,
+                                BWD_WARPS_PER_SM, "lanes_bwd_segments")
     dA = torch.empty((batch, segments, dim, dstate), **f32)
     dpc = torch.empty((batch, segments, dim, 2), **f32)
     dh0 = torch.empty((batch, dim, dstate), **f32)

@@ -55,6 +55,23 @@ def time_segments(batch: int, warps_per_row: int, n_chunks: int, sms: int | None
                       most))
 
 
+def resolve_segments(segments: int | str, batch: int, warps_per_row: int, n_chunks: int,
+                     device: torch.device, warps_per_sm: int, key: str) -> int:
+    """The segment count a launch runs: ``segments`` (CONFIG[key]: "auto", time_segments at
+    ``warps_per_sm``, or a positive int) capped at the chunks, then counted again in whole
+    carry blocks (segment_chunks), so that none is empty."""
+    if segments == "auto":
+        segments = time_segments(batch, warps_per_row, n_chunks,
+                                 sm_count(device) if device.type == "cuda" else None,
+                                 warps_per_sm)
+    elif isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
+        raise ValueError(f"selective_scan CONFIG[{key!r}] must be \"auto\" or a positive integer, "
+                         f"got {segments!r} (set it with MAMBALAB_SCAN_CONFIG='{{\"{key}\": "
+                         "\"auto\"}')")
+    segments = min(segments, n_chunks)
+    return -(-n_chunks // segment_chunks(n_chunks, segments)[0])
+
+
 # chunks a carry block holds (at least this many, unless a segment is shorter): 16 of 8 steps,
 # so that at B=8, L=2048 the carry kernel runs 8 x 48 warps for each of 16 blocks; a segment
 # holds at most BLOCKS_PER_SEGMENT blocks (longer blocks beyond), so that the fold a segment's

@@ -21,8 +21,8 @@ from mambalab.ops.triton import lanes_states
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
                                       store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
-from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_fwd_carry_launch, segment_chunks,
-                                                          sm_count, time_segments)
+from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_fwd_carry_launch,
+                                                          resolve_segments, segment_chunks)
 
 LOG2E = 1.4426950408889634
 # the forward's warps an SM that "auto" segments aim at (it runs at most 128 registers: 16 fit)
@@ -222,13 +222,9 @@ def lanes_fwd_launch(
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     bd = 32 * num_warps
-    if segments == "auto":
-        segments = time_segments(batch, dim // 32, n_chunks,
-                                 sm_count(u.device) if u.device.type == "cuda" else None,
-                                 FWD_WARPS_PER_SM)
-    segments = max(1, min(int(segments), n_chunks))
+    segments = resolve_segments(segments, batch, dim // 32, n_chunks, u.device,
+                                FWD_WARPS_PER_SM, "lanes_fwd_segments")
     seg_chunks, blk_chunks = segment_chunks(n_chunks, segments)
-    segments = -(-n_chunks // seg_chunks)  # whole blocks: maybe fewer than asked
     n_blocks = -(-n_chunks // blk_chunks)
     segH = segP = A  # valid pointers, never read with one segment
     if segments > 1:
