@@ -94,6 +94,41 @@ def segment_chunks(n_chunks: int, segments: int,
 
 
 @triton.jit
+def _carry_start(A_ptr, pc_ptr, d, HAS_BIAS: tl.constexpr, N: tl.constexpr, BD: tl.constexpr):
+    """What both carry kernels start a block with: A log2 e and the zero carry (N (BD,) tensors
+    each), the dt bias, and the block's sum of dt and its 'no document starts' factor."""
+    A2 = ()
+    carry = ()
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + d * N + n) * 1.4426950408889634,)
+        carry = carry + (tl.zeros([BD], dtype=tl.float32),)
+    zero = tl.zeros([BD], dtype=tl.float32)
+    bias = zero
+    if HAS_BIAS:
+        bias = tl.load(pc_ptr + d * 2 + 1)
+    return A2, carry, bias, zero, zero + 1.0
+
+
+@triton.jit
+def _delta(dt, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """One step's delta, as the scan kernels take it: dt plus the bias, through softplus."""
+    if HAS_BIAS:
+        dt += bias
+    if SOFTPLUS:
+        dt = softplus(dt)
+    return dt
+
+
+@triton.jit
+def _carry_store(carry_ptr, P_ptr, off, carry, A2, dt_sum, alive, N: tl.constexpr):
+    """A block's carry and its decay product, prod a_t = exp2(A log2 e sum dt), 0 where a
+    document starts inside the block."""
+    for n in tl.static_range(N):
+        tl.store(carry_ptr + off + n, carry[n])
+        tl.store(P_ptr + off + n, tl.exp2(A2[n] * dt_sum) * alive)
+
+
+@triton.jit
 def _lanes_carry_kernel(
     dt_ptr, A_ptr, C_ptr, pc_ptr, z_ptr, doc_ptr, dy_ptr, segG_ptr, segP_ptr,
     dim, n_chunks, blk_chunks, blk0, n_blocks,
@@ -106,17 +141,7 @@ def _lanes_carry_kernel(
     k = tl.program_id(2) + blk0  # the block: chunks [k * blk_chunks, ...)
     d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
     lane = tl.arange(0, BD) % 32
-    A2 = ()
-    g = ()
-    for n in tl.static_range(N):
-        A2 = A2 + (tl.load(A_ptr + d * N + n) * 1.4426950408889634,)
-        g = g + (tl.zeros([BD], dtype=tl.float32),)
-    zero = tl.zeros([BD], dtype=tl.float32)
-    bias = zero
-    if HAS_BIAS:
-        bias = tl.load(pc_ptr + d * 2 + 1)
-    dt_sum = zero
-    alive = zero + 1.0  # 0 once a document starts inside the segment
+    A2, g, bias, dt_sum, alive = _carry_start(A_ptr, pc_ptr, d, HAS_BIAS, N, BD)
 
     dcol = d[:, None].to(tl.int64)
     dt_row = dt_ptr + b * sdt_b + dcol * sdt_d
@@ -138,11 +163,7 @@ def _lanes_carry_kernel(
             docs = raw_steps(load_raw(doc_row, t, K), BD, K)
         for jj in tl.static_range(K):  # last step first, as the backward (step K - 1 - jj,
             # written out: Triton 3.6 does not keep a name assigned here constexpr)
-            dtj = dts[K - 1 - jj]
-            if HAS_BIAS:
-                dtj += bias
-            if SOFTPLUS:
-                dtj = softplus(dtj)
+            dtj = _delta(dts[K - 1 - jj], bias, HAS_BIAS, SOFTPLUS)
             dout = dys[K - 1 - jj]
             if HAS_Z:
                 dout = dout * zs[K - 1 - jj] * sigmoid(zs[K - 1 - jj])
@@ -156,10 +177,7 @@ def _lanes_carry_kernel(
             dt_sum += dtj
             if HAS_DOCS:
                 alive = tl.where(docs[K - 1 - jj] != 0, 0.0, alive)
-    off = ((b * n_blocks + k) * dim + d) * N  # (B, n_blocks, D, N)
-    for n in tl.static_range(N):
-        tl.store(segG_ptr + off + n, g[n])
-        tl.store(segP_ptr + off + n, tl.exp2(A2[n] * dt_sum) * alive)
+    _carry_store(segG_ptr, segP_ptr, ((b * n_blocks + k) * dim + d) * N, g, A2, dt_sum, alive, N)
 
 
 def lanes_carry_launch(*, dy: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
@@ -202,17 +220,7 @@ def _lanes_fwd_carry_kernel(
     k = tl.program_id(2)  # the block: chunks [k * blk_chunks, ...)
     d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
     lane = tl.arange(0, BD) % 32
-    A2 = ()
-    h = ()
-    for n in tl.static_range(N):
-        A2 = A2 + (tl.load(A_ptr + d * N + n) * 1.4426950408889634,)
-        h = h + (tl.zeros([BD], dtype=tl.float32),)
-    zero = tl.zeros([BD], dtype=tl.float32)
-    bias = zero
-    if HAS_BIAS:
-        bias = tl.load(pc_ptr + d * 2 + 1)
-    dt_sum = zero
-    alive = zero + 1.0  # 0 once a document starts inside the block
+    A2, h, bias, dt_sum, alive = _carry_start(A_ptr, pc_ptr, d, HAS_BIAS, N, BD)
 
     dcol = d[:, None].to(tl.int64)
     u_row = u_ptr + b * su_b + dcol * su_d
@@ -230,11 +238,7 @@ def _lanes_fwd_carry_kernel(
         if HAS_DOCS:
             docs = raw_steps(load_raw(doc_row, t, K), BD, K)
         for j in tl.static_range(K):
-            dtj = dts[j]
-            if HAS_BIAS:
-                dtj += bias
-            if SOFTPLUS:
-                dtj = softplus(dtj)
+            dtj = _delta(dts[j], bias, HAS_BIAS, SOFTPLUS)
             dtu = dtj * us[j]
             hn = ()
             for n in tl.static_range(N):
@@ -246,10 +250,7 @@ def _lanes_fwd_carry_kernel(
             dt_sum += dtj
             if HAS_DOCS:
                 alive = tl.where(docs[j] != 0, 0.0, alive)
-    off = ((b * n_blocks + k) * dim + d) * N  # (B, n_blocks, D, N)
-    for n in tl.static_range(N):
-        tl.store(segH_ptr + off + n, h[n])
-        tl.store(segP_ptr + off + n, tl.exp2(A2[n] * dt_sum) * alive)
+    _carry_store(segH_ptr, segP_ptr, ((b * n_blocks + k) * dim + d) * N, h, A2, dt_sum, alive, N)
 
 
 def lanes_fwd_carry_launch(*, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
