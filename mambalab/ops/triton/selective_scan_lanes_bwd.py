@@ -194,8 +194,8 @@ def _lanes_bwd_kernel(
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     s = 0
-    if SEG:  # time segment: chunks [s * seg_chunks, ...) (lanes_carry.py); off, the kernel is
-        # the one-segment kernel exactly (offline the segmented one had 16 more spills)
+    if SEG:  # time segment: chunks [s * seg_chunks, ...) (selective_scan_lanes_carry.py); off,
+        # the one-segment kernel exactly (offline, the segmented one had 16 more spill instructions)
         s = tl.program_id(2)
     d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
     lane = tl.arange(0, BD) % 32
