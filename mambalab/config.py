@@ -60,6 +60,7 @@ class TrainerConfig:
     resume: str = "auto"  # auto: resume if a valid checkpoint exists | true: must | false: fresh
     max_bad_steps: int = 5  # non-finite loss/grad steps in a row before the run stops
     oom_retry: bool = False  # CUDA OOM: halve the micro-batch, double accumulation, retry the step
+    overlap_steps: bool = False  # queue step k + 1 before reading step k back (fused AdamW, no fp16)
     progress_bar: bool = True
     cpu_threads: int | None = None  # torch intra-op threads on CPU; null: torch's default
     peak_flops: float | None = None  # per device, for MFU; null: looked up from the GPU's name

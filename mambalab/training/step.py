@@ -1,5 +1,13 @@
 """One optimizer step: gradient accumulation over micro-batches, clipping, the non-finite check,
-and, on CUDA out-of-memory, a retry with half the micro-batch and twice the accumulation."""
+and, on CUDA out-of-memory, a retry with half the micro-batch and twice the accumulation.
+
+The check need not stop the host. With a fused Adam/AdamW and no fp16 loss scaler, the verdict
+(loss and gradient norm finite, agreed across ranks) stays on the device and the optimizer skips
+its own update there (torch's `found_inf`, as GradScaler uses it), so the trainer can read a step's
+loss, norm and verdict back while the next step already runs: the host queues step k + 1 while the
+device still works on step k, instead of waiting for it at every step. Other optimizers read the
+verdict back at once and step only if it is finite.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +27,36 @@ class StepResult:
     loss: float  # mean loss of the step on this rank (NaN if non-finite)
     grad_norm: float  # global norm before clipping (NaN/Inf if non-finite)
     finite: bool  # agreed across ranks: the update was applied only if True
+
+
+class PendingStep:
+    """An optimizer step whose update was already applied, or skipped, on the device. `result()`
+    reads its loss, gradient norm and verdict back (the first call waits for the device to have
+    got that far; later calls return the same result)."""
+
+    def __init__(self, step: int, values: torch.Tensor) -> None:
+        """values: (3,) fp32, the loss, the gradient norm and 1.0 if the update was skipped."""
+        self.step = step
+        self._result: StepResult | None = None
+        self._event = None
+        if values.is_cuda:
+            # Copied out now, in stream order: a plain read later would queue its copy behind
+            # whatever was queued since (the next step's forward and backward) and wait for it.
+            self._values = torch.empty(3, dtype=torch.float32, pin_memory=True)
+            self._values.copy_(values, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+        else:
+            self._values = values
+
+    def result(self) -> StepResult:
+        if self._result is None:
+            if self._event is not None:
+                self._event.synchronize()  # waits for this step's update only
+            loss, grad_norm, skipped = self._values.tolist()
+            self._result = StepResult(loss=loss, grad_norm=grad_norm, finite=skipped == 0.0)
+            self._values = self._event = None
+        return self._result
 
 
 def _batch_size(batch: dict[str, Any]) -> int:
@@ -41,18 +79,32 @@ def _oom_at_one_sequence(size: int) -> torch.cuda.OutOfMemoryError:
         "\"keep_y\": false}' (3 x d_inner x seq_len bf16 values fewer a layer and sequence)")
 
 
+def skips_on_device(optimizer: torch.optim.Optimizer, scaler: Any) -> bool:
+    """Whether `optimizer` can skip a non-finite step by itself, from a device flag: torch's fused
+    Adam and AdamW take `found_inf`. An fp16 scaler does its own skipping, so not with one."""
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer
+    return (scaler is None and isinstance(inner, (torch.optim.Adam, torch.optim.AdamW))
+            and bool(inner.defaults.get("fused")))
+
+
 class Stepper:
-    """Runs optimizer steps for the trainer. `micro_splits` (1, 2, 4, ...) grows on OOM retries
-    and is checkpointed, so a resumed run keeps the micro-batch that fit."""
+    """Runs optimizer steps for the trainer: `accumulate` (forward and backward of a step's
+    micro-batches) then `update` (clip, verdict, optimizer), or both at once with `run`.
+    `micro_splits` (1, 2, 4, ...) grows on OOM retries and is checkpointed, so a resumed run keeps
+    the micro-batch that fit."""
 
     def __init__(self, accelerator: Accelerator, model: torch.nn.Module,
-                 optimizer: torch.optim.Optimizer, grad_clip: float | None, oom_retry: bool) -> None:
+                 optimizer: torch.optim.Optimizer, grad_clip: float | None, oom_retry: bool,
+                 defer: bool = False) -> None:
+        """defer: let the optimizer skip a bad step on the device where it can (`deferred`)."""
         self.accelerator = accelerator
         self.model = model
         self.optimizer = optimizer
         self.grad_clip = grad_clip
         self.oom_retry = oom_retry
         self.micro_splits = 1
+        self.deferred = defer and skips_on_device(optimizer, accelerator.scaler)
+        self._loss: torch.Tensor | None = None
 
     def _forward_backward(self, batches: list[dict[str, Any]], inject_nan: bool) -> torch.Tensor:
         micro = [m for b in batches for m in _split(b, self.micro_splits)]
@@ -78,11 +130,12 @@ class Stepper:
             total += loss.detach().float()
         return total
 
-    def run(self, batches: list[dict[str, Any]], inject_nan: bool = False) -> StepResult:
+    def accumulate(self, batches: list[dict[str, Any]], inject_nan: bool = False) -> None:
+        """Forward and backward over the step's batches; the gradients wait for `update`."""
         while True:
             try:
-                loss = self._forward_backward(batches, inject_nan)
-                break
+                self._loss = self._forward_backward(batches, inject_nan)
+                return
             except torch.cuda.OutOfMemoryError as e:
                 if not self.oom_retry:
                     raise
@@ -94,19 +147,40 @@ class Stepper:
                 self.micro_splits *= 2
                 log.warning("CUDA out of memory: retrying the step with the micro-batch split in %d "
                             "(accumulation x%d)", self.micro_splits, self.micro_splits)
+
+    def update(self, step: int) -> PendingStep:
+        """Clip, decide whether the step is finite (on every rank alike), apply or skip the update,
+        clear the gradients. With `deferred` nothing here waits for the device."""
+        if self._loss is None:
+            raise RuntimeError("Stepper.update() before accumulate(): no gradients to apply")
+        loss, self._loss = self._loss, None
         max_norm = self.grad_clip if self.grad_clip is not None else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm)
-        grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+        if grad_norm is None:
+            grad_norm = torch.full((), float("nan"), device=loss.device)
+        grad_norm = grad_norm.detach().float().reshape(()).to(loss.device)
         scaler = self.accelerator.scaler
         # With fp16 an Inf gradient is the scaler's business (it skips the update and lowers the
         # scale); only a non-finite loss counts as a bad step there.
-        norm_ok = scaler is not None or math.isfinite(grad_norm)
-        local_bad = torch.tensor([0.0 if norm_ok and torch.isfinite(loss) else 1.0],
-                                 device=self.accelerator.device)
-        finite = bool(self.accelerator.reduce(local_bad, reduction="sum").item() == 0)
-        if finite:
+        bad = ~torch.isfinite(loss) if scaler is not None else ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        bad = self.accelerator.reduce(bad.float().reshape(1), reduction="sum")  # (1,): ranks agree
+        skipped = (bad > 0).float().reshape(())  # 1.0: skip, as torch's found_inf wants it
+        pending = PendingStep(step, torch.stack([loss.reshape(()), grad_norm, skipped]))
+        if self.deferred:
+            inner = getattr(self.optimizer, "optimizer", self.optimizer)
+            inner.found_inf = skipped
+            try:
+                self.optimizer.step()
+            finally:
+                del inner.found_inf
+        elif pending.result().finite:  # reads the verdict back: waits for the device
             self.optimizer.step()
         elif scaler is not None:
             scaler.update()  # clears the unscaled state clip_grad_norm_ left on the optimizer
         self.optimizer.zero_grad(set_to_none=True)
-        return StepResult(loss=float(loss), grad_norm=grad_norm, finite=finite)
+        return pending
+
+    def run(self, batches: list[dict[str, Any]], inject_nan: bool = False, step: int = 0) -> StepResult:
+        """accumulate + update, read back at once."""
+        self.accumulate(batches, inject_nan)
+        return self.update(step).result()

@@ -28,7 +28,7 @@ from mambalab.training.progress import ProgressBar
 from mambalab.training.run_dir import RunDir
 from mambalab.training.signals import StopRequest
 from mambalab.training.state import TrainState
-from mambalab.training.step import Stepper
+from mambalab.training.step import PendingStep, Stepper
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,10 @@ class Trainer:
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.unwrapped_model = acc.unwrap_model(self.model)
-        self.stepper = Stepper(acc, self.model, self.optimizer, cfg.grad_clip, cfg.oom_retry)
+        self.stepper = Stepper(acc, self.model, self.optimizer, cfg.grad_clip, cfg.oom_retry,
+                               defer=cfg.overlap_steps)
         self.guard = NonFiniteGuard(cfg.max_bad_steps)
+        self._pending: PendingStep | None = None  # the last step, not yet read back
         self.checkpointer = Checkpointer(self.run_dir.checkpoints, self.rank, self.world_size,
                                          cfg.keep_last, barrier=acc.wait_for_everyone)
         self._last_saved: tuple[int, Path] | None = None
@@ -128,6 +130,7 @@ class Trainer:
 
     # --- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, step: int) -> Path:
+        self._settle()  # the guard's count in the checkpoint includes every step applied
         if self._last_saved is not None and self._last_saved[0] == step:
             return self._last_saved[1]
         self.state.micro_splits = self.stepper.micro_splits
@@ -210,22 +213,19 @@ class Trainer:
             step = self.state.step + 1
             started = time.perf_counter()
             micro = [next(batches) for _ in range(self.accum)]
-            result = self.stepper.run(micro, inject_nan=step in cfg.debug_inject_nan_at_steps)
+            self.stepper.accumulate(micro, inject_nan=step in cfg.debug_inject_nan_at_steps)
+            # The previous step is read back only now, with this step's forward and backward
+            # queued behind it, so the device never waits for the host in between.
+            self._settle()
+            self._pending = self.stepper.update(step)
             self.state.step = step
             self.state.tokens += self.tokens_per_step
             self.epoch = getattr(self.loader, "epoch", 0)
             self.scheduler.step()
-            # The step's loss was read back (a sync), so on CUDA this is the step's real time.
+            # The host runs at most one step ahead of the device (it read the previous step back
+            # above), so over a run this is the device's time per step.
             self.state.train_time_s += time.perf_counter() - started
             self.throughput.add(self.tokens_per_step)
-            self.guard.record(result.finite, step)
-            if not result.finite:
-                log.warning("step %d: non-finite loss or gradient (%d in a row): update skipped",
-                            step, self.guard.in_a_row)
-                if self.guard.exhausted:
-                    self.save_checkpoint(step)
-                    raise self.guard.error(step)
-            self.window.add(result.loss, result.grad_norm)
             if step < self.total_steps and self._out_of_time():
                 self.stopped_by = "max_time_s"
                 if self.rank == 0:
@@ -233,10 +233,12 @@ class Trainer:
                              "run here (evaluation and checkpoint as at a normal end)", step,
                              self.state.train_time_s, cfg.max_time_s)
             last = step == self.total_steps or self.stopped_by == "max_time_s"
-            for hook in self.hooks:
-                if hook.due(step, last):
-                    hook(self, step)
+            due = [hook for hook in self.hooks if hook.due(step, last)]
             reason = self._stop_reason(step)
+            if due or reason or last:
+                self._settle()  # the hooks and checkpoints see this step's loss and verdict
+            for hook in due:
+                hook(self, step)
             if reason and not last:
                 self.save_checkpoint(step)
                 raise TrainingInterrupted(step, reason)
@@ -246,6 +248,24 @@ class Trainer:
             self.stopped_by = "total_steps"
         if self._last_saved and self._last_saved[0] < self.state.step:
             self.save_checkpoint(self.state.step)
+
+    def _settle(self) -> None:
+        """Read back the step still pending (if any): count it in the non-finite guard and the
+        loss window. After max_bad_steps bad steps in a row, checkpoint and raise."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        result = pending.result()
+        self.guard.record(result.finite, pending.step)
+        if not result.finite:
+            log.warning("step %d: non-finite loss or gradient (%d in a row): update skipped",
+                        pending.step, self.guard.in_a_row)
+            if self.guard.exhausted:
+                # Settled before the next step's update, so the state is still that after
+                # pending.step (state.step): its weights are the last good ones.
+                self.save_checkpoint(self.state.step)
+                raise self.guard.error(pending.step)
+        self.window.add(result.loss, result.grad_norm)
 
     def _out_of_time(self) -> bool:
         """Whether the training-time budget is spent; agreed across ranks (any rank over: all stop
