@@ -87,8 +87,12 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path: Path) -> None:
     on_demand = run(["-m", "mambalab.sweep", str(sweep_dir), "--no-files"], cwd=tmp_path)
     assert on_demand.returncode == 1 and "interrupted" in on_demand.stdout
     before = {job: _snapshot(job) for job in (first, second)}
-    checkpoint_step = int((latest / "checkpoints" / "latest").read_text().strip().rsplit("_", 1)[1])
-    assert checkpoint_step >= 2
+    # Resume takes the newest complete checkpoint: `latest` itself, or a newer one if the kill fell
+    # between that one's COMPLETE and the update of `latest`.
+    complete = [int(d.name.rsplit("_", 1)[1]) for d in (latest / "checkpoints").glob("step_*")
+                if (d / "COMPLETE").exists()]
+    checkpoint_step = max(complete)
+    assert checkpoint_step >= int((latest / "checkpoints" / "latest").read_text().strip().rsplit("_", 1)[1]) >= 2
 
     result = run(cmd[1:], cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
