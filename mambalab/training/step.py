@@ -103,6 +103,9 @@ class Stepper:
         self.grad_clip = grad_clip
         self.oom_retry = oom_retry
         self.micro_splits = 1
+        # With several processes the other ranks would be waiting inside the backward's gradient
+        # all-reduce while this one retried: there the split is found before training (`probe`).
+        self.retry_in_step = oom_retry and accelerator.num_processes == 1
         self.deferred = defer and skips_on_device(optimizer, accelerator.scaler)
         self._loss: torch.Tensor | None = None
 
@@ -137,7 +140,7 @@ class Stepper:
                 self._loss = self._forward_backward(batches, inject_nan)
                 return
             except torch.cuda.OutOfMemoryError as e:
-                if not self.oom_retry:
+                if not self.retry_in_step:
                     raise
                 largest = max(_batch_size(b) for b in batches)
                 if self.micro_splits >= largest:  # already one sequence a micro-batch
@@ -147,6 +150,35 @@ class Stepper:
                 self.micro_splits *= 2
                 log.warning("CUDA out of memory: retrying the step with the micro-batch split in %d "
                             "(accumulation x%d)", self.micro_splits, self.micro_splits)
+
+    def probe(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
+        """The split (from `micro_splits` up) at which one micro-batch of `batch` runs forward and
+        backward on this process without running out of memory. `model` must be the unwrapped
+        module: no collectives, so a rank that runs out does not leave the others waiting. The
+        gradients are discarded; `micro_splits` is not changed (see `agree_splits`)."""
+        size, splits = _batch_size(batch), self.micro_splits
+        try:
+            while True:
+                try:
+                    micro = _split(batch, splits)[0]  # the largest micro-batch of that split
+                    model(micro["input_ids"], targets=micro["targets"],
+                          doc_starts=micro.get("doc_starts")).loss.backward()
+                    return splits
+                except torch.cuda.OutOfMemoryError as e:
+                    if splits >= size:
+                        raise _oom_at_one_sequence(size) from e
+                    self.optimizer.zero_grad(set_to_none=True)
+                    torch.cuda.empty_cache()
+                    splits *= 2
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def agree_splits(self, local: int) -> int:
+        """Every rank's `probe` result -> the largest, which fits on all of them; becomes
+        `micro_splits`."""
+        found = torch.tensor([local], dtype=torch.int64, device=self.accelerator.device)
+        self.micro_splits = int(self.accelerator.gather(found).max())
+        return self.micro_splits
 
     def update(self, step: int) -> PendingStep:
         """Clip, decide whether the step is finite (on every rank alike), apply or skip the update,

@@ -165,12 +165,44 @@ class Trainer:
         if self.rank == 0:
             log.info("resumed from %s (step %d, %s tokens)", folder, self.state.step, f"{self.state.tokens:,}")
 
+    def _fit_micro_batch(self) -> None:
+        """trainer.oom_retry with several processes: before training, each rank tries one
+        micro-batch alone (zeros of the batch's shape), halving it until it fits, and all ranks
+        take the split that fits everywhere. (One process retries inside the step instead.)"""
+        cfg = self.config
+        if not cfg.oom_retry or self.world_size == 1:
+            return
+        if cfg.strategy == "fsdp":
+            if self.rank == 0:
+                log.warning("trainer.oom_retry does nothing under FSDP with several processes (its "
+                            "forward gathers parameters from every rank); an out-of-memory stops "
+                            "the run: lower data.batch_size instead")
+            return
+        shape = (self.data.batch_size, self.data.seq_len)
+        batch = {"input_ids": torch.zeros(shape, dtype=torch.long, device=self.device),
+                 "targets": torch.zeros(shape, dtype=torch.long, device=self.device)}
+        if getattr(self.data, "doc_boundaries", False):
+            starts = torch.zeros(shape, dtype=torch.bool, device=self.device)
+            starts[:, 0] = True
+            batch["doc_starts"] = starts
+        before = self.stepper.micro_splits
+        local = self.stepper.probe(self.unwrapped_model, batch)
+        agreed = self.stepper.agree_splits(local)
+        if self.rank == 0 and agreed != before:
+            log.warning("out of memory at %d sequences a micro-batch on some rank: splitting each "
+                        "batch in %d (accumulation x%d) on every rank", self.data.batch_size // before,
+                        agreed, agreed)
+        elif self.rank == 0:
+            log.info("trainer.oom_retry: a micro-batch of %d sequences fits on all %d processes",
+                     -(-self.data.batch_size // agreed), self.world_size)
+
     # --- the loop -------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train to the end; returns summary.json's content. Raises TrainingInterrupted after a
         SIGTERM/SIGINT checkpoint, NonFiniteLossError after max_bad_steps, or what failed."""
         self._setup()
         self._resume()
+        self._fit_micro_batch()
         self._attempt_start, self._wall_base = time.perf_counter(), self.state.wall_time_s
         self.epoch = getattr(self.loader, "epoch", 0)
         if self.rank == 0:

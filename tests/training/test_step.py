@@ -102,3 +102,75 @@ def test_bad_steps_found_a_step_late_still_checkpoint_the_last_good_state(tmp_pa
     state = json.loads((tmp_path / "checkpoints" / "step_00000004" / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["guard"] == {"in_a_row": 2, "total": 2}
     assert not (tmp_path / "checkpoints" / "step_00000005").exists()
+
+
+class _OomAbove(torch.nn.Module):
+    """Runs out of 'memory' for micro-batches of more than `limit` sequences."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.w = limit, torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, input_ids, targets=None, doc_starts=None):
+        if input_ids.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return type("Out", (), {"loss": (self.w * input_ids.float()).mean()})()
+
+
+def _batch(size: int) -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.ones(size, 3).long(), "targets": torch.zeros(size, 3).long()}
+
+
+def test_probe_finds_the_split_that_fits_and_leaves_no_gradients():
+    model = _OomAbove(limit=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    stepper = Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True)
+    assert stepper.probe(model, _batch(8)) == 4  # 8 -> 4 -> 2 sequences a micro-batch
+    assert stepper.micro_splits == 1 and model.w.grad is None  # only agree_splits sets it
+    assert stepper.agree_splits(4) == 4 == stepper.micro_splits  # one process: its own
+    stepper.micro_splits = 8  # a resumed split is where the probe starts
+    assert stepper.probe(model, _batch(8)) == 8
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="micro-batch of 1 sequence"):
+        stepper.probe(_OomAbove(limit=0), _batch(2))
+
+
+def test_several_processes_do_not_retry_inside_the_step():
+    """Another rank would be waiting in the backward's all-reduce: the trainer probes at start."""
+    class TwoRanks:
+        num_processes, scaler, device = 2, None, torch.device("cpu")
+
+    model = _OomAbove(limit=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert not Stepper(TwoRanks(), model, opt, grad_clip=None, oom_retry=True).retry_in_step
+    assert Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True).retry_in_step
+
+
+def _agree_worker(rank: int, port: int, found: list[int], out) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    acc = Accelerator(cpu=True)
+    stepper = Stepper(acc, _OomAbove(limit=8), None, grad_clip=None, oom_retry=True)
+    out.put((rank, stepper.agree_splits(found[rank])))
+    acc.wait_for_everyone()
+
+
+def test_ranks_agree_on_the_split_that_fits_everywhere():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_agree_worker, args=(r, port, [2, 8], out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert results == {0: 8, 1: 8}  # rank 1 needed 8 pieces: every rank splits in 8
