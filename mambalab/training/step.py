@@ -153,32 +153,35 @@ class Stepper:
 
     def probe(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
         """The split (from `micro_splits` up) at which one micro-batch of `batch` runs forward and
-        backward on this process without running out of memory. `model` must be the unwrapped
-        module: no collectives, so a rank that runs out does not leave the others waiting. The
-        gradients are discarded; `micro_splits` is not changed (see `agree_splits`)."""
+        backward on this process without running out of memory; twice the batch size if even one
+        sequence does not fit (a rank that raised here would leave the others waiting in
+        `agree_splits`, which raises on every rank alike). `model` must be the unwrapped module:
+        no collectives. The gradients are discarded; `micro_splits` is not changed."""
         size, splits = _batch_size(batch), self.micro_splits
         try:
-            while True:
+            while splits <= size:
                 try:
                     micro = _split(batch, splits)[0]  # the largest micro-batch of that split
                     model(micro["input_ids"], targets=micro["targets"],
                           doc_starts=micro.get("doc_starts")).loss.backward()
                     return splits
-                except torch.cuda.OutOfMemoryError as e:
-                    if splits >= size:
-                        raise _oom_at_one_sequence(size) from e
+                except torch.cuda.OutOfMemoryError:
                     self.optimizer.zero_grad(set_to_none=True)
                     torch.cuda.empty_cache()
                     splits *= 2
+            return 2 * size
         finally:
             self.optimizer.zero_grad(set_to_none=True)
 
-    def agree_splits(self, local: int) -> int:
+    def agree_splits(self, local: int, batch_size: int) -> int:
         """Every rank's `probe` result -> the largest, which fits on all of them; becomes
-        `micro_splits`."""
+        `micro_splits`. Raises on every rank if one sequence does not fit on some rank."""
         found = torch.tensor([local], dtype=torch.int64, device=self.accelerator.device)
-        self.micro_splits = int(self.accelerator.gather(found).max())
-        return self.micro_splits
+        agreed = int(self.accelerator.gather(found).max())
+        if agreed > batch_size:
+            raise _oom_at_one_sequence(batch_size)
+        self.micro_splits = agreed
+        return agreed
 
     def update(self, step: int) -> PendingStep:
         """Clip, decide whether the step is finite (on every rank alike), apply or skip the update,

@@ -187,7 +187,7 @@ class Trainer:
             batch["doc_starts"] = starts
         before = self.stepper.micro_splits
         local = self.stepper.probe(self.unwrapped_model, batch)
-        agreed = self.stepper.agree_splits(local)
+        agreed = self.stepper.agree_splits(local, self.data.batch_size)
         if self.rank == 0 and agreed != before:
             log.warning("out of memory at %d sequences a micro-batch on some rank: splitting each "
                         "batch in %d (accumulation x%d) on every rank", self.data.batch_size // before,

@@ -127,11 +127,14 @@ def test_probe_finds_the_split_that_fits_and_leaves_no_gradients():
     stepper = Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True)
     assert stepper.probe(model, _batch(8)) == 4  # 8 -> 4 -> 2 sequences a micro-batch
     assert stepper.micro_splits == 1 and model.w.grad is None  # only agree_splits sets it
-    assert stepper.agree_splits(4) == 4 == stepper.micro_splits  # one process: its own
+    assert stepper.agree_splits(4, 8) == 4 == stepper.micro_splits  # one process: its own
     stepper.micro_splits = 8  # a resumed split is where the probe starts
     assert stepper.probe(model, _batch(8)) == 8
+    # not even one sequence fits: the probe says so (twice the batch), agree_splits raises
+    stepper.micro_splits = 1
+    assert stepper.probe(_OomAbove(limit=0), _batch(2)) == 4
     with pytest.raises(torch.cuda.OutOfMemoryError, match="micro-batch of 1 sequence"):
-        stepper.probe(_OomAbove(limit=0), _batch(2))
+        stepper.agree_splits(4, 2)
 
 
 def test_several_processes_do_not_retry_inside_the_step():
@@ -152,7 +155,7 @@ def _agree_worker(rank: int, port: int, found: list[int], out) -> None:
                       LOCAL_RANK=str(rank), WORLD_SIZE="2")
     acc = Accelerator(cpu=True)
     stepper = Stepper(acc, _OomAbove(limit=8), None, grad_clip=None, oom_retry=True)
-    out.put((rank, stepper.agree_splits(found[rank])))
+    out.put((rank, stepper.agree_splits(found[rank], 8)))
     acc.wait_for_everyone()
 
 
