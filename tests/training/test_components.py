@@ -10,7 +10,7 @@ from mambalab.training.checkpointer import Checkpointer
 from mambalab.training.optim import build_adamw, no_decay_names
 from mambalab.training.schedules import constant, cosine, linear, wsd
 
-from train_helpers import TINY_LM, run_in_process
+from train_helpers import TINY_LM, OomAbove, run_in_process
 
 
 def _lrs(make, total=100, **kw):
@@ -87,26 +87,13 @@ def test_samples_and_lm_metrics_on_text(tmp_path, monkeypatch):
     assert {"loss", "ppl", "bpb", "word_ppl"} <= set(val)
 
 
-class _OomAbove(torch.nn.Module):
-    """A model that runs out of 'memory' for micro-batches larger than `limit` sequences."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit, self.w = limit, torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, input_ids, targets=None, doc_starts=None):
-        if input_ids.shape[0] > self.limit:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return type("Out", (), {"loss": (self.w * input_ids.float()).mean()})()
-
-
 def test_oom_retry_halves_the_micro_batch_and_keeps_the_loss():
     from accelerate import Accelerator
 
     from mambalab.training.step import Stepper
 
     acc = Accelerator(cpu=True)
-    model = _OomAbove(limit=2)
+    model = OomAbove(limit=2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     batch = {"input_ids": torch.arange(8.0).reshape(8, 1).long(), "targets": torch.zeros(8, 1).long()}
     stepper = Stepper(acc, model, opt, grad_clip=None, oom_retry=True)
@@ -114,7 +101,7 @@ def test_oom_retry_halves_the_micro_batch_and_keeps_the_loss():
     assert stepper.micro_splits == 4 and result.finite
     assert result.loss == pytest.approx(3.5)  # the mean over all 8 sequences, as without a split
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        Stepper(acc, _OomAbove(limit=2), opt, grad_clip=None, oom_retry=False).run([batch])
+        Stepper(acc, OomAbove(limit=2), opt, grad_clip=None, oom_retry=False).run([batch])
 
 
 def test_oom_at_one_sequence_names_the_fixes():
@@ -124,7 +111,7 @@ def test_oom_at_one_sequence_names_the_fixes():
 
     from mambalab.training.step import Stepper
 
-    model = _OomAbove(limit=0)
+    model = OomAbove(limit=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     batch = {"input_ids": torch.zeros(2, 1).long(), "targets": torch.zeros(2, 1).long()}
     stepper = Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from mambalab.training.nan_guard import NonFiniteLossError
 from mambalab.training.step import Stepper, skips_on_device
 
-from train_helpers import TINY_LM, read_metrics, read_summary, run_in_process
+from train_helpers import TINY_LM, OomAbove, read_metrics, read_summary, run_in_process
 
 
 class _Quadratic(torch.nn.Module):
@@ -104,25 +104,12 @@ def test_bad_steps_found_a_step_late_still_checkpoint_the_last_good_state(tmp_pa
     assert not (tmp_path / "checkpoints" / "step_00000005").exists()
 
 
-class _OomAbove(torch.nn.Module):
-    """Runs out of 'memory' for micro-batches of more than `limit` sequences."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit, self.w = limit, torch.nn.Parameter(torch.ones(1))
-
-    def forward(self, input_ids, targets=None, doc_starts=None):
-        if input_ids.shape[0] > self.limit:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return type("Out", (), {"loss": (self.w * input_ids.float()).mean()})()
-
-
 def _batch(size: int) -> dict[str, torch.Tensor]:
     return {"input_ids": torch.ones(size, 3).long(), "targets": torch.zeros(size, 3).long()}
 
 
 def test_probe_finds_the_split_that_fits_and_leaves_no_gradients():
-    model = _OomAbove(limit=2)
+    model = OomAbove(limit=2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     stepper = Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True)
     assert stepper.probe(model, _batch(8)) == 4  # 8 -> 4 -> 2 sequences a micro-batch
@@ -132,7 +119,7 @@ def test_probe_finds_the_split_that_fits_and_leaves_no_gradients():
     assert stepper.probe(model, _batch(8)) == 8
     # not even one sequence fits: the probe says so (twice the batch), agree_splits raises
     stepper.micro_splits = 1
-    assert stepper.probe(_OomAbove(limit=0), _batch(2)) == 4
+    assert stepper.probe(OomAbove(limit=0), _batch(2)) == 4
     with pytest.raises(torch.cuda.OutOfMemoryError, match="micro-batch of 1 sequence"):
         stepper.agree_splits(4, 2)
 
@@ -142,7 +129,7 @@ def test_several_processes_do_not_retry_inside_the_step():
     class TwoRanks:
         num_processes, scaler, device = 2, None, torch.device("cpu")
 
-    model = _OomAbove(limit=2)
+    model = OomAbove(limit=2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     assert not Stepper(TwoRanks(), model, opt, grad_clip=None, oom_retry=True).retry_in_step
     assert Stepper(Accelerator(cpu=True), model, opt, grad_clip=None, oom_retry=True).retry_in_step
@@ -154,7 +141,7 @@ def _agree_worker(rank: int, port: int, found: list[int], out) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE="2")
     acc = Accelerator(cpu=True)
-    stepper = Stepper(acc, _OomAbove(limit=8), None, grad_clip=None, oom_retry=True)
+    stepper = Stepper(acc, OomAbove(limit=8), None, grad_clip=None, oom_retry=True)
     out.put((rank, stepper.agree_splits(found[rank], 8)))
     acc.wait_for_everyone()
 

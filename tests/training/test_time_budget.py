@@ -8,7 +8,7 @@ import pytest
 
 from mambalab.config import ConfigError, TrainerConfig
 
-from train_helpers import read_metrics, read_summary, run_in_process
+from train_helpers import read_metrics, run_in_process
 
 
 def test_budget_ends_the_run_with_eval_and_checkpoint(tmp_path):

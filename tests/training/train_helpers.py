@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -70,6 +71,19 @@ def read_metrics(run_dir: Path, split: str = "train") -> list[dict]:
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+class OomAbove(torch.nn.Module):
+    """A model that runs out of 'memory' for micro-batches of more than `limit` sequences."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.w = limit, torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, input_ids, targets=None, doc_starts=None):
+        if input_ids.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return type("Out", (), {"loss": (self.w * input_ids.float()).mean()})()
 
 
 @pytest.fixture
