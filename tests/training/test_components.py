@@ -100,6 +100,7 @@ def test_oom_retry_halves_the_micro_batch_and_keeps_the_loss():
     result = stepper.run([batch])
     assert stepper.micro_splits == 4 and result.finite
     assert result.loss == pytest.approx(3.5)  # the mean over all 8 sequences, as without a split
+    assert model.w.item() == pytest.approx(1.0 - 0.1 * 3.5)  # and its gradient, as without a split
     with pytest.raises(torch.cuda.OutOfMemoryError):
         Stepper(acc, OomAbove(limit=2), opt, grad_clip=None, oom_retry=False).run([batch])
 
