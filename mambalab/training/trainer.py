@@ -246,16 +246,16 @@ class Trainer:
             started = time.perf_counter()
             micro = [next(batches) for _ in range(self.accum)]
             self.stepper.accumulate(micro, inject_nan=step in cfg.debug_inject_nan_at_steps)
-            # The previous step is read back only now, with this step's forward and backward
-            # queued behind it, so the device never waits for the host in between.
+            # With trainer.overlap_steps the previous step is read back only now, with this
+            # step's forward and backward queued behind it (otherwise `update` already did).
             self._settle()
             self._pending = self.stepper.update(step)
             self.state.step = step
             self.state.tokens += self.tokens_per_step
             self.epoch = getattr(self.loader, "epoch", 0)
             self.scheduler.step()
-            # The host runs at most one step ahead of the device (it read the previous step back
-            # above), so over a run this is the device's time per step.
+            # The host is at most one step ahead of the device (a step is read back in `update`,
+            # or during the next one), so over a run this is the device's time per step.
             self.state.train_time_s += time.perf_counter() - started
             self.throughput.add(self.tokens_per_step)
             if step < self.total_steps and self._out_of_time():
