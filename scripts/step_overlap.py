@@ -5,8 +5,14 @@ deferred read-back). Mamba-130M on random tokens, on the GPU:
 
 Modes: `wait` reads each step back at once (the Stepper with deferred off); `late` reads step k back
 after queueing step k + 1's forward and backward (what the trainer does); `late-noskip` is `late`
-without the device-side skip (plain optimizer step), to see what found_inf costs. Prints, per mode,
-the median wall time a step and the host's time in each phase (ms)."""
+without the device-side skip (plain optimizer step), to see what found_inf costs. `+loader` after a
+mode takes each step's batch from the trainer's loader for random tokens (its prefetch thread
+builds batches beside the main thread) instead of one batch made beforehand:
+
+    python scripts/step_overlap.py --batch 8 --modes wait,late,wait+loader,late+loader
+
+tells whether that thread is what makes the late read-back slower at 8 x 2048 in the trainer.
+Prints, per mode, the median wall time a step and the host's time in each phase (ms)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +22,7 @@ import time
 import torch
 from accelerate import Accelerator
 
+from mambalab.data import RandomTokensDataModule
 from mambalab.models import build_mamba_lm
 from mambalab.training.optim import build_adamw
 from mambalab.training.step import PendingStep, Stepper
@@ -54,15 +61,24 @@ def main() -> None:
         batch = {k: v.pin_memory() for k, v in batch.items()}
     stepper = Stepper(acc, model, opt, grad_clip=1.0, oom_retry=False)
     for mode in args.modes.split(","):
-        stepper.deferred = mode.startswith("late")
-        noskip = mode == "late-noskip"
+        kind, _, source = mode.partition("+")
+        stepper.deferred = kind.startswith("late")
+        noskip = kind == "late-noskip"
+        loader = None
+        if source == "loader":
+            data = RandomTokensDataModule(vocab_size=kwargs["vocab_size"] - 3, seq_len=args.seq,
+                                          batch_size=args.batch, prefetch=4, pin_memory="auto")
+            data.prepare()
+            loader = data.train_loader()
+        elif source:
+            raise SystemExit(f"unknown batch source {source!r} in mode {mode!r}: only +loader")
         pending: PendingStep | None = None
         walls, phases = [], {"accumulate": [], "settle": [], "update": []}
         sync()
         last = time.perf_counter()
         for i in range(args.steps):
             t0 = time.perf_counter()
-            stepper.accumulate([batch])
+            stepper.accumulate([next(loader) if loader is not None else batch])
             t1 = time.perf_counter()
             if pending is not None:
                 pending.result()
@@ -86,6 +102,8 @@ def main() -> None:
             last = t3
         pending.result()
         sync()
+        if loader is not None:
+            loader.close()
         skip = args.steps // 3  # compilation and warm-up
 
         def med(xs: list[float]) -> float:
