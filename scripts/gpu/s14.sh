@@ -77,6 +77,26 @@ if [ "$1" = loop3 ]; then
   timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu -s tests/training/test_train_gpu.py -k through_the_loop 2>&1 | grep -E "tok/s|passed|failed|Error" | head
   stamp done
 fi
+# next_a, next_b (written for the next session, not run yet). next_a (about 3 minutes): is the
+# loader's thread what makes the late read-back slower at 8 x 2048 (scripts/step_overlap.py with
+# and without it). next_b (about 7 minutes, its own call): the twelfth session's GPU checks still
+# open, the lanes scan's segment cases compiled (40-90 s of Triton compilation each) and the
+# fused mixer's full-size test.
+if [ "$1" = next_a ]; then
+  stamp "start step_overlap"
+  timeout 300 python3 scripts/step_overlap.py --batch 8 --steps 30 \
+    --modes wait,late,wait+loader,late+loader 2>&1 | grep -E "batch|Error" | tee $LOGS/step_overlap.log
+  stamp done
+fi
+if [ "$1" = next_b ]; then
+  stamp "start scan segment tests"
+  timeout 420 python3 -m pytest -q -p no:cacheprovider tests/ops/test_triton_selective_scan.py \
+    -k "lanes_in_time_segments" 2>&1 | grep -E "^(FAILED|ERROR)|passed|failed" | tail -n 8
+  stamp "start mixer full-size test"
+  timeout 140 python3 -m pytest -q -p no:cacheprovider -m gpu tests/ops/test_triton_mamba_inner.py \
+    -k "full_size_gpu_matches" 2>&1 | grep -E "^(FAILED|ERROR)|passed|failed" | tail -n 4
+  stamp done
+fi
 if [ "$1" = loop ]; then
   train warmup . 300 $PLAIN data.batch_size=8 trainer.max_steps=6 trainer.log_every=3
   for b in 8 16 32; do
