@@ -101,7 +101,6 @@ class Stepper:
         self.model = model
         self.optimizer = optimizer
         self.grad_clip = grad_clip
-        self.oom_retry = oom_retry
         self.micro_splits = 1
         # With several processes the other ranks would be waiting inside the backward's gradient
         # all-reduce while this one retried: there the split is found before training (`probe`).
