@@ -61,6 +61,7 @@ class TrainerConfig:
     max_bad_steps: int = 5  # non-finite loss/grad steps in a row before the run stops
     oom_retry: bool = False  # CUDA OOM: halve the micro-batch, double accumulation, retry the step
     overlap_steps: bool = False  # queue step k + 1 before reading step k back (fused AdamW, no fp16)
+    cuda_graphs: bool = False  # capture the step as one CUDA graph and replay it (one GPU, fused AdamW)
     progress_bar: bool = True
     cpu_threads: int | None = None  # torch intra-op threads on CPU; null: torch's default
     peak_flops: float | None = None  # per device, for MFU; null: looked up from the GPU's name

@@ -7,6 +7,7 @@ until the implementation is asked for, so a missing package only skips its own r
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,24 @@ class TrainImpl:
     loss: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     skip_reason: str | None = None              # set: not run, the row says why
     slow: bool = False                          # only at or below reference_max_tokens per step
+    cuda_graph: bool = False                    # timed as one captured CUDA graph per step
+
+
+def graph_variants(impls: list[TrainImpl], cuda_graphs: list[bool],
+                   device: torch.device) -> list[TrainImpl]:
+    """Each implementation once per ``bench.cuda_graphs`` entry, in that order: as it is (False)
+    and as a replayed CUDA graph of its whole step (True: the name gets "+graphs")."""
+    out = []
+    for impl in impls:
+        for graphed in cuda_graphs:
+            if not graphed:
+                out.append(impl)
+                continue
+            reason = impl.skip_reason or (None if device.type == "cuda"
+                                          else "CUDA graphs need a CUDA device")
+            out.append(dataclasses.replace(impl, name=impl.name + "+graphs", cuda_graph=True,
+                                           skip_reason=reason))
+    return out
 
 
 def _import_reason(module: str, attr: str) -> str | None:

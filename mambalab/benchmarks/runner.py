@@ -9,7 +9,8 @@ import logging
 
 import torch
 
-from mambalab.benchmarks.implementations import ModelSize, training_implementations
+from mambalab.benchmarks.implementations import (ModelSize, graph_variants,
+                                                 training_implementations)
 from mambalab.benchmarks.report import print_report, write_json
 from mambalab.benchmarks.train_bench import bench_training
 
@@ -96,6 +97,7 @@ def run_benchmark(
     batch_sizes: list[int] = (8, 16),
     implementations: list[str] = ("mambalab", "mamba_ssm", "hf", "hf_checkpointing"),
     kernels: list[str] = ("triton", "cuda", "reference"),
+    cuda_graphs: list[bool] = (False,),
     warmup_steps: int = 3,
     steps: int = 10,
     lr: float = 3e-4,
@@ -135,7 +137,12 @@ def run_benchmark(
     config["timing"] = "CUDA events per step, median of the timed steps after warm-up"
     result: dict = {"config": config, "environment": environment(dev)}
 
+    if not cuda_graphs or any(not isinstance(g, bool) for g in cuda_graphs):
+        raise ValueError(f"bench.cuda_graphs={list(cuda_graphs)}: a non-empty list of true/false, "
+                         "e.g. [false, true] for each implementation eager and as a CUDA graph")
+    config["cuda_graphs"] = list(cuda_graphs)
     impls = training_implementations(list(implementations), list(kernels), size, dev)
+    impls = graph_variants(impls, list(cuda_graphs), dev)
     result["training"] = _train_all(impls, batch_sizes, seq_len, vocab_size, dev, warmup_steps,
                                     steps, lr, mixed_precision, seed, reference_max_tokens,
                                     peak_tflops, measured_peak_tflops)

@@ -8,6 +8,7 @@ import torch
 from mambalab.benchmarks.implementations import TrainImpl
 from mambalab.benchmarks.timing import (autocast, is_oom, median, peak_memory_gib, reset_memory,
                                         synchronize)
+from mambalab.training.cuda_graph import StepGraph, prepare_optimizer
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -33,12 +34,13 @@ def _train_steps(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size: int
                  device: torch.device, warmup: int, steps: int, lr: float,
                  mixed_precision: str, seed: int) -> dict:
     torch.manual_seed(seed)
+    graph = None
     model = impl.build().to(device).train()
     n_params = count_parameters(model)
     optimizer = make_optimizer(model, lr, device)
     input_ids, targets = random_batch(batch_size, seq_len, vocab_size, device, seed)
 
-    def step() -> torch.Tensor:
+    def eager_step() -> torch.Tensor:
         with autocast(device, mixed_precision):
             loss = impl.loss(model, input_ids, targets)
         loss.backward()
@@ -46,7 +48,28 @@ def _train_steps(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size: int
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    losses = [step() for _ in range(warmup)]
+    step = eager_step
+    losses = [eager_step() for _ in range(max(warmup, 1) if impl.cuda_graph else warmup)]
+    if impl.cuda_graph:
+        # after the eager warm-up (kernels compiled, allocator grown): capture the same step,
+        # its gradients allocated inside the graph, and replay it from then on
+        def body(micro: list[dict]) -> torch.Tensor:
+            with autocast(device, mixed_precision):
+                loss = impl.loss(model, micro[0]["input_ids"], micro[0]["targets"])
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+
+        prepare_optimizer(optimizer, device)
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        graph = StepGraph(body, [{"input_ids": input_ids, "targets": targets}], device)
+
+        def graph_step() -> torch.Tensor:
+            return graph.replay([{"input_ids": input_ids, "targets": targets}]).clone()
+
+        step = graph_step
+        losses += [step() for _ in range(2)]  # the first replays upload the graph
     synchronize(device)
     times_ms = []
     for _ in range(steps):
@@ -65,7 +88,7 @@ def _train_steps(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size: int
         times_ms = [s.elapsed_time(e) for s, e in times_ms]
     kernels = model.kernel_report() if hasattr(model, "kernel_report") else None
     first, last = float(losses[0]), float(losses[-1])
-    model = optimizer = None  # freed before the next run (the step closure holds them too)
+    model = optimizer = graph = None  # freed before the next run (the closures hold them too)
     step_ms = median(times_ms)
     tokens = batch_size * seq_len
     return {"status": "ok", "params": n_params, "step_ms": step_ms, "step_ms_all": times_ms,

@@ -131,7 +131,8 @@ class LossWindow:
         if count:
             loss = loss_sum / count
             out.update(loss=loss, ppl=math.exp(min(loss, 50.0)), grad_norm=grad_sum / count)
-        out.update(lr=trainer.scheduler.get_last_lr()[0], tokens=trainer.state.tokens,
+        # float(): a device tensor when trainer.cuda_graphs made the lr one (cuda_graph.py)
+        out.update(lr=float(trainer.scheduler.get_last_lr()[0]), tokens=trainer.state.tokens,
                    train_time_s=round(trainer.state.train_time_s, 3),
                    epoch=trainer.epoch, skipped_steps=trainer.guard.total)
         mem = trainer.memory_gib()

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from mambalab.models.checkpoint import (CONFIG_FILE, MODEL_FILE, load_state_dict_checked, model_kwargs,
                                         save_model)
+from mambalab.training.cuda_graph import portable_scheduler_state, portable_state_dict
 from mambalab.training.rng import rng_state, set_rng_state
 from mambalab.training.state import TrainState
 
@@ -55,8 +56,11 @@ def save(trainer: Trainer, step: int) -> Path:
 
     shared = {"model": write_model}
     if not _fsdp(trainer):
-        shared["optimizer"] = lambda f: torch.save(trainer.optimizer.state_dict(), f / "optimizer.pt")
-    shared["scheduler"] = lambda f: torch.save(trainer.scheduler.state_dict(), f / "scheduler.pt")
+        # lr as a float and capturable off whether or not CUDA graphs changed them (cuda_graph.py)
+        shared["optimizer"] = lambda f: torch.save(portable_state_dict(trainer.optimizer),
+                                                   f / "optimizer.pt")
+    shared["scheduler"] = lambda f: torch.save(portable_scheduler_state(trainer.scheduler),
+                                               f / "scheduler.pt")
     if acc.scaler is not None:
         shared["scaler"] = lambda f: torch.save(acc.scaler.state_dict(), f / "scaler.pt")
     return trainer.checkpointer.save(step, shared, per_rank, trainer.state.to_dict())

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from mambalab.training.cuda_graph import StepGraph, batch_key, inner_optimizer, prepare_optimizer
+
 log = logging.getLogger(__name__)
 
 
@@ -82,7 +84,7 @@ def _oom_at_one_sequence(size: int) -> torch.cuda.OutOfMemoryError:
 def skips_on_device(optimizer: torch.optim.Optimizer, scaler: Any) -> bool:
     """Whether `optimizer` can skip a non-finite step by itself, from a device flag: torch's fused
     Adam and AdamW take `found_inf`. An fp16 scaler does its own skipping, so not with one."""
-    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer
+    inner = inner_optimizer(optimizer)
     return (scaler is None and isinstance(inner, (torch.optim.Adam, torch.optim.AdamW))
             and bool(inner.defaults.get("fused")))
 
@@ -95,8 +97,10 @@ class Stepper:
 
     def __init__(self, accelerator: Accelerator, model: torch.nn.Module,
                  optimizer: torch.optim.Optimizer, grad_clip: float | None, oom_retry: bool,
-                 defer: bool = False) -> None:
-        """defer: let the optimizer skip a bad step on the device where it can (`deferred`)."""
+                 defer: bool = False, cuda_graphs: bool = False) -> None:
+        """defer: let the optimizer skip a bad step on the device where it can (`deferred`).
+        cuda_graphs: capture the step as a CUDA graph and replay it (cuda_graph.py; the caller
+        checks `cuda_graph.unsupported_reason` first); implies `deferred`."""
         self.accelerator = accelerator
         self.model = model
         self.optimizer = optimizer
@@ -105,11 +109,17 @@ class Stepper:
         # With several processes the other ranks would be waiting inside the backward's gradient
         # all-reduce while this one retried: there the split is found before training (`probe`).
         self.retry_in_step = oom_retry and accelerator.num_processes == 1
-        self.deferred = defer and skips_on_device(optimizer, accelerator.scaler)
+        self.cuda_graphs = cuda_graphs and skips_on_device(optimizer, accelerator.scaler)
+        self.deferred = (defer or self.cuda_graphs) and skips_on_device(optimizer, accelerator.scaler)
         self._loss: torch.Tensor | None = None
+        self._graph: StepGraph | None = None
+        self._warm_key: tuple | None = None  # the shapes of the last eager step: safe to capture
+        self._replayed: torch.Tensor | None = None  # a replayed step's (3,) values
 
-    def _forward_backward(self, batches: list[dict[str, Any]], inject_nan: bool) -> torch.Tensor:
-        micro = [m for b in batches for m in _split(b, self.micro_splits)]
+    def _forward_backward(self, batches: list[dict[str, Any]], inject_nan: bool,
+                          split: bool = True) -> torch.Tensor:
+        """split=False: `batches` are the micro-batches already (the graph's buffers)."""
+        micro = [m for b in batches for m in _split(b, self.micro_splits)] if split else batches
         device = self.accelerator.device
         total = torch.zeros((), device=device)
         for i, mb in enumerate(micro):
@@ -133,7 +143,18 @@ class Stepper:
         return total
 
     def accumulate(self, batches: list[dict[str, Any]], inject_nan: bool = False) -> None:
-        """Forward and backward over the step's batches; the gradients wait for `update`."""
+        """Forward and backward over the step's batches; the gradients wait for `update`. With
+        cuda_graphs a captured step of the same shapes is replayed instead (the update too)."""
+        if self.cuda_graphs and not inject_nan:
+            micro = [m for b in batches for m in _split(b, self.micro_splits)]
+            if self._graph is None and self._warm_key == batch_key(micro):
+                self._capture(micro)
+            if self._graph is not None and self._graph.matches(micro):
+                self._replayed = self._graph.replay(micro)
+                return
+            self._warm_key = batch_key(micro)
+        if self._graph is not None:  # the graph's buffers hold the last replay's gradients
+            self.optimizer.zero_grad(set_to_none=True)
         while True:
             try:
                 self._loss = self._forward_backward(batches, inject_nan)
@@ -147,8 +168,42 @@ class Stepper:
                 self.optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
                 self.micro_splits *= 2
+                self._warm_key = None
                 log.warning("CUDA out of memory: retrying the step with the micro-batch split in %d "
                             "(accumulation x%d)", self.micro_splits, self.micro_splits)
+
+    def _capture(self, micro: list[dict[str, Any]]) -> None:
+        """Capture one step of these micro-batches' shapes (it runs at the first replay). On any
+        failure, train on without graphs, saying why."""
+        device = self.accelerator.device
+        try:
+            prepare_optimizer(self.optimizer, device)
+            # fused Adam ignores capturable; without this, torch warns at every eager step
+            inner_optimizer(self.optimizer)._warned_capturable_if_run_uncaptured = True
+            self.optimizer.zero_grad(set_to_none=True)  # the backward allocates them in the graph
+            torch.cuda.empty_cache()  # the eager step's cached blocks: the graph has its own pool
+            self._graph = StepGraph(self._graph_body, micro, device)
+            log.info("trainer.cuda_graphs: captured the step (%d micro-batch(es) of %s)",
+                     len(micro), tuple(micro[0]["input_ids"].shape))
+        except Exception as exc:  # noqa: BLE001 - any capture failure falls back the same way
+            self._graph, self.cuda_graphs = None, False
+            self.optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            log.warning("trainer.cuda_graphs: capturing the step failed (%s: %s); training on "
+                        "without CUDA graphs", type(exc).__name__, str(exc).splitlines()[0][:300])
+
+    def _graph_body(self, micro: list[dict[str, Any]]) -> torch.Tensor:
+        """What the graph holds: a whole step, with the verdict and the update on the device."""
+        loss = self._forward_backward(micro, False, split=False)
+        values = self._verdict(loss)
+        self._step_on_device(values[2])
+        return values
+
+    def drop_graph(self) -> None:
+        """After a non-finite step: the next step runs eagerly (re-deciding what the host decides
+        per call, e.g. the scan's fp16 states after an overflow) and the one after recaptures."""
+        self._graph, self._warm_key = None, None
 
     def probe(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
         """The split (from `micro_splits` up) at which one micro-batch of `batch` runs forward and
@@ -182,12 +237,9 @@ class Stepper:
         self.micro_splits = agreed
         return agreed
 
-    def update(self, step: int) -> PendingStep:
-        """Clip, decide whether the step is finite (on every rank alike), apply or skip the update,
-        clear the gradients. With `deferred` nothing here waits for the device."""
-        if self._loss is None:
-            raise RuntimeError("Stepper.update() before accumulate(): no gradients to apply")
-        loss, self._loss = self._loss, None
+    def _verdict(self, loss: torch.Tensor) -> torch.Tensor:
+        """Clip; (3,) fp32 on the device: the loss, the gradient norm before clipping, and 1.0 if
+        the step is to be skipped (agreed across ranks)."""
         max_norm = self.grad_clip if self.grad_clip is not None else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm)
         if grad_norm is None:
@@ -199,14 +251,31 @@ class Stepper:
         bad = ~torch.isfinite(loss) if scaler is not None else ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         bad = self.accelerator.reduce(bad.float().reshape(1), reduction="sum")  # (1,): ranks agree
         skipped = (bad > 0).float().reshape(())  # 1.0: skip, as torch's found_inf wants it
-        pending = PendingStep(step, torch.stack([loss.reshape(()), grad_norm, skipped]))
+        return torch.stack([loss.reshape(()), grad_norm, skipped])
+
+    def _step_on_device(self, skipped: torch.Tensor) -> None:
+        inner = inner_optimizer(self.optimizer)
+        inner.found_inf = skipped
+        try:
+            self.optimizer.step()
+        finally:
+            del inner.found_inf
+
+    def update(self, step: int) -> PendingStep:
+        """Clip, decide whether the step is finite (on every rank alike), apply or skip the update,
+        clear the gradients. With `deferred` nothing here waits for the device. After a replay
+        the graph did all of that: only its result is taken."""
+        if self._replayed is not None:
+            values, self._replayed = self._replayed, None
+            return PendingStep(step, values)  # copied out now: the next replay overwrites it
+        if self._loss is None:
+            raise RuntimeError("Stepper.update() before accumulate(): no gradients to apply")
+        loss, self._loss = self._loss, None
+        values = self._verdict(loss)
+        pending = PendingStep(step, values)
+        scaler = self.accelerator.scaler
         if self.deferred:
-            inner = getattr(self.optimizer, "optimizer", self.optimizer)
-            inner.found_inf = skipped
-            try:
-                self.optimizer.step()
-            finally:
-                del inner.found_inf
+            self._step_on_device(values[2])
         elif pending.result().finite:  # reads the verdict back: waits for the device
             self.optimizer.step()
         elif scaler is not None:

@@ -18,6 +18,7 @@ import torch
 from mambalab.config import ConfigError, TrainerConfig
 from mambalab.training import resume as ckpt_io
 from mambalab.training.checkpointer import Checkpointer, CheckpointError
+from mambalab.training.cuda_graph import unsupported_reason
 from mambalab.training.distributed import build_accelerator
 from mambalab.training.evaluation import evaluate
 from mambalab.training.hooks import CheckpointHook, EvalHook, LogHook, LossWindow, SampleHook
@@ -28,7 +29,7 @@ from mambalab.training.progress import ProgressBar
 from mambalab.training.run_dir import RunDir
 from mambalab.training.signals import StopRequest
 from mambalab.training.state import TrainState
-from mambalab.training.step import PendingStep, Stepper
+from mambalab.training.step import PendingStep, Stepper, skips_on_device
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,17 @@ class Trainer:
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.unwrapped_model = acc.unwrap_model(self.model)
+        graphs = cfg.cuda_graphs
+        if graphs:
+            reason = unsupported_reason(self.device, self.world_size,
+                                        skips_on_device(self.optimizer, acc.scaler), cfg.compile)
+            if reason is not None:
+                graphs = False
+                if self.rank == 0:
+                    log.warning("trainer.cuda_graphs=true but the step cannot be captured here: "
+                                "%s. Training without CUDA graphs.", reason)
         self.stepper = Stepper(acc, self.model, self.optimizer, cfg.grad_clip, cfg.oom_retry,
-                               defer=cfg.overlap_steps)
+                               defer=cfg.overlap_steps, cuda_graphs=graphs)
         self.guard = NonFiniteGuard(cfg.max_bad_steps)
         self._pending: PendingStep | None = None  # the last step, not yet read back
         self.checkpointer = Checkpointer(self.run_dir.checkpoints, self.rank, self.world_size,
@@ -290,6 +300,7 @@ class Trainer:
         result = pending.result()
         self.guard.record(result.finite, pending.step)
         if not result.finite:
+            self.stepper.drop_graph()
             log.warning("step %d: non-finite loss or gradient (%d in a row): update skipped",
                         pending.step, self.guard.in_a_row)
             if self.guard.exhausted:
