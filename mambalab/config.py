@@ -61,7 +61,9 @@ class TrainerConfig:
     max_bad_steps: int = 5  # non-finite loss/grad steps in a row before the run stops
     oom_retry: bool = False  # CUDA OOM: halve the micro-batch, double accumulation, retry the step
     overlap_steps: bool = False  # queue step k + 1 before reading step k back (fused AdamW, no fp16)
-    cuda_graphs: bool = False  # capture the step as one CUDA graph and replay it (one GPU, fused AdamW)
+    # the step as one CUDA graph, replayed: auto (where it can: one CUDA process, fused AdamW, no
+    # fp16 scaler, no torch.compile) | true (the same, warning where it cannot) | false
+    cuda_graphs: str = "auto"
     progress_bar: bool = True
     cpu_threads: int | None = None  # torch intra-op threads on CPU; null: torch's default
     peak_flops: float | None = None  # per device, for MFU; null: looked up from the GPU's name
@@ -73,8 +75,10 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         self.resume = str(self.resume).lower()
+        self.cuda_graphs = str(self.cuda_graphs).lower()
         choices = {
             "resume": (self.resume, ("auto", "true", "false")),
+            "cuda_graphs": (self.cuda_graphs, ("auto", "true", "false")),
             "mixed_precision": (self.mixed_precision, ("no", "bf16", "fp16")),
             "strategy": (self.strategy, ("ddp", "fsdp")),
         }

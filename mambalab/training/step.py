@@ -115,6 +115,7 @@ class Stepper:
         self._graph: StepGraph | None = None
         self._warm_key: tuple | None = None  # the shapes of the last eager step: safe to capture
         self._replayed: torch.Tensor | None = None  # a replayed step's (3,) values
+        self._grads_stale = False
 
     def _forward_backward(self, batches: list[dict[str, Any]], inject_nan: bool,
                           split: bool = True) -> torch.Tensor:
@@ -153,8 +154,9 @@ class Stepper:
                 self._replayed = self._graph.replay(micro)
                 return
             self._warm_key = batch_key(micro)
-        if self._graph is not None:  # the graph's buffers hold the last replay's gradients
+        if self._grads_stale:  # .grad are the graph's buffers: a backward would add to them
             self.optimizer.zero_grad(set_to_none=True)
+            self._grads_stale = False
         while True:
             try:
                 self._loss = self._forward_backward(batches, inject_nan)
@@ -183,6 +185,9 @@ class Stepper:
             self.optimizer.zero_grad(set_to_none=True)  # the backward allocates them in the graph
             torch.cuda.empty_cache()  # the eager step's cached blocks: the graph has its own pool
             self._graph = StepGraph(self._graph_body, micro, device)
+            # the capture bound each .grad to a buffer of the graph, and replays do not rebind
+            # them: until an eager step clears them they hold the last replay's gradients
+            self._grads_stale = True
             log.info("trainer.cuda_graphs: captured the step (%d micro-batch(es) of %s)",
                      len(micro), tuple(micro[0]["input_ids"].shape))
         except Exception as exc:  # noqa: BLE001 - any capture failure falls back the same way
@@ -200,10 +205,19 @@ class Stepper:
         self._step_on_device(values[2])
         return values
 
-    def drop_graph(self) -> None:
-        """After a non-finite step: the next step runs eagerly (re-deciding what the host decides
-        per call, e.g. the scan's fp16 states after an overflow) and the one after recaptures."""
+    def drop_graph(self, free_memory: bool = False) -> None:
+        """Forget the captured step: the next step runs eagerly and the one after captures again.
+        After a non-finite step (so that what the host decides per call is decided again, e.g. the
+        scan's fp16 states after an overflow), and with free_memory between steps, before
+        evaluation or sampling, which then get the memory the graph's pool held (a step's
+        activations and its gradient buffers)."""
+        if self._graph is None:
+            return
         self._graph, self._warm_key = None, None
+        if free_memory:  # only between steps: the gradients are the graph's buffers or None
+            self.optimizer.zero_grad(set_to_none=True)
+            self._grads_stale = False
+            torch.cuda.empty_cache()
 
     def probe(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> int:
         """The split (from `micro_splits` up) at which one micro-batch of `batch` runs forward and

@@ -78,15 +78,17 @@ class Trainer:
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.unwrapped_model = acc.unwrap_model(self.model)
-        graphs = cfg.cuda_graphs
+        graphs = cfg.cuda_graphs != "false"
         if graphs:
             reason = unsupported_reason(self.device, self.world_size,
                                         skips_on_device(self.optimizer, acc.scaler), cfg.compile)
             if reason is not None:
                 graphs = False
-                if self.rank == 0:
+                if self.rank == 0 and cfg.cuda_graphs == "true":
                     log.warning("trainer.cuda_graphs=true but the step cannot be captured here: "
                                 "%s. Training without CUDA graphs.", reason)
+                elif self.rank == 0 and self.device.type == "cuda":
+                    log.info("trainer.cuda_graphs=auto: off (%s)", reason)
         self.stepper = Stepper(acc, self.model, self.optimizer, cfg.grad_clip, cfg.oom_retry,
                                defer=cfg.overlap_steps, cuda_graphs=graphs)
         self.guard = NonFiniteGuard(cfg.max_bad_steps)
@@ -279,6 +281,9 @@ class Trainer:
             reason = self._stop_reason(step)
             if due or reason or last:
                 self._settle()  # the hooks and checkpoints see this step's loss and verdict
+            if any(isinstance(hook, (EvalHook, SampleHook)) for hook in due):
+                # the model runs outside the step: the graph's memory goes back (recaptured after)
+                self.stepper.drop_graph(free_memory=True)
             for hook in due:
                 hook(self, step)
             if reason and not last:

@@ -57,3 +57,17 @@ if [ "$1" = verify ]; then
     -k "full_size_gpu_matches" 2>&1 | grep -E "^(FAILED|ERROR)|passed|failed" | tail -n 4
   stamp done
 fi
+# verify2 (call 3): with trainer.cuda_graphs=auto the default, the graph tests and the 130M loop
+# test; at 32 x 2048 with evaluations (the graph released before each, captured again after);
+# activation checkpointing under capture
+if [ "$1" = verify2 ]; then
+  stamp "GPU tests"
+  timeout -k 10 330 python3 -m pytest -m gpu -s -q -p no:cacheprovider tests/training/test_cuda_graph_gpu.py \
+    tests/training/test_train_gpu.py -k "graph or through_the_loop" > $LOGS/tests2.log 2>&1
+  stamp "tests rc=$?"; grep -E "passed|failed|eager|graphed|whole|resumed|Mamba-130M|Error|^E " $LOGS/tests2.log | head -30
+  train eval_b32 100 $PLAIN data.batch_size=32 trainer.max_steps=30 trainer.log_every=10 trainer.eval_every=10 trainer.eval_max_batches=4
+  grep -c "captured the step" $LOGS/eval_b32.log
+  python3 -c "import json,sys; r=[json.loads(x) for x in open(sys.argv[1])]; print('  eval', [(x['step'], round(x['loss'], 4)) for x in r if x.get('split')=='validation'])" $OUT/runs/eval_b32/metrics.jsonl
+  train ckpt_b8 80 $PLAIN data.batch_size=8 trainer.max_steps=20 trainer.log_every=10 model.gradient_checkpointing=true
+  stamp done
+fi

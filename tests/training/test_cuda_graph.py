@@ -63,36 +63,63 @@ def test_batch_key_is_shapes_and_dtypes():
 
 def test_trainer_without_cuda_trains_eagerly_and_says_why(tmp_path, caplog):
     synth = ["data=synthetic", "tokenizer=byte", "optimizer.fused=true"]
-    with caplog.at_level(logging.WARNING, logger="mambalab.training.trainer"):
-        run_in_process(tmp_path, *synth, "trainer.cuda_graphs=true", base=TINY_LM)
-    assert read_summary(tmp_path)["status"] == "completed"
-    assert any("trainer.cuda_graphs=true but the step cannot be captured here: the device is cpu"
-               in r.getMessage() for r in caplog.records)
+    with caplog.at_level(logging.INFO, logger="mambalab.training.trainer"):
+        run_in_process(tmp_path / "true", *synth, "trainer.cuda_graphs=true", base=TINY_LM)
+        asked = [r.getMessage() for r in caplog.records if "cuda_graphs" in r.getMessage()]
+        caplog.clear()
+        run_in_process(tmp_path / "auto", *synth, base=TINY_LM)  # the default: silent on a CPU
+        default = [r.getMessage() for r in caplog.records if "cuda_graphs" in r.getMessage()]
+    assert read_summary(tmp_path / "true")["status"] == read_summary(tmp_path / "auto")["status"] == "completed"
+    assert asked == ["trainer.cuda_graphs=true but the step cannot be captured here: the device "
+                     "is cpu, not CUDA. Training without CUDA graphs."]
+    assert default == []
+
+
+def test_cuda_graphs_setting_is_checked():
+    from mambalab.config import ConfigError, TrainerConfig
+
+    assert TrainerConfig(max_steps=1, cuda_graphs=True).cuda_graphs == "true"
+    with pytest.raises(ConfigError, match="trainer.cuda_graphs='sometimes': expected one of auto"):
+        TrainerConfig(max_steps=1, cuda_graphs="sometimes")
 
 
 class _EagerGraph:
-    """Stands in for StepGraph on a CPU: `replay` runs the captured body for real, from gradients
-    set to None as a capture starts them (the captured backward writes them, never adds)."""
+    """Stands in for StepGraph on a CPU, with a capture's effects on .grad: constructing it binds
+    each parameter's .grad to a buffer (a captured backward allocates them), `replay` runs the
+    step for real from gradients set to None (the captured backward writes them, never adds),
+    leaves the new gradients in those buffers and does not rebind .grad (a replay cannot)."""
     made: list[tuple] = []
 
     def __init__(self, body, micro, device) -> None:
-        self.key, self.body, self.optimizer = batch_key(micro), body, None
-        self.inputs = [dict(mb) for mb in micro]
+        self.key, self.body = batch_key(micro), body
+        self.params = list(body.__self__.model.parameters())
+        self.buffers = [torch.zeros_like(p) for p in self.params]
+        for p, buf in zip(self.params, self.buffers):
+            p.grad = buf
         _EagerGraph.made.append(self.key)
 
     def matches(self, micro) -> bool:
         return batch_key(micro) == self.key
 
     def replay(self, micro) -> torch.Tensor:
-        for p in self.body.__self__.model.parameters():
+        bound = [p.grad for p in self.params]
+        for p in self.params:
             p.grad = None
-        return self.body([dict(mb) for mb in micro])
+        out = self.body([dict(mb) for mb in micro])
+        for p, buf, g in zip(self.params, self.buffers, bound):
+            buf.copy_(p.grad)
+            p.grad = g
+        return out
 
 
-def test_the_graphed_step_logic_matches_the_eager_step(tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra, captures", [
+    (["trainer.debug_inject_nan_at_steps=[3]"], 2),  # at steps 2 and 5 (4 replayed, then dropped)
+    (["trainer.eval_every=3"], 3),  # at 2, 5 and 8: each evaluation takes the graph's memory back
+])
+def test_the_graphed_step_logic_matches_the_eager_step(tmp_path, monkeypatch, extra, captures):
     """The Stepper's capture / replay / drop logic with the capture replaced by an eager stand-in:
-    the same metrics, bitwise, as the eager step reading back late; capture after one eager step,
-    again after the NaN step drops the graph; checkpoints resume."""
+    the same metrics as the eager step reading back late; a capture after one eager step of the
+    same shapes, again after a non-finite step or an evaluation drops the graph."""
     import mambalab.training.step as step_mod
     import mambalab.training.trainer as trainer_mod
     from train_helpers import read_metrics
@@ -101,10 +128,11 @@ def test_the_graphed_step_logic_matches_the_eager_step(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "unsupported_reason", lambda *a, **k: None)
     _EagerGraph.made = []
     common = ["data=synthetic", "tokenizer=byte", "optimizer.fused=true", "trainer.max_steps=8",
-              "trainer.debug_inject_nan_at_steps=[3]", "trainer.checkpoint_every=4"]
-    run_in_process(tmp_path / "eager", *common, "trainer.overlap_steps=true", base=TINY_LM)
+              "trainer.checkpoint_every=4", *extra]
+    run_in_process(tmp_path / "eager", *common, "trainer.overlap_steps=true",
+                   "trainer.cuda_graphs=false", base=TINY_LM)
     run_in_process(tmp_path / "graphs", *common, "trainer.cuda_graphs=true", base=TINY_LM)
-    assert len(_EagerGraph.made) == 2  # steps 2 and 5 (3 was NaN: 4 ran eagerly)
+    assert len(_EagerGraph.made) == captures
     eager, graphs = read_metrics(tmp_path / "eager"), read_metrics(tmp_path / "graphs")
     assert [r["skipped_steps"] for r in eager] == [r["skipped_steps"] for r in graphs]
     assert ["loss" in r for r in eager] == ["loss" in r for r in graphs]
@@ -112,9 +140,47 @@ def test_the_graphed_step_logic_matches_the_eager_step(tmp_path, monkeypatch):
     for k in ("loss", "grad_norm", "lr"):
         assert [r.get(k, 0.0) for r in graphs] == pytest.approx([r.get(k, 0.0) for r in eager],
                                                                 rel=1e-5), k
-    assert read_summary(tmp_path / "graphs")["skipped_steps"] == 1
+    assert read_summary(tmp_path / "graphs")["skipped_steps"] == read_summary(
+        tmp_path / "eager")["skipped_steps"]
+    evals = [read_metrics(tmp_path / run, "validation") for run in ("eager", "graphs")]
+    assert [r["loss"] for r in evals[1]] == pytest.approx([r["loss"] for r in evals[0]], rel=1e-5)
 
     # a checkpoint written while graphs were on holds a plain lr (cuda_graph.portable_state_dict)
-    state = torch.load(tmp_path / "graphs" / "checkpoints" / "step_00000004" / "optimizer.pt",
-                       weights_only=False)
+    folder = sorted((tmp_path / "graphs" / "checkpoints").glob("step_*"))[-1]
+    state = torch.load(folder / "optimizer.pt", weights_only=False)
     assert all(isinstance(g["lr"], float) for g in state["param_groups"])
+
+
+def test_an_eager_step_after_a_dropped_graph_starts_from_zero_gradients(monkeypatch):
+    """Right after a capture .grad are the graph's buffers, holding the last replay's gradients;
+    an eager step after the graph is dropped (a non-finite step) must not add to them."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    import mambalab.training.step as step_mod
+
+    monkeypatch.setattr(step_mod, "StepGraph", _EagerGraph)
+
+    class Quadratic(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+
+        def forward(self, input_ids, targets=None, doc_starts=None):
+            return SimpleNamespace(loss=(self.w * input_ids.float().mean()).square().sum())
+
+    acc = Accelerator(cpu=True)
+    model = Quadratic()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    model, opt = acc.prepare(model, opt)
+    stepper = step_mod.Stepper(acc, model, opt, grad_clip=None, oom_retry=False, cuda_graphs=True)
+    batch = {"input_ids": torch.full((2, 4), 3), "targets": torch.zeros(2, 4, dtype=torch.long)}
+    for step in (1, 2):  # eager, then captured and replayed
+        stepper.accumulate([batch])
+        stepper.update(step).result()
+    assert stepper._graph is not None and model.w.grad is not None  # the graph's buffers
+    stepper.drop_graph()  # as after a non-finite step
+    stepper.accumulate([batch])  # eager
+    expected = 2 * model.w.detach() * 9.0  # d/dw of (3 w)^2
+    assert torch.allclose(model.w.grad, expected), (model.w.grad, expected)

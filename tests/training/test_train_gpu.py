@@ -26,6 +26,8 @@ def _gpus() -> int:
 def test_mamba_130m_through_the_loop(tmp_path):
     done = cli(tmp_path, timeout=900, base=GPU_130M)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    # trainer.cuda_graphs=auto: the step is replayed as a CUDA graph on one GPU
+    assert "trainer.cuda_graphs: captured the step" in done.stdout + done.stderr
     rows = read_metrics(tmp_path)
     steady = rows[2:]  # past compilation / autotuning
     tok_s = sum(r["tok_per_s"] for r in steady) / len(steady)
