@@ -106,10 +106,14 @@ class StepGraph:
         self.inputs = [{k: (v.to(device, copy=True) if torch.is_tensor(v) else v)
                         for k, v in mb.items()} for mb in micro]
         torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
         self.graph = torch.cuda.CUDAGraph()
         # thread_local: the loader's prefetch thread may pin host memory while this one captures
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = body(self.inputs)
+        # A replay allocates nothing (its activations reuse the graph's pool), so the allocator's
+        # peak after it no longer shows a step's memory; what the capture allocated at most does.
+        self.peak_bytes = torch.cuda.max_memory_allocated(device)
 
     def matches(self, micro: list[Batch]) -> bool:
         return batch_key(micro) == self.key

@@ -41,11 +41,12 @@ def peak_flops_per_device(device: torch.device, mixed_precision: str) -> float |
     return None
 
 
-def memory_gib(device: torch.device) -> float | None:
-    """Peak allocated GPU memory since the last call, in GiB (None on CPU)."""
+def memory_gib(device: torch.device, at_least_bytes: int = 0) -> float | None:
+    """Peak allocated GPU memory since the last call, in GiB (None on CPU). at_least_bytes: a
+    floor, the peak of a replayed CUDA graph's step (its replays allocate nothing)."""
     if device.type != "cuda":
         return None
-    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    peak = max(torch.cuda.max_memory_allocated(device), at_least_bytes) / 2**30
     torch.cuda.reset_peak_memory_stats(device)
     return round(peak, 3)
 

@@ -205,6 +205,10 @@ class Stepper:
         self._step_on_device(values[2])
         return values
 
+    def graph_peak_bytes(self) -> int:
+        """The captured step's peak memory (0 without a graph): what each replay holds."""
+        return getattr(self._graph, "peak_bytes", 0) if self._graph is not None else 0
+
     def drop_graph(self, free_memory: bool = False) -> None:
         """Forget the captured step: the next step runs eagerly and the one after captures again.
         After a non-finite step (so that what the host decides per call is decided again, e.g. the

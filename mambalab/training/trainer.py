@@ -359,7 +359,7 @@ class Trainer:
             lg.log(metrics, step)
 
     def memory_gib(self) -> float | None:
-        return memory_gib(self.device)
+        return memory_gib(self.device, self.stepper.graph_peak_bytes())
 
     def _wall_time(self) -> float:
         return self._wall_base + time.perf_counter() - self._attempt_start
