@@ -78,3 +78,40 @@ def launch_workers(num_processes: int, run_dir: Path, task_overrides: list[str])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class RankFlags:
+    """Flags each rank raises on its own (a signal arrived, its time budget is spent), agreed on
+    every rank one step late without stopping the host: `exchange(flags)` queues this step's
+    all-reduce behind the step's work, copies the sums to pinned memory behind an event, and
+    returns the previous step's agreement, waiting only until that one was done (a `.item()` on
+    the sums would wait for all the work queued since, and so for every step). All ranks call it
+    once a step, so they run the same collectives and act on the same step."""
+
+    def __init__(self, accelerator: Accelerator, n: int) -> None:
+        self.accelerator, self.n = accelerator, n
+        self._pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def exchange(self, flags: list[bool]) -> list[bool]:
+        """Post this step's flags; returns the previous step's, OR-ed over the ranks (all False
+        at the first call)."""
+        if len(flags) != self.n:
+            raise ValueError(f"RankFlags: expected {self.n} flags, got {len(flags)}")
+        previous = [False] * self.n
+        if self._pending is not None:
+            values, event = self._pending
+            if event is not None:
+                event.synchronize()
+            previous = [v > 0 for v in values.tolist()]
+        device = self.accelerator.device
+        local = torch.tensor([float(f) for f in flags], device=device)
+        summed = self.accelerator.reduce(local, reduction="sum")
+        if summed.is_cuda:
+            host = torch.empty(self.n, dtype=torch.float32, pin_memory=True)
+            host.copy_(summed, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending = (host, event)
+        else:
+            self._pending = (summed, None)
+        return previous

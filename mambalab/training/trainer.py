@@ -19,7 +19,7 @@ from mambalab.config import ConfigError, TrainerConfig
 from mambalab.training import resume as ckpt_io
 from mambalab.training.checkpointer import Checkpointer, CheckpointError
 from mambalab.training.cuda_graph import unsupported_reason
-from mambalab.training.distributed import build_accelerator
+from mambalab.training.distributed import RankFlags, build_accelerator
 from mambalab.training.evaluation import evaluate
 from mambalab.training.hooks import CheckpointHook, EvalHook, LogHook, LossWindow, SampleHook
 from mambalab.training.loggers import JsonlLogger, Logger
@@ -93,6 +93,7 @@ class Trainer:
                                defer=cfg.overlap_steps, cuda_graphs=graphs)
         self.guard = NonFiniteGuard(cfg.max_bad_steps)
         self._pending: PendingStep | None = None  # the last step, not yet read back
+        self._rank_flags: RankFlags | None = None  # several processes: stop/budget agreement
         self.checkpointer = Checkpointer(self.run_dir.checkpoints, self.rank, self.world_size,
                                          cfg.keep_last, barrier=acc.wait_for_everyone)
         self._last_saved: tuple[int, Path] | None = None
@@ -270,7 +271,8 @@ class Trainer:
             # or during the next one), so over a run this is the device's time per step.
             self.state.train_time_s += time.perf_counter() - started
             self.throughput.add(self.tokens_per_step)
-            if step < self.total_steps and self._out_of_time():
+            signal_any, over_time = self._agree(step)
+            if step < self.total_steps and over_time:
                 self.stopped_by = "max_time_s"
                 if self.rank == 0:
                     log.info("step %d: %.1f s of training reached trainer.max_time_s=%g; ending the "
@@ -278,7 +280,7 @@ class Trainer:
                              self.state.train_time_s, cfg.max_time_s)
             last = step == self.total_steps or self.stopped_by == "max_time_s"
             due = [hook for hook in self.hooks if hook.due(step, last)]
-            reason = self._stop_reason(step)
+            reason = self._stop_reason(step, signal_any)
             if due or reason or last:
                 self._settle()  # the hooks and checkpoints see this step's loss and verdict
             if any(isinstance(hook, (EvalHook, SampleHook)) for hook in due):
@@ -315,30 +317,32 @@ class Trainer:
                 raise self.guard.error(pending.step)
         self.window.add(result.loss, result.grad_norm)
 
-    def _out_of_time(self) -> bool:
-        """Whether the training-time budget is spent; agreed across ranks (any rank over: all stop
-        at this step), so that every rank runs the same end-of-training collectives."""
+    def _agree(self, step: int) -> tuple[bool, bool]:
+        """(a stop signal arrived, the training-time budget is spent), the same on every rank, so
+        that all run the same end-of-training collectives. With several processes each rank's
+        flags are agreed one step late (`RankFlags`: no wait for the device at every step), so a
+        signal or the budget ends the run one step later there."""
         budget = self.config.max_time_s
-        if budget is None:
-            return False
-        over = self.state.train_time_s >= budget
-        if self.world_size > 1:
-            flag = torch.tensor([float(over)], device=self.device)
-            over = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
-        return over
+        flags = [self.stop.requested, budget is not None and self.state.train_time_s >= budget]
+        if self.world_size == 1:
+            return flags[0], flags[1]
+        if self._rank_flags is None:
+            self._rank_flags = RankFlags(self.accelerator, 2)
+        agreed = self._rank_flags.exchange(flags)
+        return agreed[0], agreed[1]
 
-    def _stop_reason(self, step: int) -> str | None:
-        local = self.stop.requested or step == self.config.interrupt_at_step
-        if self.world_size > 1:
-            flag = torch.tensor([float(local)], device=self.device)
-            local = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
-        if not local:
+    def _stop_reason(self, step: int, signal_any: bool) -> str | None:
+        """trainer.interrupt_at_step (the same on every rank: no agreement needed), or a signal
+        (on this rank or, with several processes, another)."""
+        if step == self.config.interrupt_at_step:
+            return "trainer.interrupt_at_step"
+        if not signal_any:
             return None
         if self.stop.signum is not None:
             import signal
 
             return signal.Signals(self.stop.signum).name
-        return "trainer.interrupt_at_step" if step == self.config.interrupt_at_step else "a signal on another rank"
+        return "a signal on another rank"
 
     # --- helpers used by the hooks --------------------------------------------------------------
     def evaluate(self, split: str, max_batches: int | None) -> dict[str, float]:
