@@ -115,6 +115,7 @@ class _EagerGraph:
 @pytest.mark.parametrize("extra, captures", [
     (["trainer.debug_inject_nan_at_steps=[3]"], 2),  # at steps 2 and 5 (4 replayed, then dropped)
     (["trainer.eval_every=3"], 3),  # at 2, 5 and 8: each evaluation takes the graph's memory back
+    (["trainer.grad_accum_steps=2"], 1),  # both micro-batches in one graph
 ])
 def test_the_graphed_step_logic_matches_the_eager_step(tmp_path, monkeypatch, extra, captures):
     """The Stepper's capture / replay / drop logic with the capture replaced by an eager stand-in:
