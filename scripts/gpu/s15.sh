@@ -15,17 +15,7 @@ train() {
   timeout -k 10 $limit python3 -m mambalab.train "$@" hydra.run.dir=$OUT/runs/$name > $LOGS/$name.log 2>&1
   local rc=$?
   grep -E "cuda_graphs|Error" $LOGS/$name.log | head -4
-  python3 - "$OUT/runs/$name" "$name" "$rc" <<'PY'
-import json, statistics, sys
-from pathlib import Path
-d, name, rc = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()] if (d / "metrics.jsonl").exists() else []
-rows = [r for r in rows if r.get("split") == "train" and r.get("tok_per_s")]
-tok = [r["tok_per_s"] for r in rows[1:]]
-mem = max((r.get("mem_gib") or 0) for r in rows) if rows else 0
-print(f"  {name:24s} rc={rc} intervals={len(tok)} tok/s median {statistics.median(tok) if tok else 0:>9,.0f}"
-      f" all {[round(t) for t in tok]} mem {mem:.1f} GiB losses {[round(r['loss'], 4) for r in rows][-3:]}")
-PY
+  python3 scripts/gpu/run_summary.py "$OUT/runs/$name" "$name" "$rc"
 }
 if [ "$1" = graphs ]; then
   stamp "bench: mambalab[triton] eager and as a CUDA graph"

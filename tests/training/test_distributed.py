@@ -6,13 +6,11 @@ import pytest
 from accelerate import Accelerator
 
 from mambalab.training.distributed import RankFlags
+from train_helpers import gloo_rank, spawn_two_ranks
 
 
 def _flags_worker(rank: int, port: int, out) -> None:
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    gloo_rank(rank, port)
     acc = Accelerator(cpu=True)
     flags = RankFlags(acc, 2)
     seen = []
@@ -24,22 +22,7 @@ def _flags_worker(rank: int, port: int, out) -> None:
 
 
 def test_a_flag_one_rank_raises_reaches_every_rank_one_call_later():
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_flags_worker, args=(r, port, out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = spawn_two_ranks(_flags_worker)
     want = [[False, False], [False, False], [True, False], [False, True]]
     assert results == {0: want, 1: want}
 

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from mambalab.training.nan_guard import NonFiniteLossError
 from mambalab.training.step import Stepper, skips_on_device
 
-from train_helpers import TINY_LM, OomAbove, read_metrics, read_summary, run_in_process
+from train_helpers import (TINY_LM, OomAbove, gloo_rank, read_metrics, read_summary, run_in_process,
+                           spawn_two_ranks)
 
 
 class _Quadratic(torch.nn.Module):
@@ -136,10 +137,7 @@ def test_several_processes_do_not_retry_inside_the_step():
 
 
 def _agree_worker(rank: int, port: int, found: list[int], out) -> None:
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    gloo_rank(rank, port)
     acc = Accelerator(cpu=True)
     stepper = Stepper(acc, OomAbove(limit=8), None, grad_clip=None, oom_retry=True)
     out.put((rank, stepper.agree_splits(found[rank], 8)))
@@ -147,20 +145,5 @@ def _agree_worker(rank: int, port: int, found: list[int], out) -> None:
 
 
 def test_ranks_agree_on_the_split_that_fits_everywhere():
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_agree_worker, args=(r, port, [2, 8], out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = spawn_two_ranks(_agree_worker, [2, 8])
     assert results == {0: 8, 1: 8}  # rank 1 needed 8 pieces: every rank splits in 8

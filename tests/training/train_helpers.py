@@ -90,3 +90,31 @@ class OomAbove(torch.nn.Module):
 def cache_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MAMBALAB_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+def gloo_rank(rank: int, port: int) -> None:
+    """In a worker of `spawn_two_ranks`: the environment of rank `rank` of 2 (gloo, this host)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+
+
+def spawn_two_ranks(worker, *args) -> dict:
+    """Run `worker(rank, port, *args, out)` in two spawned processes (a module-level function that
+    calls `gloo_rank` and puts (rank, result) on `out`); returns {rank: result}."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(r, port, *args, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results
