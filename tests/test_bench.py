@@ -123,3 +123,15 @@ def test_time_device_on_cpu_is_the_wall_time():
 
     dev, host = time_device(lambda: time.sleep(0.002), torch.device("cpu"), 1, 3)
     assert dev == host and 2.0 <= dev < 100.0
+
+
+def test_graph_rows_on_a_cpu_say_why_they_are_skipped(tmp_path):
+    cfg = _compose(TINY + ["bench.implementations=[mambalab]", "bench.cuda_graphs=[false,true]",
+                           f"bench.out={tmp_path / 'b.json'}"])
+    rows = [(r["implementation"], r["status"], r.get("reason")) for r in instantiate(cfg.bench)["training"]]
+    assert rows == [("mambalab[reference]", "ok", None),
+                    ("mambalab[reference]+graphs", "skipped", "CUDA graphs need a CUDA device")]
+    from hydra.errors import InstantiationException
+
+    with pytest.raises(InstantiationException, match="bench.cuda_graphs=.*a non-empty list of true/false"):
+        instantiate(_compose(TINY + ["bench.cuda_graphs=[sometimes]"]).bench)

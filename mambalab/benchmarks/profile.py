@@ -108,6 +108,8 @@ def profile_training(impl: TrainImpl, batch_size: int, seq_len: int, vocab_size:
     result.update(implementation=impl.name, batch_size=batch_size, seq_len=seq_len, steps=steps,
                   measured="GPU kernel self time" if device.type == "cuda"
                   else "CPU aten op self time")
+    if impl.cuda_graph:  # a replay runs the same kernels; the profiler names them from eager steps
+        result["note"] = "profiled as eager steps: a CUDA graph replays the same kernels"
     model = optimizer = None  # freed before the next run (the step closure holds them too)
     reset_memory(device)
     return result
