@@ -61,3 +61,14 @@ if [ "$1" = verify2 ]; then
   train ckpt_b8 80 $PLAIN data.batch_size=8 trainer.max_steps=20 trainer.log_every=10 model.gradient_checkpointing=true
   stamp done
 fi
+# induction (call 5, what the device budget left): experiment=induction_heads eager and graphed
+# (a small model with an evaluation every 200 steps)
+if [ "$1" = induction ]; then
+  IND="experiment=induction_heads trainer.max_steps=400 trainer.eval_every=200 trainer.log_every=100 trainer.progress_bar=false logger=[jsonl]"
+  train ind_graphs 100 $IND
+  train ind_eager 60 $IND trainer.cuda_graphs=false
+  for r in ind_graphs ind_eager; do
+    python3 -c "import json,sys; r=[json.loads(x) for x in open(sys.argv[1])]; print('  $r eval', [(x['step'], x.get('accuracy')) for x in r if x.get('split')=='validation'])" $OUT/runs/$r/metrics.jsonl
+  done
+  stamp done
+fi
