@@ -185,3 +185,26 @@ def test_an_eager_step_after_a_dropped_graph_starts_from_zero_gradients(monkeypa
     stepper.accumulate([batch])  # eager
     expected = 2 * model.w.detach() * 9.0  # d/dw of (3 w)^2
     assert torch.allclose(model.w.grad, expected), (model.w.grad, expected)
+
+
+def test_a_graph_is_captured_at_the_split_the_oom_retry_found(monkeypatch):
+    from accelerate import Accelerator
+
+    import mambalab.training.step as step_mod
+    from train_helpers import OomAbove
+
+    monkeypatch.setattr(step_mod, "StepGraph", _EagerGraph)
+    _EagerGraph.made = []
+    acc = Accelerator(cpu=True)
+    model = OomAbove(limit=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    stepper = step_mod.Stepper(acc, model, opt, grad_clip=None, oom_retry=True, cuda_graphs=True)
+    batch = {"input_ids": torch.ones(4, 8, dtype=torch.long), "targets": torch.ones(4, 8, dtype=torch.long)}
+    results = []
+    for step in range(1, 5):
+        stepper.accumulate([batch])
+        results.append(stepper.update(step).result())
+    assert stepper.micro_splits == 2 and stepper.cuda_graphs
+    # step 1 ran out of memory at 4 and ran as 2 x 2, step 2 eagerly at the new split, step 3 captured
+    assert _EagerGraph.made == [batch_key([{k: v[:2] for k, v in batch.items()}] * 2)]
+    assert all(r.finite for r in results)
