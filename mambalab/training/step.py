@@ -109,8 +109,9 @@ class Stepper:
         # With several processes the other ranks would be waiting inside the backward's gradient
         # all-reduce while this one retried: there the split is found before training (`probe`).
         self.retry_in_step = oom_retry and accelerator.num_processes == 1
-        self.cuda_graphs = cuda_graphs and skips_on_device(optimizer, accelerator.scaler)
-        self.deferred = (defer or self.cuda_graphs) and skips_on_device(optimizer, accelerator.scaler)
+        can_skip = skips_on_device(optimizer, accelerator.scaler)
+        self.cuda_graphs = cuda_graphs and can_skip
+        self.deferred = (defer or cuda_graphs) and can_skip
         self._loss: torch.Tensor | None = None
         self._graph: StepGraph | None = None
         self._warm_key: tuple | None = None  # the shapes of the last eager step: safe to capture
@@ -207,7 +208,7 @@ class Stepper:
 
     def graph_peak_bytes(self) -> int:
         """The captured step's peak memory (0 without a graph): what each replay holds."""
-        return getattr(self._graph, "peak_bytes", 0) if self._graph is not None else 0
+        return getattr(self._graph, "peak_bytes", 0)
 
     def drop_graph(self, free_memory: bool = False) -> None:
         """Forget the captured step: the next step runs eagerly and the one after captures again.
