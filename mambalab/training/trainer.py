@@ -271,7 +271,7 @@ class Trainer:
             # or during the next one), so over a run this is the device's time per step.
             self.state.train_time_s += time.perf_counter() - started
             self.throughput.add(self.tokens_per_step)
-            signal_any, over_time = self._agree(step)
+            signal_any, over_time = self._agree()
             if step < self.total_steps and over_time:
                 self.stopped_by = "max_time_s"
                 if self.rank == 0:
@@ -317,7 +317,7 @@ class Trainer:
                 raise self.guard.error(pending.step)
         self.window.add(result.loss, result.grad_norm)
 
-    def _agree(self, step: int) -> tuple[bool, bool]:
+    def _agree(self) -> tuple[bool, bool]:
         """(a stop signal arrived, the training-time budget is spent), the same on every rank, so
         that all run the same end-of-training collectives. With several processes each rank's
         flags are agreed one step late (`RankFlags`: no wait for the device at every step), so a
