@@ -50,3 +50,18 @@ def test_sigterm_to_the_launcher_checkpoints_every_rank(tmp_path):
     assert summary["status"] == "interrupted" and summary["interrupted_by"] == "SIGTERM"
     folder = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text().strip()
     assert {"loader_rank0.pt", "loader_rank1.pt", "COMPLETE"} <= {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.slow
+def test_two_processes_end_at_the_same_step_on_the_time_budget(tmp_path):
+    # each rank measures its own training time; they agree one step late (distributed.RankFlags)
+    done = cli(tmp_path, "trainer.num_processes=2", "trainer.max_steps=400", "trainer.max_time_s=0.5",
+               "trainer.checkpoint_every=null", "trainer.log_every=1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "completed" and summary["stopped_by"] == "max_time_s"
+    step = summary["step"]
+    assert 2 <= step < 400 and summary["train_time_s"] >= 0.5
+    assert read_metrics(tmp_path)[-1]["step"] == step  # logged and evaluated at the step it ended
+    assert [e["step"] for e in read_metrics(tmp_path, "validation")] == [step]
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == f"step_{step:08d}"
