@@ -1,6 +1,6 @@
 """Check and time the Triton selective scan on one GPU (docs/kernels/selective_scan.md).
 
-    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes|lanes-scaling|lanes-variants|lanes-segments|lanes-bc] [--configs all|default] [--out DIR]
+    PYTHONPATH=.:$PYTHONPATH python3 scripts/bench_scan.py [--impl tile|step|seg|lanes|lanes-scaling|lanes-variants|lanes-segments] [--configs all|default] [--out DIR]
 
 With --impl tile-variants: the tile kernels on the mixer's (C, B*L) views, channel-last and
 contiguous inputs, and a few backward tiles.
@@ -503,46 +503,6 @@ def lanes_segments(out: str) -> int:
     return code
 
 
-def lanes_bc(out: str) -> int:
-    """The lanes forward with each step's B and C shuffled from lanes n and 16 + n (the
-    fifteenth session's default) or read by uniform loads from a (B, L, 32) fp32 pack
-    (CONFIG["lanes_fwd_bc"] = "loads"), in one run: the forward as the mixer runs it (states
-    saved, segments "auto") at B = 1 .. 32, the pack's own time, the scan's autograd Function
-    forward + backward at B=8 (as the benchmark's ops table times it), then the fp32-loop check
-    with the loads. Writes bench_scan_lanes_bc.json."""
-    from mambalab.ops.triton.selective_scan_lanes_fwd import pack_bc
-
-    rows: dict = {"device": torch.cuda.get_device_name(), "triton": triton.__version__}
-    base = dict(ss.CONFIG, impl="lanes")
-    for batch in (int(b) for b in os.environ.get("BC_BATCHES", "1,2,4,8,16,32").split(",")):
-        xd = inputs(batch, 1536, 16, 2048, torch.bfloat16, dbl=True)
-        for mode in ("shuffles", "loads"):
-            ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_fwd_bc=mode)
-            fwd = lambda: ss.selective_scan_fwd(**xd, save_states=True)  # noqa: E731
-            fwd()
-            f = triton.testing.do_bench(fwd, warmup=25, rep=100, return_mode="median")
-            rows[f"B{batch}_{mode}"] = {"fwd": f}
-            print(f"B{batch:<3d} {mode:9s} fwd {f:.3f}", flush=True)
-        pk = triton.testing.do_bench(lambda: pack_bc(xd["B"], xd["C"]), warmup=25, rep=100,
-                                     return_mode="median")
-        rows[f"B{batch}_pack"] = pk
-        print(f"B{batch:<3d} pack_bc   {pk:.4f}", flush=True)
-    xc = inputs(8, 1536, 16, 2048, torch.bfloat16)
-    for mode in ("shuffles", "loads"):
-        ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_fwd_bc=mode)
-        rows[f"fn_B8_{mode}"] = time_config({}, xc)
-        print(f"Function B=8 {mode:9s}", {k: round(v, 3) for k, v in rows[f"fn_B8_{mode}"].items()},
-              flush=True)
-    ss.CONFIG.clear(); ss.CONFIG.update(base, lanes_fwd_bc="loads")
-    errs, finite = check()
-    rows["check_loads"] = {"errs": errs, "finite": finite}
-    print("check loads (B=2, L=2048, bf16, vs fp32 loop):", finite, errs, flush=True)
-    ss.CONFIG.clear(); ss.CONFIG.update(base)
-    with open(os.path.join(out, "bench_scan_lanes_bc.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    return 0 if finite and max(errs.values()) < 2e-2 else 1
-
-
 def tile_sweep(out: str) -> int:
     """The tile kernels at B=8 and 16 on the three layouts (dbl: the mixer's (C, B*L) views;
     channel_last; contiguous) and a few backward tiles; then mamba_ssm's kernel on contiguous
@@ -590,7 +550,7 @@ def main():
     ap.add_argument("--configs", default="all")
     ap.add_argument("--impl", default="tile", choices=["tile", "step", "tile-variants", "seg", "lanes",
                                                      "lanes-scaling", "lanes-variants", "lanes-parts",
-                                                     "lanes-segments", "lanes-bc"])
+                                                     "lanes-segments"])
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
@@ -610,8 +570,6 @@ def main():
         return lanes_parts(args.out)
     if args.impl == "lanes-segments":
         return lanes_segments(args.out)
-    if args.impl == "lanes-bc":
-        return lanes_bc(args.out)
     ss.CONFIG["impl"] = "tile"
     rows = {}
     rows["copy_GBps"] = copy_bandwidth()

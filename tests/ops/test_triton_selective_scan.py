@@ -410,57 +410,6 @@ def test_lanes_in_time_segments(fwd, bwd, blk, dtype, docs, chunk, dstate, warps
                             True, gen)
 
 
-@pytest.mark.parametrize("segs,dtype,chunk,dstate,warps", [
-    (1, torch.float32, 8, 16, 1),
-    (3, torch.bfloat16, 8, 16, 1),   # time segments: the carry blocks, then the main kernel
-    (1, torch.float32, 4, 5, 2),     # N = 5: the pack's zero padding; 2 warps a program
-])
-def test_lanes_forward_reads_bc_by_uniform_loads(segs, dtype, chunk, dstate, warps, monkeypatch,
-                                                 nan_empty):
-    """lanes_fwd_bc = "loads": the forward reads each step's B and C from a (B, L, 32) fp32 pack
-    (selective_scan_lanes_fwd.pack_bc) in every lane instead of shuffling them from lanes n and
-    16 + n; against the reference, with every optional input, document starts and an initial
-    state, forward and backward (the backward starts from the states this forward saved)."""
-    from mambalab.ops.triton import selective_scan_lanes_fwd as lf
-
-    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_chunk", chunk),
-                       ("lanes_warps", warps), ("lanes_states", "float32"),
-                       ("lanes_fwd_segments", segs), ("lanes_fwd_bc", "loads")):
-        monkeypatch.setitem(ss.CONFIG, key, value)
-    packs = []
-    pack_bc = lf.pack_bc
-    monkeypatch.setattr(lf, "pack_bc", lambda B, C: packs.append(1) or pack_bc(B, C))
-    gen = torch.Generator().manual_seed(5 + segs + dstate)
-    inputs, doc_starts = make_inputs(2, 32 * warps, dstate, 48, dtype, DEVICE, with_z=True,
-                                     with_d=True, with_bias=True, with_h0=True, with_docs=True,
-                                     gen=gen)
-    check_against_reference(inputs, doc_starts, True, 1e-4 if dtype == torch.float32 else 2e-2,
-                            True, gen)
-    assert packs, "the forward did not take the uniform-loads path"
-
-
-def test_lanes_pack_bc_layout():
-    from mambalab.ops.triton.selective_scan_lanes_fwd import pack_bc
-
-    B = torch.randn(2, 5, 7).to(torch.bfloat16)
-    C = torch.randn(2, 5, 7).to(torch.bfloat16)
-    bc = pack_bc(B, C)
-    assert bc.shape == (2, 7, 32) and bc.dtype == torch.float32 and bc.is_contiguous()
-    torch.testing.assert_close(bc[:, :, :5], B.float().transpose(1, 2), rtol=0, atol=0)
-    torch.testing.assert_close(bc[:, :, 16:21], C.float().transpose(1, 2), rtol=0, atol=0)
-    assert not bc[:, :, 5:16].any() and not bc[:, :, 21:].any()
-
-
-def test_lanes_fwd_bc_setting_is_checked(monkeypatch):
-    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
-    monkeypatch.setitem(ss.CONFIG, "lanes_fwd_bc", "shuffle")
-    gen = torch.Generator().manual_seed(2)
-    inputs, _ = make_inputs(1, 32, 4, 16, torch.bfloat16, DEVICE, with_z=False, with_d=False,
-                            with_bias=False, with_h0=False, with_docs=False, gen=gen)
-    with pytest.raises(ValueError, match="lanes_fwd_bc.*'loads' or 'shuffles'"):
-        ss.selective_scan_fwd(**inputs)
-
-
 def test_lanes_time_segments_fill_the_device():
     from mambalab.ops.triton import selective_scan_lanes_carry as lb
 

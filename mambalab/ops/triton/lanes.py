@@ -167,18 +167,6 @@ def raw_steps(raw, BD: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
-def load_uniform(base, zcol, G: tl.constexpr, BD: tl.constexpr):
-    """4 G fp32 values from base (a scalar pointer, 16-byte aligned) in every thread, as 4 G (BD,)
-    tensors: G 16-byte loads a thread, every lane of a warp at the same address, which the L1
-    serves as one request (zcol: (BD, 1) int zeros, so that each tile has a row per thread).
-    The B/C values of a step this way cost 8 loads a thread, against 32 shuffles."""
-    out = ()
-    for g in tl.static_range(G):
-        out = out + split_steps(tl.load(base + zcol + (g * 4 + tl.arange(0, 4)[None, :])), BD, 4)
-    return out
-
-
-@triton.jit
 def take(ts, I: tl.constexpr, n: tl.constexpr):
     """ts[I : I + n] of a tuple (slicing a tuple is not Triton syntax)."""
     out = ()

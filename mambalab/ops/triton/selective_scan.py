@@ -105,16 +105,12 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # each, scripts/gpu/s9.sh ab2): 272.5k tokens/s and 33.1 GiB against 264.5k / 264.0k and 42.3
 # for fp32 states and fp32 partials. fp16 states in the (N, D) layout were slower (260.9k) and
 # fp32 states in (D, N) too (253.4k); 4-step chunks slower still (240.1k fp16, 236.6k fp32).
-# lanes_fwd_bc: how the forward's lanes get each step's B and C: "shuffles" (lane n holds B_n,
-# lane 16 + n C_n, 32 shfl.sync a step) or "loads" (8 16-byte loads a thread from a (B, L, 32)
-# fp32 pack of B and C made per call, every lane of a warp at the same address: offline, Triton
-# 3.6, 1,050 instructions per 8-step loop and 103 registers against 1,251 and 128).
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
-          "lanes_fwd_segments": "auto", "lanes_fwd_bc": "shuffles",
+          "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
@@ -225,17 +221,13 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     if lanes_ok(u, delta, B, C, z):
         if y_out is not None and y_out.stride(2) != 1:
             raise ValueError(f"y_out must have unit stride along L, got strides {y_out.stride()}")
-        if CONFIG["lanes_fwd_bc"] not in ("loads", "shuffles"):
-            raise ValueError(f"selective_scan CONFIG['lanes_fwd_bc'] must be 'loads' or "
-                             f"'shuffles', got {CONFIG['lanes_fwd_bc']!r}")
         return lanes_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
             delta_softplus=delta_softplus, initial_state=initial_state, doc_starts=doc_starts,
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
-            states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"],
-            bc_loads=CONFIG["lanes_fwd_bc"] == "loads")
+            states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"])
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

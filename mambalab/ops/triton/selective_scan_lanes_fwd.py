@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
-from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, load_uniform, raw_steps,
-                                      shfl_idx, store_steps, store_vec, take)
+from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
+                                      store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_fwd_carry_launch,
                                                           resolve_segments, segment_chunks)
@@ -38,15 +38,13 @@ def load_bc_raw(bc_row, lane, t, N: tl.constexpr, K: tl.constexpr):
 
 @triton.jit
 def chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z: tl.constexpr,
-                 HAS_DOCS: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
-                 LOAD_BC: tl.constexpr = True):
+                 HAS_DOCS: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
     """The raw loads of one chunk's inputs (u, dt, z, B/C, document starts), as one flat tuple:
     issued a chunk ahead of their use when the kernels pipeline (PIPE)."""
     out = load_raw(u_row, t, K) + load_raw(dt_row, t, K)
     if HAS_Z:
         out = out + load_raw(z_row, t, K)
-    if LOAD_BC:  # else the kernel reads B and C per step (BCL)
-        out = out + load_bc_raw(bc_row, lane, t, N, K)
+    out = out + load_bc_raw(bc_row, lane, t, N, K)
     if HAS_DOCS:
         out = out + load_raw(doc_row, t, K)
     return out
@@ -54,21 +52,19 @@ def chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z: tl.const
 
 @triton.jit
 def unpack_inputs(raw, u_ty, dt_ty, z_ty, bc_ty, HAS_Z: tl.constexpr, HAS_DOCS: tl.constexpr,
-                  BD: tl.constexpr, K: tl.constexpr, LOAD_BC: tl.constexpr = True):
+                  BD: tl.constexpr, K: tl.constexpr):
     """chunk_inputs' tuple -> (u, dt, z, bc, doc), each K fp32 (BD,) tensors (z, doc: () when
     absent). The element types say how many tiles each input took (lanes.load_raw)."""
     nu: tl.constexpr = 1 if K * u_ty.primitive_bitwidth <= 128 else 2
     ndt: tl.constexpr = 1 if K * dt_ty.primitive_bitwidth <= 128 else 2
     nz: tl.constexpr = (1 if K * z_ty.primitive_bitwidth <= 128 else 2) if HAS_Z else 0
-    nbc: tl.constexpr = (1 if K * bc_ty.primitive_bitwidth <= 128 else 2) if LOAD_BC else 0
+    nbc: tl.constexpr = 1 if K * bc_ty.primitive_bitwidth <= 128 else 2
     u = raw_steps(take(raw, 0, nu), BD, K)
     dt = raw_steps(take(raw, nu, ndt), BD, K)
     z = ()
     if HAS_Z:
         z = raw_steps(take(raw, nu + ndt, nz), BD, K)
-    bc = ()
-    if LOAD_BC:
-        bc = raw_steps(take(raw, nu + ndt + nz, nbc), BD, K)
+    bc = raw_steps(take(raw, nu + ndt + nz, nbc), BD, K)
     doc = ()
     if HAS_DOCS:
         doc = raw_steps(take(raw, nu + ndt + nz + nbc, 1), BD, K)
@@ -78,14 +74,13 @@ def unpack_inputs(raw, u_ty, dt_ty, z_ty, bc_ty, HAS_Z: tl.constexpr, HAS_DOCS: 
 @triton.jit
 def _lanes_fwd_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, h0_ptr, doc_ptr,
-    y_ptr, states_ptr, last_ptr, flag_ptr, segH_ptr, segP_ptr, bcp_ptr,
+    y_ptr, states_ptr, last_ptr, flag_ptr, segH_ptr, segP_ptr,
     dim, n_chunks, seg_chunks, n_segs, seg_blocks, n_blocks,
     su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_n, sC_b, sC_n, sdoc_b, sy_b, sy_d,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
     PIPE: tl.constexpr, ST_DN: tl.constexpr, WATCH: tl.constexpr, SEG: tl.constexpr,
-    BCL: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -128,7 +123,6 @@ def _lanes_fwd_kernel(
     doc_row = doc_ptr + b * sdoc_b + dcol * 0
     bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
     seqlen = n_chunks * K
-    zcol = dcol * 0
     u_ty: tl.constexpr = u_ptr.dtype.element_ty
     dt_ty: tl.constexpr = dt_ptr.dtype.element_ty
     z_ty: tl.constexpr = z_ptr.dtype.element_ty
@@ -142,19 +136,18 @@ def _lanes_fwd_kernel(
         c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
     if PIPE:  # the first chunk's loads; each chunk then asks for the next one's before its work
         nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c_lo * K, HAS_Z,
-                           HAS_DOCS, N, K, not BCL)
+                           HAS_DOCS, N, K)
     for c in range(c_lo, c_hi):
         t = c * K
         if PIPE:
             cur = nxt
             # the last chunk loads itself again (in bounds, unused)
             nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane,
-                               tl.minimum(t + K, seqlen - K), HAS_Z, HAS_DOCS, N, K, not BCL)
+                               tl.minimum(t + K, seqlen - K), HAS_Z, HAS_DOCS, N, K)
         else:
             cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
-                               N, K, not BCL)
-        u, dt, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K,
-                                          not BCL)
+                               N, K)
+        u, dt, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
         if SAVE_STATES:  # lanes_states.py: dtypes and layouts
             if WATCH:  # fp16 states: is one beyond its range?
                 for n in tl.static_range(N):
@@ -174,21 +167,13 @@ def _lanes_fwd_kernel(
                 dtj = softplus(dtj)
             dtu = dtj * u[j]
             y = tl.zeros([BD], dtype=tl.float32)
-            if BCL:  # the step's B and C, (B, L, 32) fp32 (pack_bc), in every lane
-                bcv = load_uniform(bcp_ptr + (b * seqlen + t + j) * 32, zcol, 8, BD)
             hn = ()
             for n in tl.static_range(N):
                 a = tl.exp2(dtj * A2[n])
                 if HAS_DOCS:
                     a = tl.where(doc[j] != 0, 0.0, a)  # a document starts: forget the state
-                if BCL:
-                    Bn = bcv[n]
-                    Cn = bcv[16 + n]
-                else:
-                    Bn = shfl_idx(bc[j], n, BD)
-                    Cn = shfl_idx(bc[j], 16 + n, BD)
-                hv = a * h[n] + dtu * Bn
-                y += Cn * hv
+                hv = a * h[n] + dtu * shfl_idx(bc[j], n, BD)
+                y += shfl_idx(bc[j], 16 + n, BD) * hv
                 hn = hn + (hv,)
             h = hn
             if HAS_D:
@@ -216,15 +201,14 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32, segments: int | str = 1, bc_loads: bool = False,
+    states_dtype: torch.dtype = torch.float32, segments: int | str = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
     every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
     Inputs validated, contract above checked. Saving fp16 states raises lanes_states' overflow
     flag where one exceeds fp16's range. A batch too small to fill the device runs in
     ``segments`` time segments (an int, or "auto": time_segments at FWD_WARPS_PER_SM), each
-    starting from the state lanes_fwd_carry_launch's blocks give it. ``bc_loads``: each step's B
-    and C reach the lanes by uniform loads from a (B, L, 32) fp32 pack (pack_bc), not shuffles."""
+    starting from the state lanes_fwd_carry_launch's blocks give it."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -253,7 +237,6 @@ def lanes_fwd_launch(
         u, delta, A, B, C, pc, zz, initial_state if initial_state is not None else A, docs,
         y, states if states is not None else y, last if last is not None else y,
         lanes_states.overflow_flag(u.device) if watch else y, segH, segP,
-        pack_bc(B, C) if bc_loads else A,
         dim, n_chunks, seg_chunks, segments, seg_chunks // blk_chunks, n_blocks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
@@ -263,23 +246,11 @@ def lanes_fwd_launch(
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
         N=dstate, BD=bd, K=chunk, PIPE=pipeline,
         ST_DN=save_states and lanes_states.layout_dn(dstate, states_dtype), WATCH=watch,
-        SEG=segments > 1, BCL=bc_loads, num_warps=num_warps,
+        SEG=segments > 1, num_warps=num_warps,
     )
     if watch:
         lanes_states.watch(u.device)
     return y, last, states
-
-
-def pack_bc(B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    """(B, L, 32) fp32: step t's B_0 .. B_15 then C_0 .. C_15 (zeros past N), 128 bytes a step, so
-    that a warp reads a step's 32 values with 8 16-byte loads a thread, all lanes at the same
-    address (lanes.load_uniform). 2 MB at B=8, L=2048; B and C (B, N, L), N <= 16."""
-    batch, dstate, seqlen = B.shape
-    alloc = torch.empty if dstate == 16 else torch.zeros
-    bc = alloc((batch, seqlen, 32), device=B.device, dtype=torch.float32)
-    bc[:, :, :dstate].copy_(B.transpose(1, 2))
-    bc[:, :, 16:16 + dstate].copy_(C.transpose(1, 2))
-    return bc
 
 
 def per_channel(D: torch.Tensor | None, delta_bias: torch.Tensor | None, dim: int,
