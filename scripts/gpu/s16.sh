@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fifteenth session (2026-12-02): the lanes forward with B and C by uniform loads
 # (selective_scan CONFIG["lanes_fwd_bc"]). One H200, no kernel build (the Triton path).
-# Runs only at commit 83a0278: the loads were 3-4x slower and the option was removed after it
+# Runs only at commit 83a0278: the loads were 1.6-4.1x slower and the option was removed after it
 # (docs/kernels/selective_scan.md, fifteenth session; log docs/bench/h200-2026-12-02-s15-calls.log).
 #   bash scripts/gpu/s16.sh bc 2>&1 | tee $OUT/s16_bc.log
 source scripts/gpu/common.sh
