@@ -105,6 +105,9 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # each, scripts/gpu/s9.sh ab2): 272.5k tokens/s and 33.1 GiB against 264.5k / 264.0k and 42.3
 # for fp32 states and fp32 partials. fp16 states in the (N, D) layout were slower (260.9k) and
 # fp32 states in (D, N) too (253.4k); 4-step chunks slower still (240.1k fp16, 236.6k fp32).
+# lanes_bwd_gluon: the backward in Gluon (selective_scan_gluon_bwd.py: two threads a channel, the
+# chunk's per-channel values, outputs and dB/dC sums in shared memory) where its contract holds
+# on a CUDA device; elsewhere, and under TRITON_INTERPRET=1, the Triton kernel.
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
@@ -112,6 +115,7 @@ CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline":
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
           "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
+          "lanes_bwd_gluon": True,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -283,7 +287,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
             wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"],
             partials_16bit=bool(CONFIG["lanes_dbc_16bit"]), dB_out=dB_out, dC_out=dC_out,
-            segments=CONFIG["lanes_bwd_segments"])
+            segments=CONFIG["lanes_bwd_segments"], use_gluon=bool(CONFIG["lanes_bwd_gluon"]))
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
+from mambalab.ops.triton import selective_scan_gluon_bwd as gluon_bwd
 from mambalab.ops.triton.dbc_sum import dbc_sum
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
@@ -352,7 +353,7 @@ def batch_parts(batch: int, warps_per_row: int, sms: int | None,
 def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
             dbc, dA, dpc, dh0, y_out, has_d: bool, has_bias: bool, delta_softplus: bool,
             chunk: int, bd: int, num_warps: int, pipeline: int, states_dn: bool,
-            segments: int) -> None:
+            segments: int, use_gluon: bool = False) -> None:
     """One launch of the kernel over the batch rows of its (already sliced) tensors, in
     ``segments`` time segments (dA and dpc: (B, segments, ...))."""
     batch, dim, seqlen = u.shape
@@ -368,6 +369,14 @@ def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du
             dy=dy, delta=delta, A=A, C=C, pc=pc, z=z, has_bias=has_bias,
             delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
             blk_chunks=blk_chunks, blk0=seg_chunks // blk_chunks, num_warps=num_warps)
+    if use_gluon:  # selective_scan_gluon_bwd.py: the same gradients, two threads a channel
+        gluon_bwd.launch(
+            dy=dy, u=u, delta=delta, A=A, B=B, C=C, pc=pc, z=z, doc_starts=doc_starts,
+            states=states, dlast_state=dlast_state, du=du, ddelta=ddelta, dz=dz, dbc=dbc, dA=dA,
+            dpc=dpc, dh0=dh0, segG=segG, segP=segP, has_d=has_d, has_bias=has_bias,
+            delta_softplus=delta_softplus, n_chunks=n_chunks, seg_chunks=seg_chunks,
+            segments=segments, seg_blocks=seg_chunks // blk_chunks, n_blocks=n_blocks)
+        return
     _lanes_bwd_kernel[(dim // bd, batch, segments)](
         u, delta, A, B, C, pc, zz, docs, states, dy,
         dlast_state if dlast_state is not None else A,
@@ -393,7 +402,7 @@ def lanes_bwd_launch(
     du: torch.Tensor, ddelta: torch.Tensor, dz: torch.Tensor, pipeline: int = 0,
     y_out: torch.Tensor | None = None, wave_warps_per_sm: int | None = 8,
     partials_16bit: bool = False, dB_out: torch.Tensor | None = None,
-    dC_out: torch.Tensor | None = None, segments: int | str = 1,
+    dC_out: torch.Tensor | None = None, segments: int | str = 1, use_gluon: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC (B, N, L) in B's and C's dtypes, written into
@@ -402,7 +411,8 @@ def lanes_bwd_launch(
     follows from dtype and shape). ``y_out`` (B, D, L), unit stride along L: also write the
     forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
     several launches (batch_parts); a batch too small to fill it, in ``segments`` time segments
-    (an int, or "auto": time_segments at BWD_WARPS_PER_SM)."""
+    (an int, or "auto": time_segments at BWD_WARPS_PER_SM). ``use_gluon``: the Gluon kernel
+    (selective_scan_gluon_bwd.py) where its contract holds, else this module's."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -410,17 +420,26 @@ def lanes_bwd_launch(
     f32 = dict(device=u.device, dtype=torch.float32)
     # the per-warp partials in B's dtype when it is 16-bit (dB and dC go back in that dtype;
     # each partial, a sum over 32 channels, is rounded once and the 48 of them are summed in fp32)
-    dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device,
-                      dtype=B.dtype if partials_16bit and B.element_size() == 2 else torch.float32)
+    part_dtype = B.dtype if partials_16bit and B.element_size() == 2 else torch.float32
+    use_gluon = use_gluon and gluon_bwd.supported(
+        dstate=dstate, chunk=chunk, dim=dim, states=states,
+        states_dn=states_dn, writes_y=y_out is not None, device=u.device)
+    warps_per_row = dim // 16 if use_gluon else dim // 32  # Gluon: two threads a channel
+    if use_gluon:  # per 16 channels
+        dbc = gluon_bwd.partials(batch, dim, seqlen, u.device, part_dtype)
+    else:
+        dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device, dtype=part_dtype)
     sms = sm_count(u.device) if u.device.type == "cuda" else None
-    segments = resolve_segments(segments, batch, dim // 32, n_chunks, u.device,
+    segments = resolve_segments(segments, batch, warps_per_row, n_chunks, u.device,
                                 BWD_WARPS_PER_SM, "lanes_bwd_segments")
     dA = torch.empty((batch, segments, dim, dstate), **f32)
     dpc = torch.empty((batch, segments, dim, 2), **f32)
     dh0 = torch.empty((batch, dim, dstate), **f32)
     pc = per_channel(D, delta_bias, dim, u.device)
     bd = 32 * num_warps
-    parts = batch_parts(batch, dim // 32, sms, wave_warps_per_sm) if segments == 1 else [(0, batch)]
+    # Gluon: one launch at any batch (on an H200 one launch of B=32 took 3.33 ms, in parts 3.83)
+    parts = (batch_parts(batch, warps_per_row, sms, wave_warps_per_sm)
+             if segments == 1 and not use_gluon else [(0, batch)])
     for b0, b1 in parts:
         def rows(t):  # the part's batch rows of a (B, ...) tensor (a view: same strides)
             return t[b0:b1] if t is not None else None
@@ -431,7 +450,7 @@ def lanes_bwd_launch(
                 dbc=rows(dbc), dA=rows(dA), dpc=rows(dpc), dh0=rows(dh0), y_out=rows(y_out),
                 has_d=D is not None, has_bias=delta_bias is not None,
                 delta_softplus=delta_softplus, chunk=chunk, bd=bd, num_warps=num_warps,
-                pipeline=pipeline, states_dn=states_dn, segments=segments)
+                pipeline=pipeline, states_dn=states_dn, segments=segments, use_gluon=use_gluon)
     if dB_out is None:
         dB_out = torch.empty((batch, dstate, seqlen), device=u.device, dtype=B.dtype)
     if dC_out is None:

@@ -1,0 +1,386 @@
+"""The lanes scan's backward written in Gluon (Triton's explicit-layout dialect): two threads a
+channel, the chunk's inputs and outputs in shared memory. An experiment beside the Triton kernel
+(selective_scan_lanes_bwd.py), which computes the same gradients from the same saved states.
+
+Why: in Triton the lanes backward holds a channel's 16 states for K = 8 steps, the chunk's
+unpacked inputs and its outputs in registers, 255 of them a thread, so at most 8 warps run on an
+SM and the kernel issues in about a third of its cycles (docs/kernels/selective_scan.md); every
+restructuring in Triton moved ptxas into spills. Gluon lets a kernel place values explicitly:
+
+- a thread holds 8 of a channel's 16 states (lanes 2c and 2c + 1 share channel c of the
+  program's 16), so the K recomputed states are 64 registers, not 128;
+- the chunk's per-channel inputs (u, delta, its softplus' derivative, the gated dout, the gate's
+  factor for dz, the document mask) are computed once a chunk and kept in shared memory, each
+  step loading its values; the per-step outputs (du, ddelta, dz) go to shared memory and leave
+  as one 16-byte store a thread at the chunk's end; B and C are read per step from shared memory
+  as two 16-byte broadcasts each;
+- dB and dC, sums over channels per (t, n), go through a padded (32, 16) shared tile: each thread
+  writes its 16 terms, each lane then sums one row (n for dB, 16 + n for dC) over the 16
+  channels, and the K sums of a chunk leave as one vector store: partials (B, D / 16, 32, L),
+  summed by dbc_sum as the Triton kernel's (B, D / 32, 32, L).
+
+Contract (else the Triton kernel runs): N = 16, K = 8, D a multiple of 16, fp16 saved states in
+the (B, L / K, D, N) layout (lanes_states.py's default), no y written (the fused mixer keeps its
+own). Time segments, document starts, the last state's gradient, z, D and the dt bias as in the
+Triton kernel. Gluon kernels cannot run under TRITON_INTERPRET=1: they are tested on the GPU
+(tests/ops/test_gluon_scan_bwd.py) against the CPU-tested Triton kernel.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # Triton >= 3.5; the package still imports without it (CPU runs use the Triton kernels)
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+except ImportError:  # pragma: no cover - depends on the installed Triton
+    gluon = None
+    gl = None
+
+# pipe: issue the next chunk's loads before this chunk's work (on an H200, B=32: 3.33 against
+# 3.62 ms); maxnreg: ptxas's register cap (None: its choice, 255; 168 was slower:
+# docs/kernels/selective_scan.md, sixteenth session)
+CONFIG = {"pipe": True, "maxnreg": None}
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+def available() -> bool:
+    return gluon is not None
+
+
+if gluon is not None:
+
+    @gluon.jit
+    def _lg2(x):
+        return gl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [x],
+                                         dtype=gl.float32, is_pure=True, pack=1)
+
+    @gluon.jit
+    def _softplus(x):
+        e = gl.exp2(gl.minimum(x, 20.0) * 1.4426950408889634)
+        return gl.where(x > 20.0, x, _lg2(1.0 + e) * 0.6931471805599453)
+
+    @gluon.jit
+    def _sigmoid(x):
+        return gl.fdiv(1.0, 1.0 + gl.exp2(-x * 1.4426950408889634), ieee_rounding=False)
+
+    @gluon.jit
+    def _pair_sum(x):
+        """(8, 2, 16) -> (1, 1, 16): the sum over a channel's 16 states (8 in each of its 2
+        threads), in both threads."""
+        return gl.sum(gl.sum(x, axis=0, keep_dims=True), axis=1, keep_dims=True)
+
+    @gluon.jit
+    def _take(x, k3, S: gl.constexpr):
+        """State S of each thread's 8 (dim 0, in its registers): a register, no instruction
+        (max with -inf, which LLVM folds away)."""
+        return gl.max(gl.where(k3 == S, x, float("-inf")), axis=0, keep_dims=True)
+
+    @gluon.jit
+    def _dot_states(x, y, k3):
+        """sum over a channel's 16 states of x y, (1, 1, 16): an FMA chain over each thread's 8
+        (gl.sum of the products is a tree: more multiplies and adds), then one exchange."""
+        acc = _take(x, k3, 0) * _take(y, k3, 0)
+        for S in gl.static_range(1, 8):
+            acc = acc + _take(x, k3, S) * _take(y, k3, S)
+        return gl.sum(acc, axis=1, keep_dims=True)
+
+    @gluon.jit
+    def _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c, dim, HAS_Z: gl.constexpr,
+                     HAS_DOCS: gl.constexpr):
+        """Chunk c's raw loads: u, delta, dy, z, B/C, the saved state, document starts."""
+        t = c * 8
+        z = gl.load(z_t + t) if HAS_Z else gl.load(u_t + t)
+        doc = gl.load(doc_t + t) if HAS_DOCS else gl.load(u_t + t)
+        return (gl.load(u_t + t), gl.load(dt_t + t), gl.load(dy_t + t), z, gl.load(bc_t + t),
+                gl.load(st_t + c * dim * 16), doc)
+
+    @gluon.jit
+    def _step(sm, J: gl.constexpr, L3: gl.constexpr):
+        """Step J's per-channel values, (1, 1, 16), from a (K, 1, 16) shared tile."""
+        return sm.slice(J, 1, dim=0).load(L3)
+
+    @gluon.jit
+    def _gluon_bwd_kernel(
+        u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, doc_ptr, states_ptr, dy_ptr,
+        dlast_ptr, du_ptr, ddt_ptr, dz_ptr, dbc_ptr, dA_ptr, dpc_ptr, dh0_ptr, segG_ptr,
+        segP_ptr,
+        dim, seqlen, n_chunks, seg_chunks, n_segs, seg_blocks, n_blocks,
+        su_b, su_d, sdt_b, sdt_d, sz_b, sz_d, sB_b, sB_n, sC_b, sC_n, sdoc_b, sdy_b, sdy_d,
+        so_b, so_d,
+        HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
+        SOFTPLUS: gl.constexpr, HAS_DOCS: gl.constexpr, HAS_DLAST: gl.constexpr,
+        SEG: gl.constexpr, PIPE: gl.constexpr,
+    ):
+        K: gl.constexpr = 8    # steps a chunk, and states a thread
+        N: gl.constexpr = 16
+        # (8 states or steps, 2 halves, 16 channels): lane 2c + h holds channel c's states
+        # 8h .. 8h + 7 (or its K steps of a per-channel input), one warp a program
+        L3: gl.constexpr = gl.BlockedLayout([8, 1, 1], [1, 2, 16], [1, 1, 1], [0, 1, 2])
+        LC: gl.constexpr = gl.SliceLayout(0, L3)    # (2, 16) or (1, 16): one value a thread
+        LCH: gl.constexpr = gl.SliceLayout(0, LC)   # (16,)
+        LS: gl.constexpr = gl.SliceLayout(2, L3)    # (8, 2): a thread's states' constants
+        # per-channel tiles are (K, 1, 16) in L3: a channel's K steps in each of its threads
+        # the dB/dC terms (8 states s, 4 = (dB or dC, half h), 16 channels): a row a lane,
+        # the row of state 8 h + s of dB (or dC)
+        LR: gl.constexpr = gl.BlockedLayout([1, 1, 16], [8, 4, 1], [1, 1, 1], [2, 1, 0])
+        # the chunk's sums (8, 4, K): a row's K steps in one lane
+        LP: gl.constexpr = gl.BlockedLayout([1, 1, 8], [8, 4, 1], [1, 1, 1], [2, 1, 0])
+        PLAIN3: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [2, 1, 0])
+        # rows padded by a word: a lane reading its row, or a warp writing a column, hits
+        # distinct banks
+        PADR: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[16, 4]], [8, 4, 16],
+                                                                     [2, 1, 0])
+
+        pid_d = gl.program_id(0)
+        b = gl.program_id(1).to(gl.int64)
+        s = 0
+        if SEG:
+            s = gl.program_id(2)
+        # coordinates in L3
+        k1 = gl.arange(0, 8, layout=gl.SliceLayout(1, LS))
+        h1 = gl.arange(0, 2, layout=gl.SliceLayout(0, LS))
+        c1 = gl.arange(0, 16, layout=LCH)
+        hc = gl.arange(0, 2, layout=gl.SliceLayout(1, LC))
+        n3 = gl.expand_dims(gl.expand_dims(k1, 1) + 8 * gl.expand_dims(h1, 0), 2)  # (8, 2, 1)
+        d1 = pid_d * 16 + c1                                                        # (16,)
+        d2 = gl.expand_dims(d1, 0)                                                  # (1, 16)
+        d3 = gl.expand_dims(d2, 0)                                                  # (1, 1, 16)
+        dn3 = (b * dim + d3) * N + n3                                               # (8, 2, 16)
+        A2 = gl.load(A_ptr + d3 * N + n3) * 1.4426950408889634
+        if HAS_DLAST:
+            g = gl.load(dlast_ptr + dn3)
+        else:
+            g = gl.zeros([8, 2, 16], gl.float32, L3)
+        if SEG:  # what enters from the carry blocks after this segment, last first
+            for si in range(0, n_blocks - (s + 1) * seg_blocks):
+                sp = ((b * n_blocks + n_blocks - 1 - si) * dim + d3) * N + n3
+                g = gl.load(segG_ptr + sp) + gl.load(segP_ptr + sp) * g
+        dA_acc = gl.zeros([8, 2, 16], gl.float32, L3)
+        # per-channel (K, 1, 16) tiles: the channel's row + t + k
+        k3 = gl.expand_dims(gl.expand_dims(k1, 1), 2)   # (8, 1, 1)
+        dt64 = d3.to(gl.int64)
+        kk = k3
+        u_t = u_ptr + b * su_b + dt64 * su_d + kk
+        dt_t = dt_ptr + b * sdt_b + dt64 * sdt_d + kk
+        z_t = z_ptr + b * sz_b + dt64 * sz_d + kk
+        dy_t = dy_ptr + b * sdy_b + dt64 * sdy_d + kk
+        doc_t = doc_ptr + b * sdoc_b + kk + 0 * dt64
+        o_t = b * so_b + dt64 * so_d + kk
+        # B and C tiles as (K, 2, 16): [k, h, c] is B_(8h + c) for c < 8, C_(8h + c - 8) after
+        c3 = gl.expand_dims(gl.expand_dims(c1, 0) + 0 * gl.expand_dims(hc, 1), 0)   # (1, 2, 16)
+        h3 = gl.expand_dims(gl.expand_dims(0 * c1, 0) + gl.expand_dims(hc, 1), 0)   # (1, 2, 16)
+        nbc = (8 * h3 + c3 % 8).to(gl.int64)
+        bc_t = gl.where(c3 < 8, B_ptr + b * sB_b + nbc * sB_n, C_ptr + b * sC_b + nbc * sC_n) + k3
+        st_t = states_ptr + (b * n_chunks * dim + d3) * N + n3   # + c * dim * N
+        # the partials (B, D / 16, 32, L): row 16 i + 8 h + s holds the sum of dB (i = 0) or dC
+        # (i = 1) for state 8 h + s; LP's (s, 2 i + h, k)
+        ps = gl.arange(0, 8, layout=gl.SliceLayout(1, gl.SliceLayout(2, LP)))
+        pq = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(2, LP)))
+        pk = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, LP)))
+        prow = gl.expand_dims(gl.expand_dims(ps, 1) + 8 * gl.expand_dims(pq, 0), 2)  # (8, 4, 1)
+        pkk = gl.expand_dims(gl.expand_dims(pk, 0), 1)                               # (1, 1, 8)
+        dbc_t = dbc_ptr + ((b * (dim // 16) + pid_d) * 32 + prow.to(gl.int64)) * seqlen + pkk
+
+        sm_u = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_dt = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_sdt = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_dout = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_zf = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_keep = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_bc = gl.allocate_shared_memory(gl.float32, [K, 2, 16], PLAIN3)
+        sm_du = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_ddt = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        sm_dz = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
+        # a step's dB/dC terms, summed over the channels at once; the chunk's sums stay in
+        # registers, (8, 4, K) in LP
+        sm_red = gl.allocate_shared_memory(gl.float32, [8, 4, 16], PADR)
+
+        # per-channel constants and sums in the tiles' layout (a channel's 2 threads alike)
+        ch_t = d3
+        zero_t = gl.zeros([1, 1, 16], gl.float32, L3)
+        Dv = zero_t
+        bias = zero_t
+        if HAS_D:
+            Dv = gl.load(pc_ptr + ch_t * 2)
+        if HAS_BIAS:
+            bias = gl.load(pc_ptr + ch_t * 2 + 1)
+        Dv2 = Dv
+        bias2 = bias
+        dD_acc = zero_t
+        dbias_acc = zero_t
+
+        c_lo = 0
+        c_hi = n_chunks
+        if SEG:
+            c_lo = s * seg_chunks
+            c_hi = gl.minimum(c_lo + seg_chunks, n_chunks)
+        # PIPE: each chunk issues the next chunk's loads (the one before it in time) before its
+        # own work, so that their latency hides behind it
+        if PIPE:
+            nxt = _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c_hi - 1, dim, HAS_Z,
+                               HAS_DOCS)
+        for i in range(c_hi - c_lo):
+            c = c_hi - 1 - i
+            t = c * K
+            if PIPE:
+                cur = nxt
+                nxt = _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t,
+                                   gl.maximum(c - 1, c_lo), dim, HAS_Z, HAS_DOCS)
+            else:
+                cur = _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c, dim, HAS_Z,
+                                   HAS_DOCS)
+            # the chunk's per-channel values, computed once on (K, 16) tiles and kept in shared
+            # memory for the steps (and for the chunk's end: du and dz's D terms)
+            u_k = cur[0].to(gl.float32)
+            dtp = cur[1].to(gl.float32)
+            dy_k = cur[2].to(gl.float32)
+            if HAS_BIAS:
+                dtp = dtp + bias2
+            if SOFTPLUS:
+                sm_dt.store(_softplus(dtp))
+                sm_sdt.store(_sigmoid(dtp))
+            else:
+                sm_dt.store(dtp)
+            if HAS_Z:
+                z_k = cur[3].to(gl.float32)
+                sz = _sigmoid(z_k)
+                dout = dy_k * z_k * sz
+                sm_zf.store(dy_k * sz * (1.0 + z_k * (1.0 - sz)))
+            else:
+                dout = dy_k
+            if HAS_DOCS:
+                sm_keep.store(gl.where(cur[6] != 0, 0.0, 1.0))
+            sm_u.store(u_k)
+            sm_dout.store(dout)
+            dD_acc += gl.sum(dout * u_k, axis=0, keep_dims=True)
+            sm_bc.store(cur[4].to(gl.float32))
+            h0c = cur[5].to(gl.float32)   # the state before the chunk
+            part = gl.zeros([8, 4, K], gl.float32, LP)
+
+            # h over the chunk from the saved state, all K steps live (64 registers a thread)
+            hs = ()
+            hp = h0c
+            for j in gl.static_range(K):
+                dtj = _step(sm_dt, j, L3)
+                uj = _step(sm_u, j, L3)
+                Bj = sm_bc.slice(j, 1, dim=0).slice(0, 8, dim=2).permute([2, 1, 0]).load(L3)
+                a = gl.exp2(dtj * A2)
+                if HAS_DOCS:
+                    a = a * _step(sm_keep, j, L3)
+                hp = a * hp + (dtj * uj) * Bj
+                hs = hs + (hp,)
+
+            # the reverse recurrence, last step first
+            for jj in gl.static_range(K):
+                if K - 1 - jj > 0:
+                    hprev = hs[K - 2 - jj]
+                else:
+                    hprev = h0c
+                hj = hs[K - 1 - jj]
+                dtj = _step(sm_dt, K - 1 - jj, L3)
+                uj = _step(sm_u, K - 1 - jj, L3)
+                doutj = _step(sm_dout, K - 1 - jj, L3)
+                bcj = sm_bc.slice(K - 1 - jj, 1, dim=0)      # (1, 2, 16) -> (8, 2, 1) each
+                Bj = bcj.slice(0, 8, dim=2).permute([2, 1, 0]).load(L3)
+                Cj = bcj.slice(8, 8, dim=2).permute([2, 1, 0]).load(L3)
+                dtu = dtj * uj
+                gv = g + Cj * doutj
+                # the terms of dB (g dt u) and dC (h dout), summed over the channels below
+                sm_red.slice(0, 2, dim=1).store(gv * dtu)
+                sm_red.slice(2, 2, dim=1).store(hj * doutj)
+                ypre = _pair_sum(Cj * hj)
+                gB = _pair_sum(gv * Bj)
+                a = gl.exp2(dtj * A2)   # again: kept from the recomputation it was slower
+                if HAS_DOCS:
+                    a = a * _step(sm_keep, K - 1 - jj, L3)
+                gah = gv * (a * hprev)    # g_t a_t h_(t-1)
+                dA_acc += gah * dtj
+                gAah = _pair_sum(gah * A2)
+                g = a * gv
+                ddt = gAah * 0.6931471805599453 + uj * gB
+                if SOFTPLUS:
+                    ddt = ddt * _step(sm_sdt, K - 1 - jj, L3)
+                sm_du.slice(K - 1 - jj, 1, dim=0).store(dtj * gB)
+                sm_ddt.slice(K - 1 - jj, 1, dim=0).store(ddt)
+                # C h summed over the states; dz's factors come at the chunk's end
+                sm_dz.slice(K - 1 - jj, 1, dim=0).store(ypre)
+                # a row (one n of dB or dC) a lane, summed over the 16 channels; put in place
+                # among the chunk's K sums (a select on a constant: a register move)
+                v = gl.sum(sm_red.load(LR), axis=2, keep_dims=True)
+                part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
+
+            # the chunk's outputs: (K, 16) tiles, a channel's K steps one 16-byte store
+            dout_k = sm_dout.load(L3)
+            u_k = sm_u.load(L3)
+            du_k = sm_du.load(L3)
+            if HAS_D:
+                du_k += Dv2 * dout_k
+            ddt_k = sm_ddt.load(L3)
+            dbias_acc += gl.sum(ddt_k, axis=0, keep_dims=True)
+            gl.store(du_ptr + o_t + t, du_k.to(du_ptr.dtype.element_ty))
+            gl.store(ddt_ptr + o_t + t, ddt_k.to(ddt_ptr.dtype.element_ty))
+            if HAS_Z:
+                y_k = sm_dz.load(L3)
+                if HAS_D:
+                    y_k += Dv2 * u_k
+                gl.store(dz_ptr + o_t + t, (y_k * sm_zf.load(L3)).to(dz_ptr.dtype.element_ty))
+            gl.store(dbc_t + t, part.to(dbc_ptr.dtype.element_ty))
+
+        # g is a g at the segment's first step; in segment 0 dL/dh_(-1)
+        if SEG:
+            dsn = ((b * n_segs + s) * dim + d3) * N + n3
+            gl.store(dA_ptr + dsn, dA_acc)
+            if s == 0:
+                gl.store(dh0_ptr + dn3, g)
+            dpc = ((b * n_segs + s) * dim + ch_t) * 2
+        else:
+            gl.store(dh0_ptr + dn3, g)
+            gl.store(dA_ptr + dn3, dA_acc)
+            dpc = (b * dim + ch_t) * 2
+        gl.store(dpc_ptr + dpc, dD_acc)
+        gl.store(dpc_ptr + dpc + 1, dbias_acc)
+
+
+def supported(*, dstate: int, chunk: int, dim: int, states: torch.Tensor, states_dn: bool,
+              writes_y: bool, device: torch.device) -> bool:
+    """Whether the Gluon kernel takes this call (the module docstring's contract): on a CUDA
+    device (Gluon kernels do not run under TRITON_INTERPRET=1), for the shapes it was written
+    for."""
+    return (gluon is not None and device.type == "cuda"
+            and os.environ.get("TRITON_INTERPRET", "0") != "1"
+            and dstate == 16 and chunk == 8 and dim % 16 == 0
+            and states.dtype == torch.float16 and states_dn and not writes_y)
+
+
+def partials(batch: int, dim: int, seqlen: int, device: torch.device,
+             dtype: torch.dtype) -> torch.Tensor:
+    """The dB/dC partials the kernel writes: (B, D / 16, 32, L), one tile per 16 channels."""
+    return torch.empty((batch, dim // 16, 32, seqlen), device=device, dtype=dtype)
+
+
+def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
+           dbc, dA, dpc, dh0, segG, segP, has_d: bool, has_bias: bool, delta_softplus: bool,
+           n_chunks: int, seg_chunks: int, segments: int, seg_blocks: int,
+           n_blocks: int) -> None:
+    """One launch over the batch rows of its tensors, as selective_scan_lanes_bwd._launch."""
+    batch, dim, seqlen = u.shape
+    zz = z if z is not None else u
+    docs = doc_starts if doc_starts is not None else u
+    _gluon_bwd_kernel[(dim // 16, batch, segments)](
+        u, delta, A, B, C, pc, zz, docs, states, dy,
+        dlast_state if dlast_state is not None else A,
+        du, ddelta, dz, dbc, dA, dpc, dh0, segG, segP,
+        dim, seqlen, n_chunks, seg_chunks, segments, seg_blocks, n_blocks,
+        u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
+        B.stride(0), B.stride(1), C.stride(0), C.stride(1),
+        docs.stride(0) if doc_starts is not None else 0, dy.stride(0), dy.stride(1),
+        du.stride(0), du.stride(1),
+        HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
+        HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
+        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), num_warps=1,
+        **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
+    )
