@@ -7,8 +7,8 @@ backward on one GPU, from the same forward's saved states, on the mixer's (C, B*
    gradient; one segment and three), then B=8 plain: every output's largest difference over the
    Triton kernel's largest magnitude (both kernels fp32 inside; du, ddelta, dz, dB, dC are bf16).
 2. Times (triton.testing.do_bench medians, ms) at B=8 and 32: the Triton backward as the mixer
-   runs it (CONFIG's defaults), the Gluon one with and without a register cap, in 1 or 2
-   segments. Writes gluon_bwd.json.
+   runs it (CONFIG's defaults), the Gluon one in each of VARIANTS (--variants), in 1 or 2
+   segments at B <= 4. Writes gluon_bwd.json.
 """
 from __future__ import annotations
 
@@ -80,14 +80,13 @@ def check(batch: int, docs: bool, seg_gluon: int, seg_triton) -> dict:
     return compare(got, ref)
 
 
-VARIANTS = {  # name: gluon_bwd.CONFIG, and "wave": batch_parts' warps an SM (None: one launch)
-    "rs1": dict(red_steps=1, pipe=False, maxnreg=None, store_a=False),
-    "rs4": dict(red_steps=4, pipe=False, maxnreg=None, store_a=False),
-    "rs1 pipe": dict(red_steps=1, pipe=True, maxnreg=None, store_a=False),
-    "rs4 pipe": dict(red_steps=4, pipe=True, maxnreg=None, store_a=False),
-    "rs4 pipe r168": dict(red_steps=4, pipe=True, maxnreg=168, store_a=False),
-    "rs1 pipe 1launch": dict(red_steps=1, pipe=True, maxnreg=None, store_a=False, wave=None),
-    "rs1 pipe sa": dict(red_steps=1, pipe=True, maxnreg=None, store_a=True),
+VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: the Gluon kernel
+    # runs in one launch whatever it is). Variants measured and removed are in
+    # docs/kernels/selective_scan.md (sixteenth session): terms summed 4 steps at a time, the
+    # decays kept in shared memory, batch parts.
+    "default": dict(pipe=True, maxnreg=None, wave=None),
+    "no loads ahead": dict(pipe=False, maxnreg=None, wave=None),
+    "maxnreg 168": dict(pipe=True, maxnreg=168, wave=None),
 }
 
 
@@ -121,7 +120,7 @@ def main() -> int:
         for v in variants:
             for seg in ((1, 2) if batch <= 4 else (1,)):
                 cases.append((f"gluon {v} segments={seg}", v,
-                              dict(gluon=True, segments=seg, wave=VARIANTS[v].get("wave", 8))))
+                              dict(gluon=True, segments=seg, wave=VARIANTS[v]["wave"])))
         for name, v, kw in cases:
             if v is not None:
                 gluon_bwd.CONFIG.update({k: e for k, e in VARIANTS[v].items() if k != "wave"})

@@ -1,7 +1,10 @@
 #!/bin/bash
 # Sixteenth session (2026-12-02): the Gluon scan backward (selective_scan_gluon_bwd.py) checked and
 # timed against the Triton lanes backward. One H200, no kernel build (the Triton path).
-#   bash scripts/gpu/s17.sh check 2>&1 | tee $OUT/s17_check.log
+#   bash scripts/gpu/s17.sh check [TIMEOUT] [--variants default,...] [--batches 8,32]
+#   bash scripts/gpu/s17.sh verify   # GPU tests, then training graphed, Gluon on and off
+#   bash scripts/gpu/s17.sh final    # the Gluon GPU tests, the ops tables on and off
+#   bash scripts/gpu/s17.sh eager    # training eager, on and off
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
