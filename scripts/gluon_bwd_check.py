@@ -6,9 +6,6 @@ backward on one GPU, from the same forward's saved states, on the mixer's (C, B*
 1. Agreement at D=1536, N=16, L=2048, B=2 (document starts, an initial state, the last state's
    gradient; one segment and three), then B=8 plain: every output's largest difference over the
    Triton kernel's largest magnitude (both kernels fp32 inside; du, ddelta, dz, dB, dC are bf16).
-With --fwd: the Gluon forward (selective_scan_gluon_fwd.py) against the Triton one, the same way
-(y, the last state, the saved states; then times as the mixer runs it, saving fp16 states).
-
 2. Times (triton.testing.do_bench medians, ms) at B=8 and 32: the Triton backward as the mixer
    runs it (CONFIG's defaults), the Gluon one in each of VARIANTS (--variants), in 1 or 2
    segments at B <= 4. Writes gluon_bwd.json.
@@ -93,66 +90,13 @@ VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: 
 }
 
 
-def forward_cmp(batch: int, docs: bool, segments) -> dict:
-    """The Gluon forward against the Triton one: y, the last state, the saved fp16 states."""
-    x = inputs(batch, DIM, N, L, torch.bfloat16, dbl=True, seed=batch + 10)
-    g = torch.Generator(device="cuda").manual_seed(9)
-    d = h0 = None
-    if docs:
-        d = (torch.rand(batch, L, device="cuda", generator=g) < 0.003).to(torch.uint8)
-        h0 = torch.randn(batch, DIM, N, device="cuda", generator=g)
-    outs = []
-    for gluon in (False, True):
-        y, last, states = lanes_fwd_launch(
-            u=x["u"], delta=x["delta"], A=x["A"], B=x["B"], C=x["C"], D=x["D"], z=x["z"],
-            delta_bias=x["delta_bias"], delta_softplus=True, initial_state=h0, doc_starts=d,
-            save_states=True, return_last_state=True, chunk=8, num_warps=1,
-            states_dtype=torch.float16, segments=segments if gluon else 1, use_gluon=gluon)
-        outs.append({"y": y, "last": last, "states": states})
-    return compare(outs[1], outs[0])
-
-
-def fwd_main(args) -> int:
-    rows = {"checks": {}, "times": {}}
-    ok = True
-    for name, kw in [("B2 docs h0, 1 segment", dict(batch=2, docs=True, segments=1)),
-                     ("B2 docs h0, 3 segments", dict(batch=2, docs=True, segments=3)),
-                     ("B8 plain, auto", dict(batch=8, docs=False, segments="auto"))]:
-        errs = forward_cmp(**kw)
-        worst = max(errs.values())
-        ok &= worst < 2e-2
-        rows["checks"][name] = errs
-        print(f"fwd check {name}: worst {worst:.2e} ::",
-              " ".join(f"{k} {e:.1e}" for k, e in errs.items()), flush=True)
-    for batch in (int(b) for b in args.batches.split(",")):
-        x = inputs(batch, DIM, N, L, torch.bfloat16, dbl=True, seed=1)
-        for gluon in (False, True):
-            def run():
-                return lanes_fwd_launch(
-                    u=x["u"], delta=x["delta"], A=x["A"], B=x["B"], C=x["C"], D=x["D"],
-                    z=x["z"], delta_bias=x["delta_bias"], delta_softplus=True,
-                    initial_state=None, doc_starts=None, save_states=True,
-                    return_last_state=False, chunk=8, num_warps=1,
-                    states_dtype=torch.float16, segments="auto", use_gluon=gluon)
-            ms = triton.testing.do_bench(run, warmup=50, rep=300)
-            name = f"B={batch} forward {'gluon' if gluon else 'triton'} (segments auto)"
-            rows["times"][name] = ms
-            print(f"time {name}: {ms:.3f} ms", flush=True)
-    with open(os.path.join(args.out, "gluon_fwd.json"), "w") as f:
-        json.dump(rows, f, indent=1)
-    return 0 if ok else 1
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--batches", default="8,32")
-    ap.add_argument("--fwd", action="store_true", help="the Gluon forward instead")
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
-    if args.fwd:
-        return fwd_main(args)
     rows = {"checks": {}, "times": {}}
     ok = True
     variants = args.variants.split(",")

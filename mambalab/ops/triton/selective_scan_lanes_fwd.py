@@ -18,7 +18,6 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
-from mambalab.ops.triton import selective_scan_gluon_fwd as gluon_fwd
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
                                       store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
@@ -202,7 +201,7 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32, segments: int | str = 1, use_gluon: bool = False,
+    states_dtype: torch.dtype = torch.float32, segments: int | str = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
     every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
@@ -223,11 +222,8 @@ def lanes_fwd_launch(
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     bd = 32 * num_warps
-    use_gluon = use_gluon and gluon_fwd.supported(
-        dstate=dstate, chunk=chunk, dim=dim, save_states=save_states, states_dtype=states_dtype,
-        device=u.device)
-    segments = resolve_segments(segments, batch, dim // 16 if use_gluon else dim // 32, n_chunks,
-                                u.device, FWD_WARPS_PER_SM, "lanes_fwd_segments")
+    segments = resolve_segments(segments, batch, dim // 32, n_chunks, u.device,
+                                FWD_WARPS_PER_SM, "lanes_fwd_segments")
     seg_chunks, blk_chunks = segment_chunks(n_chunks, segments)
     n_blocks = -(-n_chunks // blk_chunks)
     segH = segP = A  # valid pointers, never read with one segment
@@ -237,17 +233,6 @@ def lanes_fwd_launch(
             delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
             blk_chunks=blk_chunks, n_needed=(segments - 1) * (seg_chunks // blk_chunks),
             num_warps=num_warps)
-    if use_gluon:  # selective_scan_gluon_fwd.py: the same outputs, two threads a channel
-        gluon_fwd.launch(
-            u=u, delta=delta, A=A, B=B, C=C, pc=pc, z=z, initial_state=initial_state,
-            doc_starts=doc_starts, y=y, states=states, last=last,
-            flag=lanes_states.overflow_flag(u.device) if watch else None, segH=segH, segP=segP,
-            has_d=D is not None, has_bias=delta_bias is not None, delta_softplus=delta_softplus,
-            n_chunks=n_chunks, seg_chunks=seg_chunks, segments=segments,
-            seg_blocks=seg_chunks // blk_chunks, n_blocks=n_blocks, watch=watch)
-        if watch:
-            lanes_states.watch(u.device)
-        return y, last, states
     _lanes_fwd_kernel[(dim // bd, batch, segments)](
         u, delta, A, B, C, pc, zz, initial_state if initial_state is not None else A, docs,
         y, states if states is not None else y, last if last is not None else y,
