@@ -52,6 +52,8 @@ def available() -> bool:
 
 
 if gluon is not None:
+    # softplus and sigmoid as selective_scan_fwd.py has them for the Triton kernels (fast exp2
+    # and lg2.approx): written again because a Gluon kernel calls only gluon.jit functions
 
     @gluon.jit
     def _lg2(x):
