@@ -31,6 +31,9 @@ import os
 
 import torch
 
+# softplus and sigmoid are the Triton kernels' (triton.jit functions run inside a Gluon kernel)
+from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
+
 try:  # Triton >= 3.5; the package still imports without it (CPU runs use the Triton kernels)
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
@@ -52,53 +55,12 @@ def available() -> bool:
 
 
 if gluon is not None:
-    # softplus and sigmoid as selective_scan_fwd.py has them for the Triton kernels (fast exp2
-    # and lg2.approx): written again because a Gluon kernel calls only gluon.jit functions
-
-    @gluon.jit
-    def _lg2(x):
-        return gl.inline_asm_elementwise("lg2.approx.f32 $0, $1;", "=r,r", [x],
-                                         dtype=gl.float32, is_pure=True, pack=1)
-
-    @gluon.jit
-    def _softplus(x):
-        e = gl.exp2(gl.minimum(x, 20.0) * 1.4426950408889634)
-        return gl.where(x > 20.0, x, _lg2(1.0 + e) * 0.6931471805599453)
-
-    @gluon.jit
-    def _sigmoid(x):
-        return gl.fdiv(1.0, 1.0 + gl.exp2(-x * 1.4426950408889634), ieee_rounding=False)
 
     @gluon.jit
     def _pair_sum(x):
         """(8, 2, 16) -> (1, 1, 16): the sum over a channel's 16 states (8 in each of its 2
         threads), in both threads."""
         return gl.sum(gl.sum(x, axis=0, keep_dims=True), axis=1, keep_dims=True)
-
-    @gluon.jit
-    def _take(x, k3, S: gl.constexpr):
-        """State S of each thread's 8 (dim 0, in its registers): a register, no instruction
-        (max with -inf, which LLVM folds away)."""
-        return gl.max(gl.where(k3 == S, x, float("-inf")), axis=0, keep_dims=True)
-
-    @gluon.jit
-    def _dot_states(x, y, k3):
-        """sum over a channel's 16 states of x y, (1, 1, 16): an FMA chain over each thread's 8
-        (gl.sum of the products is a tree: more multiplies and adds), then one exchange."""
-        acc = _take(x, k3, 0) * _take(y, k3, 0)
-        for S in gl.static_range(1, 8):
-            acc = acc + _take(x, k3, S) * _take(y, k3, S)
-        return gl.sum(acc, axis=1, keep_dims=True)
-
-    @gluon.jit
-    def _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c, dim, HAS_Z: gl.constexpr,
-                     HAS_DOCS: gl.constexpr):
-        """Chunk c's raw loads: u, delta, dy, z, B/C, the saved state, document starts."""
-        t = c * 8
-        z = gl.load(z_t + t) if HAS_Z else gl.load(u_t + t)
-        doc = gl.load(doc_t + t) if HAS_DOCS else gl.load(u_t + t)
-        return (gl.load(u_t + t), gl.load(dt_t + t), gl.load(dy_t + t), z, gl.load(bc_t + t),
-                gl.load(st_t + c * dim * 16), doc)
 
     @gluon.jit
     def _step(sm, J: gl.constexpr, L3: gl.constexpr):
@@ -243,13 +205,13 @@ if gluon is not None:
             if HAS_BIAS:
                 dtp = dtp + bias2
             if SOFTPLUS:
-                sm_dt.store(_softplus(dtp))
-                sm_sdt.store(_sigmoid(dtp))
+                sm_dt.store(softplus(dtp))
+                sm_sdt.store(sigmoid(dtp))
             else:
                 sm_dt.store(dtp)
             if HAS_Z:
                 z_k = cur[3].to(gl.float32)
-                sz = _sigmoid(z_k)
+                sz = sigmoid(z_k)
                 dout = dy_k * z_k * sz
                 sm_zf.store(dy_k * sz * (1.0 + z_k * (1.0 - sz)))
             else:
