@@ -63,6 +63,16 @@ if gluon is not None:
         return gl.sum(gl.sum(x, axis=0, keep_dims=True), axis=1, keep_dims=True)
 
     @gluon.jit
+    def _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c, dim, HAS_Z: gl.constexpr,
+                     HAS_DOCS: gl.constexpr):
+        """Chunk c's raw loads: u, delta, dy, z, B/C, the saved state, document starts."""
+        t = c * 8
+        z = gl.load(z_t + t) if HAS_Z else gl.load(u_t + t)
+        doc = gl.load(doc_t + t) if HAS_DOCS else gl.load(u_t + t)
+        return (gl.load(u_t + t), gl.load(dt_t + t), gl.load(dy_t + t), z, gl.load(bc_t + t),
+                gl.load(st_t + c * dim * 16), doc)
+
+    @gluon.jit
     def _step(sm, J: gl.constexpr, L3: gl.constexpr):
         """Step J's per-channel values, (1, 1, 16), from a (K, 1, 16) shared tile."""
         return sm.slice(J, 1, dim=0).load(L3)
