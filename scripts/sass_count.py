@@ -69,6 +69,11 @@ elif which == "ce_rows":  # the loss's row kernel (cross_entropy.py), bf16 logit
     from mambalab.ops.triton.cross_entropy import _cross_entropy_rows_kernel as fn
     const = dict(HAS_GRAD=True, BLOCK=4096, GROUP=8, EVEN=True)
     warps = 8
+elif which == "gluon_bwd":  # the Gluon lanes backward (selective_scan_gluon_bwd.py)
+    from mambalab.ops.triton.selective_scan_gluon_bwd import _gluon_bwd_kernel as fn
+    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
+                 HAS_DLAST=False, SEG=False, PIPE=True, DEFER=True, SPLIT=True)
+    warps = 1
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
@@ -119,6 +124,11 @@ for i, n in enumerate(names):
         if n not in ("lane_zero", "n_chunks", "n_cols", "ignore_index", "n_tb", "seg_chunks", "n_segs", "seg_blocks", "batch",
                      "n_blocks", "blk_chunks", "blk0"):
             attrs[(i,)] = [["tt.divisibility", 16]]
+if which.startswith("gluon"):  # Gluon kernels compile from their own AST source
+    from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
+    sig.update({names[i[0]]: "constexpr" for i in constexprs})
+    ptr16 = {"states_ptr", "dbc_ptr"}  # fp16 saved states and dB/dC partials
+    sig.update({n: "*fp16" for n in ptr16 if n in sig and n not in ptr_types})
 k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {}),
                             **({"num_stages": stages} if stages else {})})

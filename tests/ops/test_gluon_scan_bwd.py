@@ -74,9 +74,13 @@ def _backward(x, states, dy, docs, dlast, *, gluon, segments):
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False}],
+                         ids=["default", "per-step sums, duplicated chunk work"])
 @pytest.mark.parametrize("batch,dim,seqlen,docs,segments", [
     (2, 64, 256, True, 1), (2, 64, 512, True, 3), (3, 1536, 512, False, 1)])
-def test_gluon_matches_triton_backward(batch, dim, seqlen, docs, segments, monkeypatch):
+def test_gluon_matches_triton_backward(batch, dim, seqlen, docs, segments, config, monkeypatch):
+    for key, value in config.items():
+        monkeypatch.setitem(gb.CONFIG, key, value)
     gen = torch.Generator().manual_seed(seqlen + batch)
     x, d, h0, dl = _inputs(batch, dim, seqlen, gen, docs)
     _, _, states = lanes_fwd_launch(

@@ -31,6 +31,7 @@ import os
 
 import torch
 
+from mambalab.ops.triton import config_from_env
 # softplus and sigmoid are the Triton kernels' (triton.jit functions run inside a Gluon kernel)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 
@@ -44,7 +45,12 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # pipe: issue the next chunk's loads before this chunk's work (on an H200, B=32: 3.33 against
 # 3.62 ms); maxnreg: ptxas's register cap (None: its choice, 255; 168 was slower:
 # docs/kernels/selective_scan.md, sixteenth session)
-CONFIG = {"pipe": True, "maxnreg": None}
+# defer_dbc: keep a chunk's dB/dC terms in shared memory and sum them over the channels at the
+# chunk's end (no barrier between steps), not step by step
+# split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
+CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
+# MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.
+config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -87,7 +93,7 @@ if gluon is not None:
         so_b, so_d,
         HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
         SOFTPLUS: gl.constexpr, HAS_DOCS: gl.constexpr, HAS_DLAST: gl.constexpr,
-        SEG: gl.constexpr, PIPE: gl.constexpr,
+        SEG: gl.constexpr, PIPE: gl.constexpr, DEFER: gl.constexpr, SPLIT: gl.constexpr,
     ):
         K: gl.constexpr = 8    # steps a chunk, and states a thread
         N: gl.constexpr = 16
@@ -97,7 +103,12 @@ if gluon is not None:
         LC: gl.constexpr = gl.SliceLayout(0, L3)    # (2, 16) or (1, 16): one value a thread
         LCH: gl.constexpr = gl.SliceLayout(0, LC)   # (16,)
         LS: gl.constexpr = gl.SliceLayout(2, L3)    # (8, 2): a thread's states' constants
-        # per-channel tiles are (K, 1, 16) in L3: a channel's K steps in each of its threads
+        # per-channel tiles (K, 1, 16) are computed at a chunk's start and stored at its end
+        # in LT: with SPLIT the two threads of a channel take 4 steps each (lane 2c + h steps
+        # 4h .. 4h + 3), else both its K steps (L3: the work done twice, as before). The steps
+        # read them from shared memory in L3
+        LT: gl.constexpr = gl.BlockedLayout([4, 1, 1], [2, 1, 16], [1, 1, 1],
+                                            [0, 1, 2]) if SPLIT else L3
         # the dB/dC terms (8 states s, 4 = (dB or dC, half h), 16 channels): a row a lane,
         # the row of state 8 h + s of dB (or dC)
         LR: gl.constexpr = gl.BlockedLayout([1, 1, 16], [8, 4, 1], [1, 1, 1], [2, 1, 0])
@@ -108,6 +119,22 @@ if gluon is not None:
         # distinct banks
         PADR: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[16, 4]], [8, 4, 16],
                                                                      [2, 1, 0])
+
+        # DEFER: the chunk's terms (2 t + i for step t and i = dB or dC, half h, 16 channels, 8
+        # states s): a thread's 8 states contiguous, a step's dB and dC terms one store (four
+        # 16 bytes; one store, so that the next step's is the only access that needs a barrier
+        # after it); four words of padding every row of 128 spread both the steps' stores and
+        # the end's loads over distinct banks. The end reads (row, 16 channels, 4 states) a
+        # thread, row 2 (2 t + i) + h in that lane, four states a pass
+        LRED: gl.constexpr = gl.BlockedLayout([1, 1, 16, 4], [16, 2, 1, 1], [1, 1, 1, 1],
+                                              [3, 2, 1, 0])
+        LSUM: gl.constexpr = gl.SliceLayout(2, LRED)   # (2 t + i, h, 4 states)
+        # a step's terms (dB or dC, s, h, c), a thread's states in consecutive registers (a
+        # register renaming of the joined tensor's layout) so that its stores are 16 bytes wide
+        LJ: gl.constexpr = gl.BlockedLayout([2, 8, 1, 1], [1, 1, 2, 16], [1, 1, 1, 1],
+                                            [1, 0, 2, 3])
+        PADQ: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[128, 4]], [16, 2, 16, 8],
+                                                                     [3, 2, 1, 0])
 
         pid_d = gl.program_id(0)
         b = gl.program_id(1).to(gl.int64)
@@ -136,8 +163,11 @@ if gluon is not None:
         dA_acc = gl.zeros([8, 2, 16], gl.float32, L3)
         # per-channel (K, 1, 16) tiles: the channel's row + t + k
         k3 = gl.expand_dims(gl.expand_dims(k1, 1), 2)   # (8, 1, 1)
-        dt64 = d3.to(gl.int64)
-        kk = k3
+        kk = gl.expand_dims(gl.expand_dims(gl.arange(0, 8, layout=gl.SliceLayout(
+            1, gl.SliceLayout(2, LT))), 1), 2)                                      # (8, 1, 1)
+        ch_t = pid_d * 16 + gl.expand_dims(gl.expand_dims(gl.arange(0, 16, layout=gl.SliceLayout(
+            0, gl.SliceLayout(0, LT))), 0), 0)                                      # (1, 1, 16)
+        dt64 = ch_t.to(gl.int64)
         u_t = u_ptr + b * su_b + dt64 * su_d + kk
         dt_t = dt_ptr + b * sdt_b + dt64 * sdt_d + kk
         z_t = z_ptr + b * sz_b + dt64 * sz_d + kk
@@ -158,6 +188,15 @@ if gluon is not None:
         prow = gl.expand_dims(gl.expand_dims(ps, 1) + 8 * gl.expand_dims(pq, 0), 2)  # (8, 4, 1)
         pkk = gl.expand_dims(gl.expand_dims(pk, 0), 1)                               # (1, 1, 8)
         dbc_t = dbc_ptr + ((b * (dim // 16) + pid_d) * 32 + prow.to(gl.int64)) * seqlen + pkk
+        # DEFER's addresses: row 8 q + s, column t, for the first four states (+ 4 rows after)
+        rti = gl.arange(0, 16, layout=gl.SliceLayout(1, gl.SliceLayout(2, LSUM)))
+        rh = gl.arange(0, 2, layout=gl.SliceLayout(0, gl.SliceLayout(2, LSUM)))
+        rs = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, LSUM)))
+        rti3 = gl.expand_dims(gl.expand_dims(rti, 1), 2)   # (16, 1, 1)
+        rrow = 16 * (rti3 % 2) + 8 * gl.expand_dims(gl.expand_dims(rh, 0), 2) + gl.expand_dims(
+            gl.expand_dims(rs, 0), 1)                       # 16 i + 8 h + s, (16, 2, 4)
+        rdbc_t = (dbc_ptr + ((b * (dim // 16) + pid_d) * 32 + rrow.to(gl.int64)) * seqlen
+                  + rti3 // 2)
 
         sm_u = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
         sm_dt = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
@@ -171,11 +210,12 @@ if gluon is not None:
         sm_dz = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
         # a step's dB/dC terms, summed over the channels at once; the chunk's sums stay in
         # registers, (8, 4, K) in LP
+        # (an allocation a kernel does not touch takes no shared memory)
+        sm_q = gl.allocate_shared_memory(gl.float32, [2 * K, 2, 16, 8], PADQ)
         sm_red = gl.allocate_shared_memory(gl.float32, [8, 4, 16], PADR)
 
         # per-channel constants and sums in the tiles' layout (a channel's 2 threads alike)
-        ch_t = d3
-        zero_t = gl.zeros([1, 1, 16], gl.float32, L3)
+        zero_t = gl.zeros([1, 1, 16], gl.float32, LT)
         Dv = zero_t
         bias = zero_t
         if HAS_D:
@@ -264,8 +304,16 @@ if gluon is not None:
                 dtu = dtj * uj
                 gv = g + Cj * doutj
                 # the terms of dB (g dt u) and dC (h dout), summed over the channels below
-                sm_red.slice(0, 2, dim=1).store(gv * dtu)
-                sm_red.slice(2, 2, dim=1).store(hj * doutj)
+                if DEFER:  # this step's rows, seen as (s, h, c, dB or dC)
+                    terms = gl.permute(gl.join(gv * dtu, hj * doutj), [3, 0, 1, 2])
+                    sm_q.slice(2 * (K - 1 - jj), 2, dim=0).permute([0, 3, 1, 2]).store(
+                        gl.convert_layout(terms, LJ))
+                else:  # a row (one n of dB or dC) a lane, summed over the 16 channels, put
+                    # in place among the chunk's K sums (a select on a constant: a move)
+                    sm_red.slice(0, 2, dim=1).store(gv * dtu)
+                    sm_red.slice(2, 2, dim=1).store(hj * doutj)
+                    v = gl.sum(sm_red.load(LR), axis=2, keep_dims=True)
+                    part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
                 ypre = _pair_sum(Cj * hj)
                 gB = _pair_sum(gv * Bj)
                 a = gl.exp2(dtj * A2)   # again: kept from the recomputation it was slower
@@ -282,27 +330,28 @@ if gluon is not None:
                 sm_ddt.slice(K - 1 - jj, 1, dim=0).store(ddt)
                 # C h summed over the states; dz's factors come at the chunk's end
                 sm_dz.slice(K - 1 - jj, 1, dim=0).store(ypre)
-                # a row (one n of dB or dC) a lane, summed over the 16 channels; put in place
-                # among the chunk's K sums (a select on a constant: a register move)
-                v = gl.sum(sm_red.load(LR), axis=2, keep_dims=True)
-                part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
 
             # the chunk's outputs: (K, 16) tiles, a channel's K steps one 16-byte store
-            dout_k = sm_dout.load(L3)
-            u_k = sm_u.load(L3)
-            du_k = sm_du.load(L3)
+            dout_k = sm_dout.load(LT)
+            u_k = sm_u.load(LT)
+            du_k = sm_du.load(LT)
             if HAS_D:
                 du_k += Dv2 * dout_k
-            ddt_k = sm_ddt.load(L3)
+            ddt_k = sm_ddt.load(LT)
             dbias_acc += gl.sum(ddt_k, axis=0, keep_dims=True)
             gl.store(du_ptr + o_t + t, du_k.to(du_ptr.dtype.element_ty))
             gl.store(ddt_ptr + o_t + t, ddt_k.to(ddt_ptr.dtype.element_ty))
             if HAS_Z:
-                y_k = sm_dz.load(L3)
+                y_k = sm_dz.load(LT)
                 if HAS_D:
                     y_k += Dv2 * u_k
-                gl.store(dz_ptr + o_t + t, (y_k * sm_zf.load(L3)).to(dz_ptr.dtype.element_ty))
-            gl.store(dbc_t + t, part.to(dbc_ptr.dtype.element_ty))
+                gl.store(dz_ptr + o_t + t, (y_k * sm_zf.load(LT)).to(dz_ptr.dtype.element_ty))
+            if DEFER:  # the chunk's sums over the channels, four states a pass
+                for sb in gl.static_range(2):
+                    v = gl.sum(sm_q.slice(4 * sb, 4, dim=3).load(LRED), axis=2)
+                    gl.store(rdbc_t + (4 * sb * seqlen + t), v.to(dbc_ptr.dtype.element_ty))
+            else:
+                gl.store(dbc_t + t, part.to(dbc_ptr.dtype.element_ty))
 
         # g is a g at the segment's first step; in segment 0 dL/dh_(-1)
         if SEG:
@@ -355,6 +404,7 @@ def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du,
         du.stride(0), du.stride(1),
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
-        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), num_warps=1,
+        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=bool(CONFIG["defer_dbc"]),
+        SPLIT=bool(CONFIG["split_chunk"]), num_warps=1,
         **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
     )
