@@ -48,7 +48,11 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # defer_steps: keep the dB/dC terms of 8 steps (the chunk's end) or 4 in shared memory and sum
 # them over the channels then (one barrier a step, not three), or (0) sum them every step
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
-CONFIG = {"pipe": True, "maxnreg": None, "defer_steps": 8, "split_chunk": True}
+# warps_per_sm: how many of its programs (one warp each) an SM runs at once, by which a batch
+# too small to fill the device is cut into time segments (selective_scan_lanes_carry.
+# time_segments; CONFIG["lanes_bwd_segments"] = "auto")
+CONFIG = {"pipe": True, "maxnreg": None, "defer_steps": 8, "split_chunk": True,
+          "warps_per_sm": 6}
 # MAMBALAB_GLUON_BWD_CONFIG='{"defer_steps": 0}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
