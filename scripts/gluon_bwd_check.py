@@ -83,19 +83,14 @@ def check(batch: int, docs: bool, seg_gluon: int, seg_triton) -> dict:
 VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: the Gluon kernel
     # runs in one launch whatever it is). Variants measured and removed are in
     # docs/kernels/selective_scan.md (sixteenth session): terms summed 4 steps at a time, the
-    # decays kept in shared memory, batch parts.
-    "default": dict(pipe=True, maxnreg=None, defer_steps=8, split_chunk=True, wave=None),
-    "s16": dict(pipe=True, maxnreg=None, defer_steps=0, split_chunk=False, wave=None),
-    "defer only": dict(pipe=True, maxnreg=None, defer_steps=8, split_chunk=False, wave=None),
-    "split only": dict(pipe=True, maxnreg=None, defer_steps=0, split_chunk=True, wave=None),
-    "no loads ahead": dict(pipe=False, maxnreg=None, defer_steps=8, split_chunk=True, wave=None),
-    "maxnreg 168": dict(pipe=True, maxnreg=168, defer_steps=8, split_chunk=True, wave=None),
-    # sums every 4 steps: 13.5 KB of shared memory, not 22, so that 12 programs fit an SM
-    # when ptxas is held to 168 registers (B=8 in 2 time segments: 1,536 programs)
-    "defer 4": dict(pipe=True, maxnreg=None, defer_steps=4, split_chunk=True, wave=None),
-    "defer 4 r168": dict(pipe=True, maxnreg=168, defer_steps=4, split_chunk=True, wave=None),
-    "defer 4 r168 nopipe": dict(pipe=False, maxnreg=168, defer_steps=4, split_chunk=True,
-                                wave=None),
+    # decays kept in shared memory, batch parts; (seventeenth session) the deferred terms summed
+    # every 4 steps, alone and with 168 registers, with and without the loads ahead.
+    "default": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
+    "s16": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=False, wave=None),
+    "defer only": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=False, wave=None),
+    "split only": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=True, wave=None),
+    "no loads ahead": dict(pipe=False, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
+    "maxnreg 168": dict(pipe=True, maxnreg=168, defer_dbc=True, split_chunk=True, wave=None),
 }
 
 

@@ -75,6 +75,7 @@ def test_kernel_groups():
 
     assert kernel_group("_scan_bwd_kernel") == "scan bwd"
     assert kernel_group("_lanes_bwd_kernel") == "scan bwd"
+    assert kernel_group("_gluon_bwd_kernel") == "scan bwd"   # the Gluon scan backward
     assert kernel_group("_lanes_fwd_kernel") == "scan fwd"
     assert kernel_group("void selective_scan_fwd_kernel<...>") == "scan fwd"
     assert kernel_group("sm90_xmma_gemm_bf16bf16_bf16f32") == "matmuls"

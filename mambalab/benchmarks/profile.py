@@ -16,7 +16,7 @@ from mambalab.benchmarks.train_bench import make_optimizer, random_batch
 
 # (group, pattern on the lower-cased kernel name); order matters: the first match wins.
 GROUPS: tuple[tuple[str, str], ...] = (
-    ("scan bwd", r"scan_bwd|lanes_bwd"),
+    ("scan bwd", r"scan_bwd|lanes_bwd|gluon_bwd"),
     ("scan fwd", r"scan_fwd|selective_scan_fwd|scan|lanes_fwd"),
     ("loss", r"cross_entropy|liger|log_softmax|softmax|nll_loss|_chunk_nll"),
     ("norm", r"rms|layer_norm|_norm_fwd|_norm_bwd|_layer_norm"),

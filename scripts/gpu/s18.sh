@@ -39,7 +39,7 @@ if [ "$1" = ab ]; then
     > $LOGS/tests_mixer.log 2>&1
   stamp "mixer GPU tests rc=$?"; grep -E "passed|failed|^E " $LOGS/tests_mixer.log | head -8
   bench new '{}' '[8,32]'
-  bench s16 '{"defer_steps": 0, "split_chunk": false}' '[8,32]'
+  bench s16 '{"defer_dbc": false, "split_chunk": false}' '[8,32]'
   for i in $(seq 100); do [ -f /tmp/kernels_done ] && break; [ $(( $(date +%s) - T0 )) -gt 560 ] && break; sleep 5; done
   cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build not finished"; tail -n 3 /tmp/build.log; }
   stamp done

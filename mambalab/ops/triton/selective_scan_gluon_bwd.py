@@ -45,15 +45,13 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # pipe: issue the next chunk's loads before this chunk's work (on an H200, B=32: 3.33 against
 # 3.62 ms); maxnreg: ptxas's register cap (None: its choice, 255; 168 was slower:
 # docs/kernels/selective_scan.md, sixteenth session)
-# defer_steps: keep the dB/dC terms of 8 steps (the chunk's end) or 4 in shared memory and sum
-# them over the channels then (one barrier a step, not three), or (0) sum them every step
+# defer_dbc: keep a chunk's dB/dC terms in shared memory and sum them over the channels at its
+# end (one barrier a step, not three: B=8 0.908 against 1.031 ms with split_chunk; summed every
+# 4 steps, 13.5 KB of shared memory not 22, it was slower: docs/kernels/selective_scan.md,
+# seventeenth session), or sum them every step
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
-# warps_per_sm: how many of its programs (one warp each) an SM runs at once, by which a batch
-# too small to fill the device is cut into time segments (selective_scan_lanes_carry.
-# time_segments; CONFIG["lanes_bwd_segments"] = "auto")
-CONFIG = {"pipe": True, "maxnreg": None, "defer_steps": 8, "split_chunk": True,
-          "warps_per_sm": 6}
-# MAMBALAB_GLUON_BWD_CONFIG='{"defer_steps": 0}' (JSON) overrides CONFIG keys for a process.
+CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
+# MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
 LOG2E = 1.4426950408889634
@@ -124,26 +122,23 @@ if gluon is not None:
         PADR: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[16, 4]], [8, 4, 16],
                                                                      [2, 1, 0])
 
-        # DEFER (4 or 8 steps; 0: every step): the terms of DEFER steps (2 t + i for step t
-        # and i = dB or dC, half h, 16 channels, 8 states s): a thread's 8 states contiguous, a
-        # step's dB and dC terms one store (four 16 bytes; one store, so that the next step's
-        # is the only access that needs a barrier after it); four words of padding every row
-        # of 128 spread both the steps' stores and the sums' loads over distinct banks. The
-        # sums read (row, 16 channels, 4 states) a thread: with 8 steps row 2 (2 t + i) + h in
-        # that lane, four states a pass; with 4 steps one pass, lanes 2 (2 t + i) + h and
-        # 16 + that (the other four states)
-        FL: gl.constexpr = DEFER if DEFER > 0 else K    # steps the terms' buffer holds
-        NS: gl.constexpr = 4 if FL == 8 else 8          # states a pass sums
+        # DEFER: the chunk's terms (2 t + i for step t and i = dB or dC, half h, 16 channels,
+        # 8 states s), summed over the channels at the chunk's end: a thread's 8 states
+        # contiguous, a step's dB and dC terms one store (four 16 bytes; one store, so that
+        # the next step's is the only access that needs a barrier after it); four words of
+        # padding every row of 128 spread both the steps' stores and the sums' loads over
+        # distinct banks. The sums read (row, 16 channels, 4 states) a thread, row
+        # 2 (2 t + i) + h in that lane, four states a pass
+        NS: gl.constexpr = 4                           # states a pass sums
         LRED: gl.constexpr = gl.BlockedLayout([1, 1, 16, 4], [16, 2, 1, 1], [1, 1, 1, 1],
-                                              [3, 2, 1, 0]) if FL == 8 else gl.BlockedLayout(
-            [1, 1, 16, 4], [8, 2, 1, 2], [1, 1, 1, 1], [1, 0, 3, 2])
+                                              [3, 2, 1, 0])
         LSUM: gl.constexpr = gl.SliceLayout(2, LRED)   # (2 t + i, h, NS states)
         # a step's terms (dB or dC, s, h, c), a thread's states in consecutive registers (a
         # register renaming of the joined tensor's layout) so that its stores are 16 bytes wide
         LJ: gl.constexpr = gl.BlockedLayout([2, 8, 1, 1], [1, 1, 2, 16], [1, 1, 1, 1],
                                             [1, 0, 2, 3])
         PADQ: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[128, 4]],
-                                                                     [2 * FL, 2, 16, 8],
+                                                                     [2 * K, 2, 16, 8],
                                                                      [3, 2, 1, 0])
 
         pid_d = gl.program_id(0)
@@ -199,12 +194,12 @@ if gluon is not None:
         pkk = gl.expand_dims(gl.expand_dims(pk, 0), 1)                               # (1, 1, 8)
         dbc_t = dbc_ptr + ((b * (dim // 16) + pid_d) * 32 + prow.to(gl.int64)) * seqlen + pkk
         # DEFER's addresses: row 16 i + 8 h + s, column t, for a pass's first state
-        rti = gl.arange(0, 2 * FL, layout=gl.SliceLayout(1, gl.SliceLayout(2, LSUM)))
+        rti = gl.arange(0, 2 * K, layout=gl.SliceLayout(1, gl.SliceLayout(2, LSUM)))
         rh = gl.arange(0, 2, layout=gl.SliceLayout(0, gl.SliceLayout(2, LSUM)))
         rs = gl.arange(0, NS, layout=gl.SliceLayout(0, gl.SliceLayout(1, LSUM)))
-        rti3 = gl.expand_dims(gl.expand_dims(rti, 1), 2)   # (2 FL, 1, 1)
+        rti3 = gl.expand_dims(gl.expand_dims(rti, 1), 2)   # (2 K, 1, 1)
         rrow = 16 * (rti3 % 2) + 8 * gl.expand_dims(gl.expand_dims(rh, 0), 2) + gl.expand_dims(
-            gl.expand_dims(rs, 0), 1)                       # (2 FL, 2, NS)
+            gl.expand_dims(rs, 0), 1)                       # (2 K, 2, NS)
         rdbc_t = (dbc_ptr + ((b * (dim // 16) + pid_d) * 32 + rrow.to(gl.int64)) * seqlen
                   + rti3 // 2)
 
@@ -221,7 +216,7 @@ if gluon is not None:
         # a step's dB/dC terms, summed over the channels at once; the chunk's sums stay in
         # registers, (8, 4, K) in LP
         # (an allocation a kernel does not touch takes no shared memory)
-        sm_q = gl.allocate_shared_memory(gl.float32, [2 * FL, 2, 16, 8], PADQ)
+        sm_q = gl.allocate_shared_memory(gl.float32, [2 * K, 2, 16, 8], PADQ)
         sm_red = gl.allocate_shared_memory(gl.float32, [8, 4, 16], PADR)
 
         # per-channel constants and sums in the tiles' layout (a channel's 2 threads alike)
@@ -316,13 +311,12 @@ if gluon is not None:
                 # the terms of dB (g dt u) and dC (h dout), summed over the channels below
                 if DEFER:  # this step's rows, seen as (s, h, c, dB or dC)
                     terms = gl.permute(gl.join(gv * dtu, hj * doutj), [3, 0, 1, 2])
-                    sm_q.slice(2 * ((K - 1 - jj) % FL), 2, dim=0).permute([0, 3, 1, 2]).store(
+                    sm_q.slice(2 * (K - 1 - jj), 2, dim=0).permute([0, 3, 1, 2]).store(
                         gl.convert_layout(terms, LJ))
-                    if (jj + 1) % FL == 0:  # the last FL steps' sums over the channels
-                        t0 = t + K - 1 - jj
+                    if jj == K - 1:  # the chunk's sums over the channels
                         for sb in gl.static_range(8 // NS):
                             v = gl.sum(sm_q.slice(NS * sb, NS, dim=3).load(LRED), axis=2)
-                            gl.store(rdbc_t + (NS * sb * seqlen + t0),
+                            gl.store(rdbc_t + (NS * sb * seqlen + t),
                                      v.to(dbc_ptr.dtype.element_ty))
                 else:  # a row (one n of dB or dC) a lane, summed over the 16 channels, put
                     # in place among the chunk's K sums (a select on a constant: a move)
@@ -362,7 +356,7 @@ if gluon is not None:
                 if HAS_D:
                     y_k += Dv2 * u_k
                 gl.store(dz_ptr + o_t + t, (y_k * sm_zf.load(LT)).to(dz_ptr.dtype.element_ty))
-            if DEFER == 0:
+            if not DEFER:
                 gl.store(dbc_t + t, part.to(dbc_ptr.dtype.element_ty))
 
         # g is a g at the segment's first step; in segment 0 dL/dh_(-1)
@@ -416,7 +410,7 @@ def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du,
         du.stride(0), du.stride(1),
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
-        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=int(CONFIG["defer_steps"]),
+        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=bool(CONFIG["defer_dbc"]),
         SPLIT=bool(CONFIG["split_chunk"]), num_warps=1,
         **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
     )

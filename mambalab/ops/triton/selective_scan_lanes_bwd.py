@@ -411,8 +411,7 @@ def lanes_bwd_launch(
     follows from dtype and shape). ``y_out`` (B, D, L), unit stride along L: also write the
     forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
     several launches (batch_parts); a batch too small to fill it, in ``segments`` time segments
-    (an int, or "auto": time_segments at BWD_WARPS_PER_SM, the Gluon kernel's at its
-    CONFIG["warps_per_sm"]). ``use_gluon``: the Gluon kernel
+    (an int, or "auto": time_segments at BWD_WARPS_PER_SM). ``use_gluon``: the Gluon kernel
     (selective_scan_gluon_bwd.py) where its contract holds, else this module's."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
@@ -432,8 +431,7 @@ def lanes_bwd_launch(
         dbc = torch.empty((batch, dim // 32, 32, seqlen), device=u.device, dtype=part_dtype)
     sms = sm_count(u.device) if u.device.type == "cuda" else None
     segments = resolve_segments(segments, batch, warps_per_row, n_chunks, u.device,
-                                int(gluon_bwd.CONFIG["warps_per_sm"]) if use_gluon
-                                else BWD_WARPS_PER_SM, "lanes_bwd_segments")
+                                BWD_WARPS_PER_SM, "lanes_bwd_segments")
     dA = torch.empty((batch, segments, dim, dstate), **f32)
     dpc = torch.empty((batch, segments, dim, 2), **f32)
     dh0 = torch.empty((batch, dim, dstate), **f32)
