@@ -12,12 +12,15 @@ restructuring in Triton moved ptxas into spills. Gluon lets a kernel place value
 - the chunk's per-channel inputs (u, delta, its softplus' derivative, the gated dout, the gate's
   factor for dz, the document mask) are computed once a chunk and kept in shared memory, each
   step loading its values; the per-step outputs (du, ddelta, dz) go to shared memory and leave
-  as one 16-byte store a thread at the chunk's end; B and C are read per step from shared memory
+  as one vector store a thread at the chunk's end; B and C are read per step from shared memory
   as two 16-byte broadcasts each;
-- dB and dC, sums over channels per (t, n), go through a padded (32, 16) shared tile: each thread
-  writes its 16 terms, each lane then sums one row (n for dB, 16 + n for dC) over the 16
-  channels, and the K sums of a chunk leave as one vector store: partials (B, D / 16, 32, L),
-  summed by dbc_sum as the Triton kernel's (B, D / 32, 32, L).
+- dB and dC, sums over channels per (t, n): each step stores a thread's 16 terms into a padded
+  shared buffer of the chunk's terms, and after the chunk's last step each lane sums rows of it
+  over the 16 channels (CONFIG["defer_dbc"]; else per step through a (32, 16) tile, three
+  barriers a step instead of one): partials (B, D / 16, 32, L), summed by dbc_sum as the Triton
+  kernel's (B, D / 32, 32, L);
+- the chunk's per-channel work (softplus, the gate, loading and storing the chunk) is split
+  between a channel's two threads, 4 steps each (CONFIG["split_chunk"]).
 
 Contract (else the Triton kernel runs): N = 16, K = 8, D a multiple of 16, fp16 saved states in
 the (B, L / K, D, N) layout (lanes_states.py's default), no y written (the fused mixer keeps its
@@ -213,9 +216,9 @@ if gluon is not None:
         sm_du = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
         sm_ddt = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
         sm_dz = gl.allocate_shared_memory(gl.float32, [K, 1, 16], PLAIN3)
-        # a step's dB/dC terms, summed over the channels at once; the chunk's sums stay in
-        # registers, (8, 4, K) in LP
-        # (an allocation a kernel does not touch takes no shared memory)
+        # the dB/dC terms: the chunk's (DEFER), or a step's summed over the channels at once,
+        # the chunk's sums in registers ((8, 4, K) in LP); an allocation the kernel does not
+        # use takes no shared memory
         sm_q = gl.allocate_shared_memory(gl.float32, [2 * K, 2, 16, 8], PADQ)
         sm_red = gl.allocate_shared_memory(gl.float32, [8, 4, 16], PADR)
 
