@@ -125,11 +125,14 @@ for i, n in enumerate(names):
                      "n_blocks", "blk_chunks", "blk0"):
             attrs[(i,)] = [["tt.divisibility", 16]]
 if which.startswith("gluon"):  # Gluon kernels compile from their own AST source
-    from triton.experimental.gluon._runtime import GluonASTSource as ASTSource
+    from triton.experimental.gluon._runtime import GluonASTSource
+    source_cls = GluonASTSource
     sig.update({names[i[0]]: "constexpr" for i in constexprs})
     ptr16 = {"states_ptr", "dbc_ptr"}  # fp16 saved states and dB/dC partials
     sig.update({n: "*fp16" for n in ptr16 if n in sig and n not in ptr_types})
-k = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
+else:
+    source_cls = ASTSource
+k = triton.compile(source_cls(fn, sig, constexprs, attrs), target=GPUTarget("cuda", 90, 32),
                    options={"num_warps": warps, **({"maxnreg": maxnreg} if maxnreg else {}),
                             **({"num_stages": stages} if stages else {})})
 open("/tmp/k.ttgir", "w").write(k.asm["ttgir"])
