@@ -5,6 +5,9 @@
 #   bash scripts/gpu/s18.sh check [TIMEOUT] [gluon_bwd_check.py arguments]   # then the Gluon GPU tests
 #   bash scripts/gpu/s18.sh ab      # the mamba-ssm build detached; GPU tests; training A/B; waits for the build
 #   bash scripts/gpu/s18.sh bench   # (right after ab, same machine) the full benchmark
+#   bash scripts/gpu/s18.sh samerun # build and benchmark in one call (what call 4 lacked): the
+#     kernels built in the foreground (or installed from carried .kw/ wheels), their wheels copied
+#     to $OUT/kw for later sessions to carry, then mambalab[triton] and mamba_ssm in one run
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -49,5 +52,16 @@ if [ "$1" = bench ]; then
   wait_kernels
   full_bench 500
   tar czf $OUT/s18_bench_logs.tgz -C $LOGS . 2>/dev/null
+  stamp done
+fi
+if [ "$1" = samerun ]; then
+  MAX_JOBS=16 bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
+  cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build failed"; tail -n 5 /tmp/build.log; }
+  mkdir -p $OUT/kw && cp /root/kernel-wheels/*.whl $OUT/kw/ 2>/dev/null
+  stamp "benchmark: mambalab[triton] and mamba_ssm, one run"
+  timeout -k 10 $(( 590 - ($(date +%s) - T0) )) python3 -m mambalab.bench \
+    'bench.implementations=[mambalab,mamba_ssm]' 'bench.kernels=[triton]' \
+    bench.out=$OUT/bench_samerun.json > $LOGS/bench_samerun.log 2>&1
+  stamp "rc=$?"; grep -E "x2048|Error" $LOGS/bench_samerun.log | head -12
   stamp done
 fi
