@@ -54,6 +54,16 @@ def build_accelerator(mixed_precision: str, strategy: str, model: torch.nn.Modul
     return Accelerator(**kwargs)
 
 
+def end_process_group() -> None:
+    """Shut this process's process group down before the interpreter exits.
+
+    Left to the interpreter's exit, gloo's threads can be torn down while still joinable
+    ("terminate called without an active exception"): the worker then exits non-zero after a run
+    that completed, and its launcher reports a failure."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def launch_workers(num_processes: int, run_dir: Path, task_overrides: list[str]) -> int:
     """Re-run this app as `num_processes` workers on this host; returns their exit code.
 

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mambalab.config import TrainerConfig, validate_targets
 from mambalab.training.console import print_config_tree
-from mambalab.training.distributed import PARENT_HOLDS_LOCK, env_rank, launch_workers, launched_world_size
+from mambalab.training.distributed import (PARENT_HOLDS_LOCK, end_process_group, env_rank, launch_workers,
+                                           launched_world_size)
 from mambalab.training.run_dir import RunDir, RunLockedError
 from mambalab.training.trainer import TrainingInterrupted
 
@@ -129,3 +130,5 @@ def run_job(cfg: DictConfig, train_fn: Callable[[DictConfig, TrainerConfig, RunD
     finally:
         if locked_here:
             run.release_lock()
+        if launched_world_size() > 1:  # a worker runs one job: its process group ends with it
+            end_process_group()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from accelerate import Accelerator
 
-from mambalab.training.distributed import RankFlags
+from mambalab.training.distributed import RankFlags, end_process_group
 from train_helpers import gloo_rank, spawn_two_ranks
 
 
@@ -19,6 +19,7 @@ def _flags_worker(rank: int, port: int, out) -> None:
         seen.append(flags.exchange([rank == 1 and call == 1, rank == 0 and call >= 2]))
     out.put((rank, seen))
     acc.wait_for_everyone()
+    end_process_group()
 
 
 def test_a_flag_one_rank_raises_reaches_every_rank_one_call_later():

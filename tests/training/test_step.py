@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from mambalab.training.nan_guard import NonFiniteLossError
+from mambalab.training.distributed import end_process_group
 from mambalab.training.step import Stepper, skips_on_device
 
 from train_helpers import (TINY_LM, OomAbove, gloo_rank, read_metrics, read_summary, run_in_process,
@@ -142,6 +143,7 @@ def _agree_worker(rank: int, port: int, found: list[int], out) -> None:
     stepper = Stepper(acc, OomAbove(limit=8), None, grad_clip=None, oom_retry=True)
     out.put((rank, stepper.agree_splits(found[rank], 8)))
     acc.wait_for_everyone()
+    end_process_group()
 
 
 def test_ranks_agree_on_the_split_that_fits_everywhere():

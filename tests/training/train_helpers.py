@@ -100,7 +100,8 @@ def gloo_rank(rank: int, port: int) -> None:
 
 def spawn_two_ranks(worker, *args) -> dict:
     """Run `worker(rank, port, *args, out)` in two spawned processes (a module-level function that
-    calls `gloo_rank` and puts (rank, result) on `out`); returns {rank: result}."""
+    calls `gloo_rank`, puts (rank, result) on `out` and ends with `end_process_group`, as the
+    app's workers do); returns {rank: result}."""
     import socket
 
     import torch.multiprocessing as mp
