@@ -35,6 +35,7 @@ import os
 import torch
 
 from mambalab.ops.triton import config_from_env
+from mambalab.ops.triton.fast_math import exp2_poly
 # softplus and sigmoid are the Triton kernels' (triton.jit functions run inside a Gluon kernel)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 
@@ -99,6 +100,7 @@ if gluon is not None:
         HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
         SOFTPLUS: gl.constexpr, HAS_DOCS: gl.constexpr, HAS_DLAST: gl.constexpr,
         SEG: gl.constexpr, PIPE: gl.constexpr, DEFER: gl.constexpr, SPLIT: gl.constexpr,
+        SOFT: gl.constexpr,
     ):
         K: gl.constexpr = 8    # steps a chunk, and states a thread
         N: gl.constexpr = 16
@@ -290,7 +292,10 @@ if gluon is not None:
                 dtj = _step(sm_dt, j, L3)
                 uj = _step(sm_u, j, L3)
                 Bj = sm_bc.slice(j, 1, dim=0).slice(0, 8, dim=2).permute([2, 1, 0]).load(L3)
-                a = gl.exp2(dtj * A2)
+                if SOFT >= 2:
+                    a = exp2_poly(dtj * A2)
+                else:
+                    a = gl.exp2(dtj * A2)
                 if HAS_DOCS:
                     a = a * _step(sm_keep, j, L3)
                 hp = a * hp + (dtj * uj) * Bj
@@ -329,7 +334,10 @@ if gluon is not None:
                     part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
                 ypre = _pair_sum(Cj * hj)
                 gB = _pair_sum(gv * Bj)
-                a = gl.exp2(dtj * A2)   # again: kept from the recomputation it was slower
+                if SOFT >= 1:  # again: kept from the recomputation it was slower
+                    a = exp2_poly(dtj * A2)
+                else:
+                    a = gl.exp2(dtj * A2)
                 if HAS_DOCS:
                     a = a * _step(sm_keep, K - 1 - jj, L3)
                 gah = gv * (a * hprev)    # g_t a_t h_(t-1)
@@ -414,6 +422,6 @@ def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du,
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
         SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=bool(CONFIG["defer_dbc"]),
-        SPLIT=bool(CONFIG["split_chunk"]), num_warps=1,
+        SPLIT=bool(CONFIG["split_chunk"]), SOFT=int(CONFIG["soft_exp"]), num_warps=1,
         **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
     )

@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
+from mambalab.ops.triton.fast_math import exp2_poly
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
                                       store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
@@ -81,6 +82,7 @@ def _lanes_fwd_kernel(
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
     PIPE: tl.constexpr, ST_DN: tl.constexpr, WATCH: tl.constexpr, SEG: tl.constexpr,
+    SOFT: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -169,7 +171,10 @@ def _lanes_fwd_kernel(
             y = tl.zeros([BD], dtype=tl.float32)
             hn = ()
             for n in tl.static_range(N):
-                a = tl.exp2(dtj * A2[n])
+                if n < SOFT:  # on the FMA pipe (fast_math.py): the MIO queue is the limit
+                    a = exp2_poly(dtj * A2[n])
+                else:
+                    a = tl.exp2(dtj * A2[n])
                 if HAS_DOCS:
                     a = tl.where(doc[j] != 0, 0.0, a)  # a document starts: forget the state
                 hv = a * h[n] + dtu * shfl_idx(bc[j], n, BD)
@@ -201,14 +206,15 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32, segments: int | str = 1,
+    states_dtype: torch.dtype = torch.float32, segments: int | str = 1, soft_exp: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
     every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
     Inputs validated, contract above checked. Saving fp16 states raises lanes_states' overflow
     flag where one exceeds fp16's range. A batch too small to fill the device runs in
     ``segments`` time segments (an int, or "auto": time_segments at FWD_WARPS_PER_SM), each
-    starting from the state lanes_fwd_carry_launch's blocks give it."""
+    starting from the state lanes_fwd_carry_launch's blocks give it. The decays of the first
+    ``soft_exp`` states use fast_math.exp2_poly instead of the MUFU unit's ex2."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -246,7 +252,7 @@ def lanes_fwd_launch(
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
         N=dstate, BD=bd, K=chunk, PIPE=pipeline,
         ST_DN=save_states and lanes_states.layout_dn(dstate, states_dtype), WATCH=watch,
-        SEG=segments > 1, num_warps=num_warps,
+        SEG=segments > 1, SOFT=max(0, min(int(soft_exp), dstate)), num_warps=num_warps,
     )
     if watch:
         lanes_states.watch(u.device)

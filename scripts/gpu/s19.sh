@@ -1,0 +1,40 @@
+#!/bin/bash
+# Eighteenth session (2026-12-03): some of the scan's exponentials on the FMA pipe
+# (ops/triton/fast_math.py), and mambalab against mamba_ssm in one run. One H200.
+#   bash scripts/gpu/s19.sh soft      # exp2_poly on the GPU; forward and Gluon backward variants
+#   bash scripts/gpu/s19.sh samerun   # build the kernels, then mambalab[triton] and mamba_ssm in
+#     one run per batch (ops at B=8 with the first), wheels copied to $OUT/kw
+source scripts/gpu/common.sh
+LOGS=$OUT/logs; mkdir -p $LOGS
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+if [ "$1" = soft ]; then
+  stamp "exp2_poly test on the GPU"
+  timeout -k 10 120 python3 -m pytest -q -p no:cacheprovider tests/ops/test_triton_fast_math.py \
+    > $LOGS/tests_fast_math.log 2>&1
+  stamp "rc=$?"; grep -E "passed|failed|^E " $LOGS/tests_fast_math.log | head -8
+  stamp "forward: soft exp variants"
+  timeout -k 10 150 python3 scripts/soft_exp_check.py --out $OUT > $LOGS/soft_fwd.log 2>&1
+  stamp "rc=$?"; cat $LOGS/soft_fwd.log | tail -20
+  stamp "Gluon backward: soft exp variants"
+  timeout -k 10 240 python3 scripts/gluon_bwd_check.py --out $OUT --variants "default,soft 1,soft 2" \
+    > $LOGS/soft_bwd.log 2>&1
+  stamp "rc=$?"; grep -v "^\s*$" $LOGS/soft_bwd.log | tail -20
+  stamp done
+fi
+if [ "$1" = samerun ]; then
+  MAX_JOBS=16 bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
+  cat /tmp/kernels_done 2>/dev/null || { stamp "kernel build failed"; tail -n 5 /tmp/build.log; }
+  mkdir -p $OUT/kw && cp /root/kernel-wheels/*.whl $OUT/kw/ 2>/dev/null
+  for b in 32 8; do
+    left=$(( 590 - ($(date +%s) - T0) ))
+    [ $left -lt 60 ] && { stamp "no time left for B=$b"; break; }
+    ops=false; [ $b = 32 ] && ops=true
+    stamp "benchmark B=$b: mambalab[triton] and mamba_ssm, one run (ops=$ops, ${left}s)"
+    timeout -k 10 $left python3 -m mambalab.bench 'bench.implementations=[mambalab,mamba_ssm]' \
+      'bench.kernels=[triton]' "bench.batch_sizes=[$b]" bench.ops=$ops \
+      bench.out=$OUT/bench_samerun_b$b.json > $LOGS/bench_samerun_b$b.log 2>&1
+    stamp "rc=$?"; grep -E "x2048|scan|Error" $LOGS/bench_samerun_b$b.log | head -16
+  done
+  stamp done
+fi
