@@ -74,8 +74,10 @@ def _backward(x, states, dy, docs, dlast, *, gluon, segments):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False}],
-                         ids=["default", "per-step sums, duplicated chunk work"])
+@pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False},
+                                    {"soft_exp": 2}],
+                         ids=["default", "per-step sums, duplicated chunk work",
+                              "polynomial exponentials"])
 @pytest.mark.parametrize("batch,dim,seqlen,docs,segments", [
     (2, 64, 256, True, 1), (2, 64, 512, True, 3), (3, 1536, 512, False, 1)])
 def test_gluon_matches_triton_backward(batch, dim, seqlen, docs, segments, config, monkeypatch):

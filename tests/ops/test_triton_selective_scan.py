@@ -175,6 +175,20 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     check_against_reference(inputs, doc_starts, sp, tol, last, gen)
 
 
+def test_lanes_forward_with_polynomial_decays_matches_reference_cpu(monkeypatch, nan_empty):
+    """CONFIG["lanes_fwd_soft_exp"]: the first 7 of 16 states' decays by fast_math.exp2_poly, the
+    others by exp2, in one kernel; every optional input, fp32 at the lanes tests' 1e-4."""
+    seqlen, dim, dstate, dtype, z, d, bias, sp, h0, docs, last = LANES_CASES[0][:11]
+    monkeypatch.setitem(ss.CONFIG, "impl", "lanes")
+    monkeypatch.setitem(ss.CONFIG, "lanes_fp32", True)
+    monkeypatch.setitem(ss.CONFIG, "lanes_states", "float32")
+    monkeypatch.setitem(ss.CONFIG, "lanes_fwd_soft_exp", 7)
+    gen = torch.Generator().manual_seed(11)
+    inputs, doc_starts = make_inputs(2, dim, dstate, seqlen, dtype, DEVICE, with_z=z, with_d=d,
+                                     with_bias=bias, with_h0=h0, with_docs=docs, gen=gen)
+    check_against_reference(inputs, doc_starts, sp, 1e-4, last, gen)
+
+
 @pytest.mark.parametrize("states,dbc16,dstate", [("float16", False, 16), ("float16", True, 5),
                                                 ("float32", True, 16)])
 @pytest.mark.parametrize("chunk", [8, 4])

@@ -340,10 +340,10 @@ if gluon is not None:
                     a = gl.exp2(dtj * A2)
                 if HAS_DOCS:
                     a = a * _step(sm_keep, K - 1 - jj, L3)
-                gah = gv * (a * hprev)    # g_t a_t h_(t-1)
+                g = a * gv
+                gah = g * hprev    # g_t a_t h_(t-1): one FMUL, with the gradient passed on
                 dA_acc += gah * dtj
                 gAah = _pair_sum(gah * A2)
-                g = a * gv
                 ddt = gAah * 0.6931471805599453 + uj * gB
                 if SOFTPLUS:
                     ddt = ddt * _step(sm_sdt, K - 1 - jj, L3)
