@@ -1,7 +1,8 @@
 #!/bin/bash
 # Eighteenth session (2026-12-03): some of the scan's exponentials on the FMA pipe
 # (ops/triton/fast_math.py), and mambalab against mamba_ssm in one run. One H200.
-#   bash scripts/gpu/s19.sh soft      # exp2_poly on the GPU; forward and Gluon backward variants
+#   bash scripts/gpu/s19.sh soft      # exp2_poly on the GPU; forward and Gluon backward variants;
+#     the Gluon backward's GPU tests
 #   bash scripts/gpu/s19.sh samerun   # build the kernels, then mambalab[triton] and mamba_ssm in
 #     one run per batch (ops at B=8 with the first), wheels copied to $OUT/kw
 source scripts/gpu/common.sh
@@ -20,6 +21,11 @@ if [ "$1" = soft ]; then
   timeout -k 10 240 python3 scripts/gluon_bwd_check.py --out $OUT --variants "default,soft 1,soft 2" \
     > $LOGS/soft_bwd.log 2>&1
   stamp "rc=$?"; grep -v "^\s*$" $LOGS/soft_bwd.log | tail -20
+  # the default backward changed without a GPU run (one FMUL fewer a state-step)
+  stamp "GPU tests: the Gluon backward (its configurations, soft_exp 2 among them)"
+  timeout -k 10 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_gluon_scan_bwd.py \
+    > $LOGS/tests_gluon.log 2>&1
+  stamp "rc=$?"; grep -E "passed|failed|^E |Error" $LOGS/tests_gluon.log | head -12
   stamp done
 fi
 if [ "$1" = samerun ]; then
