@@ -136,3 +136,37 @@ def test_graph_rows_on_a_cpu_say_why_they_are_skipped(tmp_path):
 
     with pytest.raises(InstantiationException, match="bench.cuda_graphs=.*a non-empty list of true/false"):
         instantiate(_compose(TINY + ["bench.cuda_graphs=[sometimes]"]).bench)
+
+
+def test_a_run_cut_off_keeps_what_it_measured(tmp_path, monkeypatch):
+    """The report is on disk after every training row, marked partial: a run stopped by a time
+    limit or a crash at its second configuration still has its first (and says so)."""
+    from mambalab.benchmarks import runner
+    from mambalab.benchmarks.markdown import report_markdown
+
+    real = runner.bench_training
+    calls = []
+
+    def second_one_dies(impl, batch, *args):
+        calls.append(batch)
+        if len(calls) == 2:
+            raise RuntimeError("the machine went away")
+        return real(impl, batch, *args)
+
+    monkeypatch.setattr(runner, "bench_training", second_one_dies)
+    out = tmp_path / "bench.json"
+    cfg = _compose(TINY + ["bench.implementations=[mambalab]", "bench.batch_sizes=[1,2]",
+                           f"bench.out={out}"])
+    with pytest.raises(Exception, match="went away"):  # hydra wraps the RuntimeError
+        instantiate(cfg.bench)
+    report = json.loads(out.read_text())
+    assert report["partial"] == "training"
+    [row] = report["training"]
+    assert row["batch_size"] == 1 and row["status"] == "ok" and row["tokens_per_s"] > 0
+    assert row["best"] is True  # marked among the rows measured so far
+    assert "**Partial report**: the run stopped during its training part" in report_markdown(report)
+
+    monkeypatch.setattr(runner, "bench_training", real)  # a whole run: no mark left
+    instantiate(cfg.bench)
+    report = json.loads(out.read_text())
+    assert "partial" not in report and len(report["training"]) == 2

@@ -68,6 +68,9 @@ def report_markdown(report: dict) -> str:
     head = (f"Card: {env['device_name']}; torch {env['torch']} (CUDA {env['cuda']}), triton "
             f"{env['triton']}, mamba_ssm {env['mamba_ssm']}, causal_conv1d {env['causal_conv1d']}, "
             f"transformers {env['transformers']}, liger-kernel {env['liger_kernel']}.")
+    if report.get("partial"):  # written before the run ended (runner.py)
+        head += (f" **Partial report**: the run stopped during its {report['partial']} part; "
+                 "what follows is what it had measured.")
     parts = [head, "", "### Training", "", training_markdown(report)]
     if report.get("ops"):
         parts += ["", "### Ops", "", ops_markdown(report)]

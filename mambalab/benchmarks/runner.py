@@ -1,13 +1,18 @@
 """run_benchmark: the ``_target_`` of conf/bench.yaml. Trains each implementation present for a
 few steps at each batch size, optionally times the ops and profiles the fastest configuration,
-prints the tables and writes the JSON report."""
+prints the tables and writes the JSON report: after every training row and every part too, marked
+``"partial"`` with the part that was running, so that a run cut off (a time limit, a crash, a
+lost machine) keeps what it had measured."""
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import logging
 
 import torch
+
+from typing import Callable
 
 from mambalab.benchmarks.implementations import (ModelSize, graph_variants,
                                                  training_implementations)
@@ -49,8 +54,10 @@ def _resolve_device(device: str) -> torch.device:
 
 
 def _train_all(impls, batch_sizes, seq_len, vocab_size, device, warmup, steps, lr,
-               mixed_precision, seed, reference_max_tokens, peak, measured_peak) -> list[dict]:
-    rows = []
+               mixed_precision, seed, reference_max_tokens, peak, measured_peak,
+               on_row: Callable[[list[dict]], None] = lambda rows: None) -> list[dict]:
+    """Every implementation at every batch size; ``on_row(rows)`` after each row."""
+    rows: list[dict] = []
     for impl in impls:
         stop_reason = impl.skip_reason
         for batch in sorted(batch_sizes):
@@ -62,6 +69,7 @@ def _train_all(impls, batch_sizes, seq_len, vocab_size, device, warmup, steps, l
                                f"{reference_max_tokens} tokens per step")
             if stop_reason is not None:
                 rows.append({**base, "status": "skipped", "reason": stop_reason})
+                on_row(rows)
                 continue
             log.info("training %s at batch %d x %d", impl.name, batch, seq_len)
             row = bench_training(impl, batch, seq_len, vocab_size, device, warmup, steps, lr,
@@ -73,6 +81,13 @@ def _train_all(impls, batch_sizes, seq_len, vocab_size, device, warmup, steps, l
             elif row["status"] == "oom":
                 stop_reason = f"batch {batch} ran out of memory"
             rows.append(row)
+            on_row(rows)
+    return mark_best(rows)
+
+
+def mark_best(rows: list[dict]) -> list[dict]:
+    """Mark each implementation's fastest row ``best`` and give every row its ratio to
+    mamba_ssm's best (where mamba_ssm trained); returns ``rows``."""
     best: dict[str, dict] = {}
     for row in rows:
         if row["status"] == "ok" and row["tokens_per_s"] > best.get(
@@ -143,19 +158,32 @@ def run_benchmark(
     config["cuda_graphs"] = list(cuda_graphs)
     impls = training_implementations(list(implementations), list(kernels), size, dev)
     impls = graph_variants(impls, list(cuda_graphs), dev)
+
+    def partial(part: str) -> None:
+        # what is measured so far, on disk: the part named was running when the run stopped
+        write_json({**result, "partial": part}, out)
+
+    def training_so_far(rows: list[dict]) -> None:
+        result["training"] = mark_best(copy.deepcopy(rows))
+        partial("training")
+
+    training_so_far([])
+
     result["training"] = _train_all(impls, batch_sizes, seq_len, vocab_size, dev, warmup_steps,
                                     steps, lr, mixed_precision, seed, reference_max_tokens,
-                                    peak_tflops, measured_peak_tflops)
+                                    peak_tflops, measured_peak_tflops, training_so_far)
     result["best"] = {r["implementation"]: r for r in result["training"] if r.get("best")}
     result["params"] = next((r["params"] for r in result["training"] if "params" in r), None)
 
     if ops:
         from mambalab.benchmarks.ops_bench import run_op_benchmarks
 
+        partial("ops")
         result["ops"] = run_op_benchmarks(dev, ops_batch, ops_seq_len, d_model, ops_d_inner,
                                           d_state, ops_dt_rank, ce_tokens, vocab_size,
                                           ops_warmup, ops_reps, reference_max_tokens)
     if profile:
+        partial("profile")
         result["profile"] = _profile_fastest(result, impls, seq_len, vocab_size, dev,
                                              warmup_steps, profile_steps, lr, mixed_precision,
                                              seed, profile_top, trace)
