@@ -3,6 +3,9 @@
 # (ops/triton/fast_math.py), and mambalab against mamba_ssm in one run. One H200.
 #   bash scripts/gpu/s19.sh soft      # exp2_poly on the GPU; forward and Gluon backward variants;
 #     the Gluon backward's GPU tests
+#   bash scripts/gpu/s19.sh ncu       # Nsight Compute, every metric (--set full, raw page), of the
+#     scan forward and the Gluon backward at B=8 and 32: pipe use (XU is MUFU) and stall reasons
+#     (MIO throttle or issue?), to files in $OUT
 #   bash scripts/gpu/s19.sh samerun   # build the kernels, then mambalab[triton] and mamba_ssm in
 #     one run per batch (ops at B=8 with the first), wheels copied to $OUT/kw
 source scripts/gpu/common.sh
@@ -26,6 +29,19 @@ if [ "$1" = soft ]; then
   timeout -k 10 240 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_gluon_scan_bwd.py \
     > $LOGS/tests_gluon.log 2>&1
   stamp "rc=$?"; grep -E "passed|failed|^E |Error" $LOGS/tests_gluon.log | head -12
+  stamp done
+fi
+if [ "$1" = ncu ]; then
+  for b in 8 32; do
+    stamp "warm Triton's cache, B=$b"
+    timeout -k 10 120 python3 scripts/ncu_kernels.py --parts scan --batch $b > $LOGS/ncu_warm_b$b.log 2>&1
+    stamp "ncu B=$b rc=$?"
+    timeout -k 10 200 ncu --clock-control none --target-processes all --set full --page raw \
+      -k 'regex:_lanes_fwd_kernel|_gluon_bwd' python3 scripts/ncu_kernels.py --parts scan --batch $b \
+      > $OUT/ncu_raw_b$b.txt 2>&1
+    stamp "rc=$?"; grep -E "_kernel|gpu__time_duration.sum|smsp__issue_active.avg.pct|pipe_xu.*pct_of_peak_sustained_active|stalled_mio_throttle_per_issue_active|stalled_short_scoreboard_per_issue_active" \
+      $OUT/ncu_raw_b$b.txt | head -24
+  done
   stamp done
 fi
 if [ "$1" = samerun ]; then
