@@ -9,10 +9,9 @@ import copy
 import importlib
 import importlib.metadata
 import logging
+from typing import Callable
 
 import torch
-
-from typing import Callable
 
 from mambalab.benchmarks.implementations import (ModelSize, graph_variants,
                                                  training_implementations)

@@ -1,20 +1,21 @@
 """2 ** x on the FMA pipe: a polynomial instead of the MUFU unit's ex2, for the scan's decays.
 
-Why: on an H100/H200 the MUFU unit's ex2 runs at 16 lanes a clock an SM, a quarter of an
-FFMA's rate, and it shares the MIO queue with shuffles and shared-memory traffic. The lanes
-scan's forward issues 16 ex2 and 32 shuffles a step a warp (its MIO pipe, not its arithmetic, is
-the limit at large batch), and the Gluon backward 16 ex2 and its shared-memory loads and stores;
-computing some of the exponentials with FFMAs moves that work to a pipe with room
-(docs/kernels/selective_scan.md, eighteenth session). Reference: ``torch.exp2`` (tested under
-TRITON_INTERPRET=1, tests/ops/test_triton_fast_math.py).
+Why: on an H100/H200 the MUFU unit's ex2 runs at 16 lanes a clock an SM, an eighth of the
+FFMA rate, and Nsight Compute counts it in the MIO queue with shuffles and shared-memory
+traffic. The lanes scan's forward issues 16 ex2 and 32 shuffles a step a warp; if that queue, not
+instruction issue, is its limit, computing some exponentials with FFMAs moves work to a pipe
+with room (docs/kernels/selective_scan.md, eighteenth session, has the model and what would
+decide it). Reference: ``torch.exp2`` (tested under TRITON_INTERPRET=1 and on the GPU,
+tests/ops/test_triton_fast_math.py).
 
 exp2_poly(x) = 2 ** round(x) * p(x - round(x)), p a degree-5 polynomial fitted to 2 ** f on
 [-1/2, 1/2] for relative error (largest 1.9e-7 evaluated in fp32; MUFU's ex2.approx: about
 2 ** -22, 2.4e-7). The rounding adds and subtracts 1.5 * 2 ** 23, which leaves round(x) in the
-sum's low mantissa bits, and the power of two is added to p's exponent field as an integer: 11
-FMA-pipe and integer instructions, no MUFU. x is clamped to [-125, 126] so that the exponent
-stays in the normal range: 2 ** -125 (1e-38) stands for any smaller decay, which is 0 to the
-scan; where x > 126 the true value is within a factor of 4 of fp32's overflow anyway.
+sum's low mantissa bits, and the power of two is added to p's exponent field as an integer:
+about 11 FMA-pipe and integer instructions (sm_90 SASS: FFMA 5, FADD 3, FMNMX 2, LEA), no MUFU.
+x is clamped to [-125, 126] so that the exponent stays in the normal range: 2 ** -125 (1e-38)
+stands for any smaller decay, which is 0 to the scan, and about 2 ** 126 for a growth past fp32's
+range (where ex2 gives inf).
 """
 from __future__ import annotations
 

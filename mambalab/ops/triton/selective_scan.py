@@ -112,8 +112,8 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
 # lanes_fwd_soft_exp: how many of a channel's states take their decay from fast_math.exp2_poly
-# (FFMAs) instead of the MUFU unit's ex2, which shares the MIO queue with the forward's 32
-# shuffles a step (eighteenth session, docs/kernels/selective_scan.md).
+# (FFMAs) instead of the MUFU unit's ex2, whose queue the forward's 32 shuffles a step may share
+# (0, the default: not measured yet; eighteenth session, docs/kernels/selective_scan.md).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
           "lanes_fwd_segments": "auto", "lanes_fwd_soft_exp": 0,

@@ -171,7 +171,7 @@ def _lanes_fwd_kernel(
             y = tl.zeros([BD], dtype=tl.float32)
             hn = ()
             for n in tl.static_range(N):
-                if n < SOFT:  # on the FMA pipe (fast_math.py): the MIO queue is the limit
+                if n < SOFT:  # on the FMA pipe (fast_math.py), off MUFU's queue
                     a = exp2_poly(dtj * A2[n])
                 else:
                     a = tl.exp2(dtj * A2[n])
