@@ -44,6 +44,42 @@ def test_dispatch_takes_only_its_contract():
         assert not gb.supported(**{**ok, **bad}, device=cuda)
 
 
+@pytest.mark.skipif(not gb.available(), reason="this Triton has no Gluon")
+@pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False, "pipe": False},
+                                    {"soft_exp": 2, "maxnreg": 168}])
+def test_launch_passes_its_config_to_the_kernel(config, monkeypatch):
+    """On the CPU the kernel cannot run, but its launcher can: every CONFIG key reaches the
+    kernel as its constexpr (a key the launcher reads and CONFIG lacks fails here, not on a
+    GPU)."""
+    for key, value in config.items():
+        monkeypatch.setitem(gb.CONFIG, key, value)
+    seen = {}
+
+    class Kernel:
+        def __getitem__(self, grid):
+            def run(*args, **kwargs):
+                seen.update(kwargs, grid=grid, n_args=len(args))
+            return run
+
+    monkeypatch.setattr(gb, "_gluon_bwd_kernel", Kernel())
+    batch, dim, seqlen = 2, 32, 16
+    act = torch.zeros(batch, dim, seqlen, dtype=torch.bfloat16)
+    bc = torch.zeros(batch, 16, seqlen, dtype=torch.bfloat16)
+    f32 = torch.zeros(batch, dim, 16)
+    gb.launch(dy=act, u=act, delta=act, A=torch.zeros(dim, 16), B=bc, C=bc,
+              pc=torch.zeros(dim, 2), z=act, doc_starts=None,
+              states=torch.zeros(batch, 2, dim, 16, dtype=torch.float16), dlast_state=None,
+              du=act, ddelta=act, dz=act, dbc=gb.partials(batch, dim, seqlen, "cpu", act.dtype),
+              dA=f32, dpc=torch.zeros(batch, dim, 2), dh0=f32, segG=f32, segP=f32,
+              has_d=True, has_bias=True, delta_softplus=True, n_chunks=2, seg_chunks=2,
+              segments=1, seg_blocks=1, n_blocks=1)
+    cfg = gb.CONFIG
+    assert seen["grid"] == (dim // 16, batch, 1) and seen["num_warps"] == 1
+    assert (seen["PIPE"], seen["DEFER"], seen["SPLIT"], seen["SOFT"]) == (
+        cfg["pipe"], cfg["defer_dbc"], cfg["split_chunk"], cfg["soft_exp"])
+    assert seen.get("maxnreg") == cfg["maxnreg"]
+
+
 def _inputs(batch, dim, seqlen, gen, docs):
     def rnd(*shape):
         return torch.randn(*shape, generator=gen).to("cuda")

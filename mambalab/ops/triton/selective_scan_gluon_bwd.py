@@ -54,7 +54,11 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # 4 steps, 13.5 KB of shared memory not 22, it was slower: docs/kernels/selective_scan.md,
 # seventeenth session), or sum them every step
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
-CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
+# soft_exp: how many of a step's two exponentials (the reverse step's, then the recomputation's)
+# are fast_math.exp2_poly's FFMAs instead of MUFU ex2, which shares the MIO queue with the
+# kernel's shared-memory traffic (0: not measured yet; offline the kernel is issue-bound, which
+# says slower: docs/kernels/selective_scan.md, eighteenth session)
+CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True, "soft_exp": 0}
 # MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
