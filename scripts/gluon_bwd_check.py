@@ -84,19 +84,14 @@ VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: 
     # runs in one launch whatever it is). Variants measured and removed are in
     # docs/kernels/selective_scan.md (sixteenth session): terms summed 4 steps at a time, the
     # decays kept in shared memory, batch parts; (seventeenth session) the deferred terms summed
-    # every 4 steps, alone and with 168 registers, with and without the loads ahead.
-    "default": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, soft_exp=0,
-                    wave=None),
+    # every 4 steps, alone and with 168 registers, with and without the loads ahead;
+    # (nineteenth session) one or both exponentials by fast_math.exp2_poly.
+    "default": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
     "s16": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=False, wave=None),
     "defer only": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=False, wave=None),
     "split only": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=True, wave=None),
     "no loads ahead": dict(pipe=False, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
     "maxnreg 168": dict(pipe=True, maxnreg=168, defer_dbc=True, split_chunk=True, wave=None),
-    # (eighteenth session) the reverse step's exponential, or both, by fast_math.exp2_poly
-    "soft 1": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, soft_exp=1,
-                   wave=None),
-    "soft 2": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, soft_exp=2,
-                   wave=None),
 }
 
 

@@ -6,6 +6,9 @@
 #   bash scripts/gpu/s19.sh ncu       # Nsight Compute, every metric (--set full, raw page), of the
 #     scan forward and the Gluon backward at B=8 and 32: pipe use (XU is MUFU) and stall reasons
 #     (MIO throttle or issue?), to files in $OUT
+#   bash scripts/gpu/s19.sh src       # Nsight Compute's per-instruction stall samples (SASS) of the
+#     same two kernels at B=8 and 32: which instructions the warps wait at; then training at
+#     32 x 2048 with the forward's first 4 decays by the polynomial against none, twice each
 #   bash scripts/gpu/s19.sh samerun   # build the kernels, then mambalab[triton] and mamba_ssm in
 #     one run per batch (ops at B=8 with the first), wheels copied to $OUT/kw
 source scripts/gpu/common.sh
@@ -41,6 +44,28 @@ if [ "$1" = ncu ]; then
       > $OUT/ncu_raw_b$b.txt 2>&1
     stamp "rc=$?"; grep -E "_kernel|gpu__time_duration.sum|smsp__issue_active.avg.pct|pipe_xu.*pct_of_peak_sustained_active|stalled_mio_throttle_per_issue_active|stalled_short_scoreboard_per_issue_active" \
       $OUT/ncu_raw_b$b.txt | head -24
+  done
+  stamp done
+fi
+if [ "$1" = src ]; then
+  for b in 32 8; do
+    timeout -k 10 120 python3 scripts/ncu_kernels.py --parts scan --batch $b > $LOGS/src_warm_b$b.log 2>&1
+    stamp "ncu source counters B=$b"
+    timeout -k 10 200 ncu --clock-control none --section SourceCounters --section WarpStateStats \
+      -k 'regex:_lanes_fwd_kernel|_gluon_bwd' -o $OUT/src_b$b python3 scripts/ncu_kernels.py \
+      --parts scan --batch $b > $LOGS/src_b$b.log 2>&1
+    stamp "rc=$?"; tail -n 3 $LOGS/src_b$b.log
+    timeout -k 10 120 ncu -i $OUT/src_b$b.ncu-rep --page source --print-source sass --csv \
+      > $OUT/src_b$b.csv 2> $LOGS/src_csv_b$b.log
+    stamp "csv rc=$? $(wc -l < $OUT/src_b$b.csv) lines"; head -c 600 $OUT/src_b$b.csv; tail -n 3 $LOGS/src_csv_b$b.log
+  done
+  for soft in 0 4 0 4; do
+    n=soft${soft}_$(date +%s)
+    stamp "training 32 x 2048, lanes_fwd_soft_exp=$soft"
+    MAMBALAB_SCAN_CONFIG="{\"lanes_fwd_soft_exp\": $soft}" timeout -k 10 120 python3 -m mambalab.bench \
+      'bench.implementations=[mambalab]' 'bench.kernels=[triton]' 'bench.batch_sizes=[32]' \
+      bench.steps=20 bench.out=$OUT/ab_$n.json > $LOGS/ab_$n.log 2>&1
+    stamp "rc=$?"; grep -E "mambalab\[" $LOGS/ab_$n.log | grep x2048 | head -2
   done
   stamp done
 fi

@@ -35,7 +35,6 @@ import os
 import torch
 
 from mambalab.ops.triton import config_from_env
-from mambalab.ops.triton.fast_math import exp2_poly
 # softplus and sigmoid are the Triton kernels' (triton.jit functions run inside a Gluon kernel)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 
@@ -54,11 +53,9 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # 4 steps, 13.5 KB of shared memory not 22, it was slower: docs/kernels/selective_scan.md,
 # seventeenth session), or sum them every step
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
-# soft_exp: how many of a step's two exponentials (the reverse step's, then the recomputation's)
-# are fast_math.exp2_poly's FFMAs instead of MUFU ex2, which shares the MIO queue with the
-# kernel's shared-memory traffic (0: not measured yet; offline the kernel is issue-bound, which
-# says slower: docs/kernels/selective_scan.md, eighteenth session)
-CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True, "soft_exp": 0}
+# (Either exponential of a step by fast_math.exp2_poly's FFMAs instead of MUFU ex2 was slower on
+# the H200: 1.056 / 1.237 ms against 0.894 at B=8 for one / both, nineteenth session; removed.)
+CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
 # MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
@@ -104,7 +101,6 @@ if gluon is not None:
         HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
         SOFTPLUS: gl.constexpr, HAS_DOCS: gl.constexpr, HAS_DLAST: gl.constexpr,
         SEG: gl.constexpr, PIPE: gl.constexpr, DEFER: gl.constexpr, SPLIT: gl.constexpr,
-        SOFT: gl.constexpr,
     ):
         K: gl.constexpr = 8    # steps a chunk, and states a thread
         N: gl.constexpr = 16
@@ -296,10 +292,7 @@ if gluon is not None:
                 dtj = _step(sm_dt, j, L3)
                 uj = _step(sm_u, j, L3)
                 Bj = sm_bc.slice(j, 1, dim=0).slice(0, 8, dim=2).permute([2, 1, 0]).load(L3)
-                if SOFT >= 2:
-                    a = exp2_poly(dtj * A2)
-                else:
-                    a = gl.exp2(dtj * A2)
+                a = gl.exp2(dtj * A2)
                 if HAS_DOCS:
                     a = a * _step(sm_keep, j, L3)
                 hp = a * hp + (dtj * uj) * Bj
@@ -338,10 +331,7 @@ if gluon is not None:
                     part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
                 ypre = _pair_sum(Cj * hj)
                 gB = _pair_sum(gv * Bj)
-                if SOFT >= 1:  # again: kept from the recomputation it was slower
-                    a = exp2_poly(dtj * A2)
-                else:
-                    a = gl.exp2(dtj * A2)
+                a = gl.exp2(dtj * A2)  # again: kept from the recomputation it was slower
                 if HAS_DOCS:
                     a = a * _step(sm_keep, K - 1 - jj, L3)
                 g = a * gv
@@ -426,6 +416,6 @@ def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du,
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
         SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=bool(CONFIG["defer_dbc"]),
-        SPLIT=bool(CONFIG["split_chunk"]), SOFT=int(CONFIG["soft_exp"]), num_warps=1,
+        SPLIT=bool(CONFIG["split_chunk"]), num_warps=1,
         **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
     )
