@@ -9,6 +9,8 @@
 #   bash scripts/gpu/s19.sh src       # Nsight Compute's per-instruction stall samples (SASS) of the
 #     same two kernels at B=8 and 32: which instructions the warps wait at; then training at
 #     32 x 2048 with the forward's first 4 decays by the polynomial against none, twice each
+#   bash scripts/gpu/s19.sh fwd2      # the forward with two threads a channel: its tests on the GPU,
+#     kernel times against one thread (segments too), training with each (ops table at B=8)
 #   bash scripts/gpu/s19.sh samerun   # build the kernels, then mambalab[triton] and mamba_ssm in
 #     one run per batch (ops at B=8 with the first), wheels copied to $OUT/kw
 source scripts/gpu/common.sh
@@ -21,7 +23,8 @@ if [ "$1" = soft ]; then
     > $LOGS/tests_fast_math.log 2>&1
   stamp "rc=$?"; grep -E "passed|failed|^E " $LOGS/tests_fast_math.log | head -8
   stamp "forward: soft exp variants"
-  timeout -k 10 150 python3 scripts/soft_exp_check.py --out $OUT > $LOGS/soft_fwd.log 2>&1
+  timeout -k 10 150 python3 scripts/lanes_fwd_check.py --out $OUT \
+    --variants "soft=0;soft=4;soft=8;soft=16" > $LOGS/soft_fwd.log 2>&1
   stamp "rc=$?"; cat $LOGS/soft_fwd.log | tail -20
   stamp "Gluon backward: soft exp variants"
   timeout -k 10 240 python3 scripts/gluon_bwd_check.py --out $OUT --variants "default,soft 1,soft 2" \
@@ -66,6 +69,29 @@ if [ "$1" = src ]; then
       'bench.implementations=[mambalab]' 'bench.kernels=[triton]' 'bench.batch_sizes=[32]' \
       bench.steps=20 bench.out=$OUT/ab_$n.json > $LOGS/ab_$n.log 2>&1
     stamp "rc=$?"; grep -E "mambalab\[" $LOGS/ab_$n.log | grep x2048 | head -2
+  done
+  stamp done
+fi
+if [ "$1" = fwd2 ]; then
+  stamp "lanes tests on the GPU with lanes_fwd_threads 2 (and the mixer's)"
+  MAMBALAB_SCAN_CONFIG='{"lanes_fwd_threads": 2}' timeout -k 10 200 python3 -m pytest -q \
+    -p no:cacheprovider tests/ops/test_triton_selective_scan.py tests/ops/test_triton_mamba_inner.py \
+    -k "lanes or mamba_inner or gpu" > $LOGS/tests_fwd2.log 2>&1
+  stamp "rc=$?"; grep -E "passed|failed|^E |Error" $LOGS/tests_fwd2.log | head -12
+  stamp "forward variants"
+  timeout -k 10 150 python3 scripts/lanes_fwd_check.py --out $OUT --variants \
+    "threads=1;threads=1 segments=1;threads=2;threads=2 segments=2;threads=2 segments=4" \
+    > $LOGS/fwd2_variants.log 2>&1
+  stamp "rc=$?"; cat $LOGS/fwd2_variants.log
+  for cfg in '{}' '{"lanes_fwd_threads": 2}' '{"lanes_fwd_threads": 2, "lanes_fwd_segments": 2}'; do
+    left=$(( 575 - ($(date +%s) - T0) ))
+    [ $left -lt 40 ] && { stamp "no time left for $cfg"; break; }
+    n=$(echo "$cfg" | tr -dc 'a-z0-9')
+    stamp "training 8 and 32 x 2048 with $cfg, ops (${left}s)"
+    MAMBALAB_SCAN_CONFIG="$cfg" timeout -k 10 $left python3 -m mambalab.bench \
+      'bench.implementations=[mambalab]' 'bench.kernels=[triton]' 'bench.batch_sizes=[8,32]' \
+      bench.steps=20 bench.ops=true bench.out=$OUT/fwd2_$n.json > $LOGS/fwd2_$n.log 2>&1
+    stamp "rc=$?"; grep -E "mambalab\[|selective_scan .*triton|mamba_inner.*triton" $LOGS/fwd2_$n.log | grep -v INFO | head -5
   done
   stamp done
 fi

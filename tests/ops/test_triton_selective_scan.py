@@ -189,6 +189,62 @@ def test_lanes_forward_with_polynomial_decays_matches_reference_cpu(monkeypatch,
     check_against_reference(inputs, doc_starts, sp, 1e-4, last, gen)
 
 
+@pytest.mark.parametrize("dtype,states,dstate,warps,segments", [
+    (torch.float32, "float32", 16, 1, 1),   # every optional input, (N, D) fp32 states
+    (torch.bfloat16, "float16", 16, 2, 1),  # (D, N) fp16 states: half of N a 16-byte vector
+    (torch.float32, "float32", 6, 1, 2),    # 3 states a thread; two time segments
+])
+def test_lanes_forward_two_threads_a_channel_matches_reference_cpu(dtype, states, dstate, warps,
+                                                                   segments, monkeypatch,
+                                                                   nan_empty):
+    """CONFIG["lanes_fwd_threads"] 2: lanes i and 16 + i share a channel, N / 2 states each (B and
+    C by half-warp shuffles, y summed across the halves), with document starts, an initial state
+    and the last state: y, the last state and the saved chunk states equal the one-thread
+    forward's, and y and the last state match the reference."""
+    from mambalab.ops.triton import selective_scan_lanes_carry as lc
+
+    monkeypatch.setattr(lc, "CARRY_BLOCK_CHUNKS", 2)  # 8 chunks: 2 segments of 2 blocks
+    for key, value in (("impl", "lanes"), ("lanes_fp32", True), ("lanes_warps", warps),
+                       ("lanes_states", states), ("lanes_fwd_segments", segments)):
+        monkeypatch.setitem(ss.CONFIG, key, value)
+    gen = torch.Generator().manual_seed(dstate + warps)
+    inputs, doc_starts = make_inputs(2, 32 * warps * 2, dstate, 64, dtype, DEVICE, with_z=True,
+                                     with_d=True, with_bias=True, with_h0=True, with_docs=True,
+                                     gen=gen)
+    saved = {}
+    for threads in (1, 2):
+        monkeypatch.setitem(ss.CONFIG, "lanes_fwd_threads", threads)
+        saved[threads] = ss.selective_scan_fwd(**inputs, doc_starts=doc_starts,
+                                               return_last_state=True)
+    for one, two in zip(saved[1], saved[2]):  # y, the last state, the saved chunk states
+        torch.testing.assert_close(two, one, rtol=1e-5 if dtype == torch.float32 else 1e-2,
+                                   atol=1e-5 if dtype == torch.float32 else 1e-2)
+    # and against the fp64 reference (the backward reads only the saved states, equal above)
+    y_ref, last_ref = selective_scan_ref(**{k: v.double() if v is not None else None
+                                            for k, v in inputs.items()},
+                                         delta_softplus=True, doc_starts=doc_starts,
+                                         return_last_state=True)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    for got, ref in ((saved[2][0], y_ref), (saved[2][1], last_ref)):
+        assert torch.isfinite(got).all()
+        err = ((got.double() - ref).norm() / ref.norm()).item()
+        assert err < tol, f"relative error {err:.2e} above {tol}"
+
+
+def test_lanes_forward_threads_setting(monkeypatch):
+    """Two threads a channel only where they split the states evenly into whole saved vectors;
+    a bad setting names the key and how to set it."""
+    from mambalab.ops.triton.selective_scan_lanes_fwd import fwd_threads
+
+    assert fwd_threads(2, 16, True, torch.float16) == 2     # 8 fp16 states: one 16-byte vector
+    assert fwd_threads(2, 8, True, torch.float16) == 1      # 4 would be half a vector
+    assert fwd_threads(2, 6, False, torch.float32) == 2     # (N, D) states: any even N
+    assert fwd_threads(2, 5, False, torch.float32) == 1     # odd N
+    assert fwd_threads(1, 16, True, torch.float16) == 1
+    with pytest.raises(ValueError, match="lanes_fwd_threads"):
+        fwd_threads(4, 16, True, torch.float16)
+
+
 @pytest.mark.parametrize("states,dbc16,dstate", [("float16", False, 16), ("float16", True, 5),
                                                 ("float32", True, 16)])
 @pytest.mark.parametrize("chunk", [8, 4])
