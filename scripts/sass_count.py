@@ -34,7 +34,7 @@ elif which == "lanes_fwd":
     from mambalab.ops.triton.selective_scan_lanes_fwd import _lanes_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
                  HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, N=16, BD=32, K=8, PIPE=True,
-                 ST_DN=False, WATCH=False, SEG=False, SOFT=0, TPC=1)
+                 ST_DN=False, WATCH=False, SEG=False)
     warps = 1
 elif which == "lanes_bwd":
     from mambalab.ops.triton.selective_scan_lanes_bwd import _lanes_bwd_kernel as fn

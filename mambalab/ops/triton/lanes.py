@@ -40,21 +40,6 @@ def shfl_idx(x, SRC: tl.constexpr, BD: tl.constexpr, PURE: tl.constexpr = True):
 
 
 @triton.jit
-def shfl_half(x, SRC: tl.constexpr, BD: tl.constexpr):
-    """Every lane of each half-warp (lanes 0-15, 16-31) gets the value of x (BD,) fp32 at lane
-    SRC (< 16) of its own half: one shuffle gives the two halves two different values (the
-    segment mask 0x10 in shfl's c operand, as __shfl_sync with width 16)."""
-    if FAST_SHFL:
-        src = tl.full([BD], SRC, tl.int32)
-        return tl.inline_asm_elementwise("shfl.sync.idx.b32 $0, $1, $2, 0x101f, -1;", "=r,r,r",
-                                         [x, src], dtype=tl.float32, is_pure=True, pack=1)
-    else:
-        xr = tl.reshape(x, (BD // 16, 16))
-        v = tl.sum(tl.where(tl.arange(0, 16)[None, :] == SRC, xr, 0.0), axis=1)  # (halves,)
-        return tl.reshape(tl.broadcast_to(v[:, None], (BD // 16, 16)), (BD,))
-
-
-@triton.jit
 def shfl_xor(x, M: tl.constexpr, BD: tl.constexpr):
     """Lane i gets lane (i ^ M)'s value of x (BD,) fp32; M a power of two below 32."""
     if FAST_SHFL:

@@ -111,16 +111,12 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
-# lanes_fwd_soft_exp: how many of a channel's states take their decay from fast_math.exp2_poly
-# (FFMAs) instead of the MUFU unit's ex2, whose queue the forward's 32 shuffles a step may share
-# (0, the default: not measured yet; eighteenth session, docs/kernels/selective_scan.md).
-# lanes_fwd_threads: 2 gives each channel of the lanes forward two threads of N / 2 states each
-# (a half-warp's shuffles reach each half's B and C, one more shuffle sums y): twice the warps
-# for a batch that does not fill the device (Nsight Compute, nineteenth session: at B=8 both
-# scan kernels ran 1.5 warps a scheduler and issued in 47% of cycles). 1: one thread a channel.
+# Measured on the H200 and removed (nineteenth session, docs/kernels/selective_scan.md): some
+# decays by a polynomial on the FMA pipe instead of MUFU ex2 (B=8 slower, B=32 4% faster), and
+# two threads a channel of N / 2 states each (slower at B=8 and 32, with or without segments).
 CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline": True,
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
-          "lanes_fwd_segments": "auto", "lanes_fwd_soft_exp": 0, "lanes_fwd_threads": 1,
+          "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
           "lanes_bwd_gluon": True,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
@@ -238,8 +234,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             save_states=save_states, return_last_state=return_last_state,
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
-            states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"],
-            soft_exp=CONFIG["lanes_fwd_soft_exp"], threads_per_channel=CONFIG["lanes_fwd_threads"])
+            states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"])
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

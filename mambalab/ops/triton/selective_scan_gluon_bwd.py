@@ -53,7 +53,7 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # 4 steps, 13.5 KB of shared memory not 22, it was slower: docs/kernels/selective_scan.md,
 # seventeenth session), or sum them every step
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
-# (Either exponential of a step by fast_math.exp2_poly's FFMAs instead of MUFU ex2 was slower on
+# (Either exponential of a step by a polynomial's FFMAs instead of MUFU ex2 was slower on
 # the H200: 1.056 / 1.237 ms against 0.894 at B=8 for one / both, nineteenth session; removed.)
 CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
 # MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.

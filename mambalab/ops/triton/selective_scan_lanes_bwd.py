@@ -242,7 +242,6 @@ def _lanes_bwd_kernel(
     # per-warp partials of dB (lanes 0..15) and dC (lanes 16..31): (B, D / 32, 32, L) fp32
     dbc_row = dbc_ptr + ((b * (dim // 32) + dcol // 32) * 32 + ln) * seqlen
     bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
-    bc_ok = (ln % 16) < N  # rows past N: zeros
     if ST_DN:
         st_row = states_ptr + b * n_chunks * N * dim + d * N
     else:
@@ -264,7 +263,7 @@ def _lanes_bwd_kernel(
         c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
     c0 = c_hi - 1
     if PIPE >= 1:
-        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok, c0 * K, HAS_Z, HAS_DOCS,
+        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c0 * K, HAS_Z, HAS_DOCS,
                            N, K)
     if PIPE >= 2:
         nxt_r = _bwd_rest(dy_row, st_row + c0 * N * dim, dim, c0 * K, N, K, ST_DN)
@@ -274,10 +273,10 @@ def _lanes_bwd_kernel(
         cp = tl.maximum(c - 1, c_lo)  # the first chunk loads itself again (in bounds, unused)
         if PIPE >= 1:
             cur = nxt
-            nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok, cp * K, HAS_Z,
+            nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, cp * K, HAS_Z,
                                HAS_DOCS, N, K)
         else:
-            cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok, t, HAS_Z, HAS_DOCS,
+            cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
                                N, K)
         if PIPE >= 2:
             cur_r = nxt_r

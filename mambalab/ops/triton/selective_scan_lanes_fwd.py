@@ -18,9 +18,8 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
-from mambalab.ops.triton.fast_math import exp2_poly
-from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_half, shfl_idx,
-                                      shfl_xor, store_steps, store_vec, take)
+from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
+                                      store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_fwd_carry_launch,
                                                           resolve_segments, segment_chunks)
@@ -31,36 +30,21 @@ FWD_WARPS_PER_SM = 8
 
 
 @triton.jit
-def bc_rows(B_ptr, C_ptr, b, sB_b, sB_n, sC_b, sC_n, lane, N: tl.constexpr, TPC: tl.constexpr):
-    """Each lane's row of B or C, and whether it has one ((BD, 1) each), for K-step loads.
-    TPC 1 (a thread a channel, all N states): lane n < 16 holds B[n], lane 16 + n C[n]. TPC 2
-    (two threads a channel, N / 2 states each): each half-warp holds its own states' rows,
-    lane 16 h + i B[h N/2 + i] (i < 8) and lane 16 h + 8 + i C[h N/2 + i], so that a shuffle
-    within the half-warp (lanes.shfl_half) reaches them. Rows past N: masked, zeros."""
-    ln = lane[:, None].to(tl.int64)
-    if TPC == 2:
-        NS: tl.constexpr = N // 2
-        q = ln % 16
-        row = (ln // 16) * NS + q % 8
-        ok = (q % 8) < NS
-        rows = tl.where(q < 8, B_ptr + b * sB_b + row * sB_n, C_ptr + b * sC_b + row * sC_n)
-    else:
-        ok = (ln % 16) < N
-        rows = tl.where(ln < 16, B_ptr + b * sB_b + (ln % 16) * sB_n,
-                        C_ptr + b * sC_b + (ln % 16) * sC_n)
-    return rows, ok
+def load_bc_raw(bc_row, lane, t, N: tl.constexpr, K: tl.constexpr):
+    """K steps from t of B[n] (lanes n < 16) and C[n] (lanes 16 + n), zeros for n >= N, raw
+    (lanes.load_raw); bc_row: each lane's row of B or C."""
+    return load_raw_masked(bc_row, t, (lane[:, None] % 16) < N, K)
 
 
 @triton.jit
-def chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok, t, HAS_Z: tl.constexpr,
+def chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z: tl.constexpr,
                  HAS_DOCS: tl.constexpr, N: tl.constexpr, K: tl.constexpr):
     """The raw loads of one chunk's inputs (u, dt, z, B/C, document starts), as one flat tuple:
-    issued a chunk ahead of their use when the kernels pipeline (PIPE). bc_row, bc_ok: bc_rows'
-    (K steps from t of each lane's row of B or C, zeros where it has none)."""
+    issued a chunk ahead of their use when the kernels pipeline (PIPE)."""
     out = load_raw(u_row, t, K) + load_raw(dt_row, t, K)
     if HAS_Z:
         out = out + load_raw(z_row, t, K)
-    out = out + load_raw_masked(bc_row, t, bc_ok, K)
+    out = out + load_bc_raw(bc_row, lane, t, N, K)
     if HAS_DOCS:
         out = out + load_raw(doc_row, t, K)
     return out
@@ -97,39 +81,30 @@ def _lanes_fwd_kernel(
     HAS_H0: tl.constexpr, HAS_DOCS: tl.constexpr, SAVE_STATES: tl.constexpr,
     STORE_LAST: tl.constexpr, N: tl.constexpr, BD: tl.constexpr, K: tl.constexpr,
     PIPE: tl.constexpr, ST_DN: tl.constexpr, WATCH: tl.constexpr, SEG: tl.constexpr,
-    SOFT: tl.constexpr, TPC: tl.constexpr,
 ):
     pid_d = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     s = 0
     if SEG:  # time segment: chunks [s * seg_chunks, ...) (selective_scan_lanes_carry.py)
         s = tl.program_id(2)
+    d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
     lane = tl.arange(0, BD) % 32
-    NS: tl.constexpr = N // TPC  # the states a thread holds
-    if TPC == 2:  # lanes i and 16 + i of a warp: one channel, states [0, N/2) and [N/2, N)
-        d = pid_d * (BD // 2) + (tl.arange(0, BD) // 32) * 16 + lane % 16
-        s0 = (lane // 16) * NS  # (BD,): this thread's first state
-        s0c = s0[:, None]
-    else:
-        d = pid_d * BD + tl.arange(0, BD)  # (BD,): one channel per thread
-        s0 = 0
-        s0c = 0
-    dn = b * dim * N + d * N + s0  # (B, D, N) slabs: lanes N apart, never a vector along d
+    dn = b * dim * N + d * N  # (B, D, N) slabs: lanes N apart, never a vector along d
     # A, D and the dt bias are read with lanes N (or 2) elements apart, so no load is a vector
     # along channels: every (BD,) tensor keeps one element per thread, which the shuffles need.
     A2 = ()
     h = ()
-    for n in tl.static_range(NS):
-        A2 = A2 + (tl.load(A_ptr + d * N + s0 + n) * 1.4426950408889634,)  # exp(x) = exp2(x log2 e)
+    for n in tl.static_range(N):
+        A2 = A2 + (tl.load(A_ptr + d * N + n) * 1.4426950408889634,)  # exp(x) = exp2(x log2 e)
         if HAS_H0:
             h = h + (tl.load(h0_ptr + dn + n),)
         else:
             h = h + (tl.zeros([BD], dtype=tl.float32),)
     if SEG:  # the state entering the segment: the blocks before it, first first: h <- H + P h
         for k in range(0, s * seg_blocks):
-            sk = ((b * n_blocks + k) * dim + d) * N + s0
+            sk = ((b * n_blocks + k) * dim + d) * N
             hk = ()
-            for n in tl.static_range(NS):
+            for n in tl.static_range(N):
                 hk = hk + (tl.load(segH_ptr + sk + n) + tl.load(segP_ptr + sk + n) * h[n],)
             h = hk
     if HAS_D:
@@ -142,8 +117,11 @@ def _lanes_fwd_kernel(
     dt_row = dt_ptr + b * sdt_b + dcol * sdt_d
     z_row = z_ptr + b * sz_b + dcol * sz_d
     y_row = y_ptr + b * sy_b + dcol * sy_d
+    ln = lane[:, None].to(tl.int64)
+    B_row = B_ptr + b * sB_b + (ln % 16) * sB_n
+    C_row = C_ptr + b * sC_b + (ln % 16) * sC_n
     doc_row = doc_ptr + b * sdoc_b + dcol * 0
-    bc_row, bc_ok = bc_rows(B_ptr, C_ptr, b, sB_b, sB_n, sC_b, sC_n, lane, N, TPC)
+    bc_row = tl.where(ln < 16, B_row, C_row)  # (BD, 1): the row each lane reads B or C from
     seqlen = n_chunks * K
     u_ty: tl.constexpr = u_ptr.dtype.element_ty
     dt_ty: tl.constexpr = dt_ptr.dtype.element_ty
@@ -157,28 +135,28 @@ def _lanes_fwd_kernel(
         c_lo = s * seg_chunks
         c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
     if PIPE:  # the first chunk's loads; each chunk then asks for the next one's before its work
-        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok, c_lo * K, HAS_Z,
+        nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c_lo * K, HAS_Z,
                            HAS_DOCS, N, K)
     for c in range(c_lo, c_hi):
         t = c * K
         if PIPE:
             cur = nxt
             # the last chunk loads itself again (in bounds, unused)
-            nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok,
+            nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane,
                                tl.minimum(t + K, seqlen - K), HAS_Z, HAS_DOCS, N, K)
         else:
-            cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, bc_ok, t, HAS_Z, HAS_DOCS,
+            cur = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, t, HAS_Z, HAS_DOCS,
                                N, K)
         u, dt, z, bc, doc = unpack_inputs(cur, u_ty, dt_ty, z_ty, bc_ty, HAS_Z, HAS_DOCS, BD, K)
         if SAVE_STATES:  # lanes_states.py: dtypes and layouts
             if WATCH:  # fp16 states: is one beyond its range?
-                for n in tl.static_range(NS):
+                for n in tl.static_range(N):
                     top = tl.maximum(top, tl.abs(h[n]))
             if ST_DN:  # (B, n_chunks, D, N): a thread's N states as 16-byte vectors
-                store_vec(states_ptr + (b * n_chunks + c) * N * dim + (dcol * N + s0c), h, BD, NS)
+                store_vec(states_ptr + (b * n_chunks + c) * N * dim + dcol * N, h, BD, N)
             else:  # (B, n_chunks, N, D): each state's store is one line per warp
-                st = states_ptr + (b * n_chunks + c) * N * dim + s0 * dim + d
-                for n in tl.static_range(NS):
+                st = states_ptr + (b * n_chunks + c) * N * dim + d
+                for n in tl.static_range(N):
                     tl.store(st + n * dim, h[n].to(states_ptr.dtype.element_ty))
         ys = ()
         for j in tl.static_range(K):
@@ -190,39 +168,28 @@ def _lanes_fwd_kernel(
             dtu = dtj * u[j]
             y = tl.zeros([BD], dtype=tl.float32)
             hn = ()
-            for n in tl.static_range(NS):
-                if n < SOFT:  # on the FMA pipe (fast_math.py), off MUFU's queue
-                    a = exp2_poly(dtj * A2[n])
-                else:
-                    a = tl.exp2(dtj * A2[n])
+            for n in tl.static_range(N):
+                a = tl.exp2(dtj * A2[n])
                 if HAS_DOCS:
                     a = tl.where(doc[j] != 0, 0.0, a)  # a document starts: forget the state
-                if TPC == 2:  # B and C of this half's states, from its own half-warp
-                    hv = a * h[n] + dtu * shfl_half(bc[j], n, BD)
-                    y += shfl_half(bc[j], 8 + n, BD) * hv
-                else:
-                    hv = a * h[n] + dtu * shfl_idx(bc[j], n, BD)
-                    y += shfl_idx(bc[j], 16 + n, BD) * hv
+                hv = a * h[n] + dtu * shfl_idx(bc[j], n, BD)
+                y += shfl_idx(bc[j], 16 + n, BD) * hv
                 hn = hn + (hv,)
             h = hn
-            if TPC == 2:  # the other half's states' share of y: both threads then hold y
-                y += shfl_xor(y, 16, BD)
             if HAS_D:
                 y += Dv * u[j]
             if HAS_Z:
                 y = y * z[j] * sigmoid(z[j])
             ys = ys + (y,)
-        # (TPC 2: both threads of a channel store the same y to the same addresses, which a
-        # warp's store merges; a mask would cost instructions and save no traffic)
         store_steps(y_row, t, ys, BD, K)
 
     if STORE_LAST:
         if SEG:
             if s == n_segs - 1:
-                for n in tl.static_range(NS):
+                for n in tl.static_range(N):
                     tl.store(last_ptr + dn + n, h[n])
         else:
-            for n in tl.static_range(NS):
+            for n in tl.static_range(N):
                 tl.store(last_ptr + dn + n, h[n])
     if WATCH:  # a NaN state compares False: the loss shows that one
         tl.store(flag_ptr + lane * 0, tl.full([BD], 1, tl.int32), mask=top > 65504.0)
@@ -234,19 +201,14 @@ def lanes_fwd_launch(
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
     pipeline: bool = True, y_out: torch.Tensor | None = None,
-    states_dtype: torch.dtype = torch.float32, segments: int | str = 1, soft_exp: int = 0,
-    threads_per_channel: int = 1,
+    states_dtype: torch.dtype = torch.float32, segments: int | str = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
     every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
     Inputs validated, contract above checked. Saving fp16 states raises lanes_states' overflow
     flag where one exceeds fp16's range. A batch too small to fill the device runs in
     ``segments`` time segments (an int, or "auto": time_segments at FWD_WARPS_PER_SM), each
-    starting from the state lanes_fwd_carry_launch's blocks give it. The decays of the first
-    ``soft_exp`` states of each thread use fast_math.exp2_poly instead of the MUFU unit's ex2.
-    ``threads_per_channel`` 2 gives each channel two threads of N / 2 states (twice the warps,
-    about half the work each: for batches too small to fill the device) where N is even and,
-    with states saved as (D, N) vectors, N / 2 fills them; otherwise 1."""
+    starting from the state lanes_fwd_carry_launch's blocks give it."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -260,9 +222,7 @@ def lanes_fwd_launch(
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
     bd = 32 * num_warps
-    st_dn = save_states and lanes_states.layout_dn(dstate, states_dtype)
-    tpc = fwd_threads(threads_per_channel, dstate, st_dn, states_dtype)
-    segments = resolve_segments(segments, batch, dim * tpc // 32, n_chunks, u.device,
+    segments = resolve_segments(segments, batch, dim // 32, n_chunks, u.device,
                                 FWD_WARPS_PER_SM, "lanes_fwd_segments")
     seg_chunks, blk_chunks = segment_chunks(n_chunks, segments)
     n_blocks = -(-n_chunks // blk_chunks)
@@ -273,7 +233,7 @@ def lanes_fwd_launch(
             delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
             blk_chunks=blk_chunks, n_needed=(segments - 1) * (seg_chunks // blk_chunks),
             num_warps=num_warps)
-    _lanes_fwd_kernel[(dim * tpc // bd, batch, segments)](
+    _lanes_fwd_kernel[(dim // bd, batch, segments)](
         u, delta, A, B, C, pc, zz, initial_state if initial_state is not None else A, docs,
         y, states if states is not None else y, last if last is not None else y,
         lanes_states.overflow_flag(u.device) if watch else y, segH, segP,
@@ -285,26 +245,12 @@ def lanes_fwd_launch(
         SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
         HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
         N=dstate, BD=bd, K=chunk, PIPE=pipeline,
-        ST_DN=st_dn, WATCH=watch, SEG=segments > 1,
-        SOFT=max(0, min(int(soft_exp), dstate // tpc)), TPC=tpc, num_warps=num_warps,
+        ST_DN=save_states and lanes_states.layout_dn(dstate, states_dtype), WATCH=watch,
+        SEG=segments > 1, num_warps=num_warps,
     )
     if watch:
         lanes_states.watch(u.device)
     return y, last, states
-
-
-def fwd_threads(asked: int, dstate: int, st_dn: bool, states_dtype: torch.dtype) -> int:
-    """The threads a channel the forward runs with: ``asked`` (CONFIG["lanes_fwd_threads"], 1
-    or 2), 1 where two cannot split the states evenly (N odd) or, saving (D, N) vectors, half
-    the states would not fill one (lanes_states.layout_dn)."""
-    if asked not in (1, 2):
-        raise ValueError(f"selective_scan CONFIG['lanes_fwd_threads'] must be 1 or 2, got "
-                         f"{asked!r} (set it with MAMBALAB_SCAN_CONFIG='{{\"lanes_fwd_threads\": 1}}')")
-    if asked == 2 and dstate % 2 == 0:
-        per_vec = 16 // torch.tensor([], dtype=states_dtype).element_size()
-        if not st_dn or (dstate // 2) % per_vec == 0:
-            return 2
-    return 1
 
 
 def per_channel(D: torch.Tensor | None, delta_bias: torch.Tensor | None, dim: int,
