@@ -1,7 +1,7 @@
 #!/bin/bash
 # Eighteenth session (2026-12-03): some of the scan's exponentials on the FMA pipe
 # (ops/triton/fast_math.py), and mambalab against mamba_ssm in one run. One H200.
-# Run in the nineteenth session (2026-12-03): soft, samerun, ncu, fwd2, then src.
+# Run in the nineteenth session (2026-12-03): soft, samerun, ncu, fwd2 (src: not run, no machine).
 # The code `soft` and `fwd2` measured was removed after (slower): the soft variants and
 # scripts/soft_exp_check.py are at commit 7977547, the two-thread forward and
 # scripts/lanes_fwd_check.py at 8c2d30c; check those out to run these modes again.
