@@ -85,7 +85,7 @@ VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: 
     # docs/kernels/selective_scan.md (sixteenth session): terms summed 4 steps at a time, the
     # decays kept in shared memory, batch parts; (seventeenth session) the deferred terms summed
     # every 4 steps, alone and with 168 registers, with and without the loads ahead;
-    # (nineteenth session) one or both exponentials by fast_math.exp2_poly.
+    # (nineteenth session) one or both exponentials by a polynomial on the FMA pipe.
     "default": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
     "s16": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=False, wave=None),
     "defer only": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=False, wave=None),

@@ -10,8 +10,8 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from mambalab.training.nan_guard import NonFiniteLossError
 from mambalab.training.distributed import end_process_group
+from mambalab.training.nan_guard import NonFiniteLossError
 from mambalab.training.step import Stepper, skips_on_device
 
 from train_helpers import (TINY_LM, OomAbove, gloo_rank, read_metrics, read_summary, run_in_process,
