@@ -143,11 +143,13 @@ def test_matches_reference_cpu(case, impl, monkeypatch, nan_empty):
 
 LANES_CASES = [
     # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, chunk, warps, keep,
-    #  pipeline (backward: 0, 1 or 2; forward: on unless 0))
+    #  pipeline (0, 1 or 2: the forward loads that many chunks ahead, the backward as its CONFIG says)
     (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, 1),
     (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True, 0),
     (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False, 2),
     (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, 0),
+    # four chunks: the forward's loads two chunks ahead rotate through the loop
+    (32, 32, 16, torch.bfloat16, True, True, True, True, False, True, True, 8, 1, False, 2),
 ]
 
 
@@ -162,7 +164,7 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
     monkeypatch.setitem(ss.CONFIG, "lanes_warps", warps)
     monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
-    monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", bool(pipe))
+    monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", pipe)  # forward: 0, 1 or 2 chunks ahead
     monkeypatch.setitem(ss.CONFIG, "lanes_bwd_pipeline", pipe)  # 0, 1 or 2
     # fp32 states: fp32 cases at 1e-4, and cases without softplus, whose negative deltas make
     # the states grow past fp16's range (fp16 states and their fallback: their own tests)
