@@ -3,10 +3,12 @@
 # shared memory: selective_scan_gluon_fwd.py), the Triton forward's loads two chunks ahead
 # (ptxas places the one-chunk-ahead loads at 78% of the loop, offline SASS), and which
 # instructions the scan kernels wait at. One H200.
-#   bash scripts/gpu/s20.sh all   # the Gluon forward's GPU tests; forward variants
-#     (scripts/lanes_fwd_check.py) at B=8 and 32; training with each forward (8 and 32 x 2048,
-#     ops at B=8); Nsight Compute source counters (per-instruction stall samples, SASS) of the
-#     Gluon forward and backward at B=32, as time allows; CSVs and JSON to $OUT
+#   bash scripts/gpu/s20.sh fwd     # the Gluon forward's GPU tests; forward variants
+#     (scripts/lanes_fwd_check.py) at B=8 and 32; the Gluon backward's GPU tests (its document
+#     starts now enter the decay's exponent)
+#   bash scripts/gpu/s20.sh train   # training with each forward (8 and 32 x 2048, ops at B=8);
+#     Nsight Compute source counters (per-instruction stall samples, SASS) of the Gluon forward
+#     and backward at B=32, as time allows; CSVs and JSON to $OUT
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -24,7 +26,7 @@ src() {  # $1: batch; the scan kernels as MAMBALAB_SCAN_CONFIG picks them
   stamp "csv rc=$? $(wc -l < $OUT/src_b$1.csv) lines"; head -c 300 $OUT/src_b$1.csv; echo
   rm -f $OUT/src_b$1.ncu-rep
 }
-if [ "$1" = all ]; then
+if [ "$1" = fwd ]; then
   stamp "GPU tests: the Gluon forward"
   timeout -k 10 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_gluon_scan_fwd.py \
     > $LOGS/tests_gluon_fwd.log 2>&1
@@ -33,6 +35,13 @@ if [ "$1" = all ]; then
   timeout -k 10 180 python3 scripts/lanes_fwd_check.py --out $OUT --variants \
     "pipe=1;gluon=1;gluon=1 segments=1;pipe=2;maxnreg=168" > $LOGS/fwd_variants.log 2>&1
   stamp "rc=$?"; cat $LOGS/fwd_variants.log
+  stamp "GPU tests: the Gluon backward, default configuration"
+  timeout -k 10 $(( $(left) - 10 )) python3 -m pytest -m gpu -q -p no:cacheprovider \
+    tests/ops/test_gluon_scan_bwd.py -k "default or autograd" > $LOGS/tests_gluon_bwd.log 2>&1
+  stamp "rc=$?"; grep -E "passed|failed|^E |Error" $LOGS/tests_gluon_bwd.log | head -12
+  stamp done
+fi
+if [ "$1" = train ]; then
   for cfg in '{"lanes_fwd_gluon": true}' '{}'; do
     [ $(left) -lt 150 ] && { stamp "no time left for training with $cfg"; break; }
     n=$(echo "$cfg" | tr -dc 'a-z0-9'); n=${n:-default}

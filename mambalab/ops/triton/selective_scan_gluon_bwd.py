@@ -276,8 +276,9 @@ if gluon is not None:
                 sm_zf.store(dy_k * sz * (1.0 + z_k * (1.0 - sz)))
             else:
                 dout = dy_k
-            if HAS_DOCS:
-                sm_keep.store(gl.where(cur[6] != 0, 0.0, 1.0))
+            if HAS_DOCS:  # log2 of the decay's factor: -inf where a document starts, added
+                # in the decay's FMA (exp2(-inf) = 0) rather than a multiply a state
+                sm_keep.store(gl.where(cur[6] != 0, float("-inf"), 0.0))
             sm_u.store(u_k)
             sm_dout.store(dout)
             dD_acc += gl.sum(dout * u_k, axis=0, keep_dims=True)
@@ -292,9 +293,10 @@ if gluon is not None:
                 dtj = _step(sm_dt, j, L3)
                 uj = _step(sm_u, j, L3)
                 Bj = sm_bc.slice(j, 1, dim=0).slice(0, 8, dim=2).permute([2, 1, 0]).load(L3)
-                a = gl.exp2(dtj * A2)
                 if HAS_DOCS:
-                    a = a * _step(sm_keep, j, L3)
+                    a = gl.exp2(dtj * A2 + _step(sm_keep, j, L3))
+                else:
+                    a = gl.exp2(dtj * A2)
                 hp = a * hp + (dtj * uj) * Bj
                 hs = hs + (hp,)
 
@@ -331,9 +333,11 @@ if gluon is not None:
                     part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
                 ypre = _pair_sum(Cj * hj)
                 gB = _pair_sum(gv * Bj)
-                a = gl.exp2(dtj * A2)  # again: kept from the recomputation it was slower
+                # again: kept from the recomputation it was slower
                 if HAS_DOCS:
-                    a = a * _step(sm_keep, K - 1 - jj, L3)
+                    a = gl.exp2(dtj * A2 + _step(sm_keep, K - 1 - jj, L3))
+                else:
+                    a = gl.exp2(dtj * A2)
                 g = a * gv
                 gah = g * hprev    # g_t a_t h_(t-1): one FMUL, with the gradient passed on
                 dA_acc += gah * dtj

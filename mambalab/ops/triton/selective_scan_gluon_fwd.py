@@ -7,7 +7,7 @@ sm_90), 256 of them the shuffles that bring each step's 16 B and 16 C values to 
 Triton cannot address shared memory, Gluon can. Here each chunk's B and C (lanes 0-15 load
 B_0..15's K steps, lanes 16-31 C's, as in the Triton kernel) are stored once to a (K, 32) fp32
 tile, and every step reads its row as 8 broadcast loads of 16 bytes. The chunk's per-channel
-values (softplus(dt + bias), dt u, the document mask) are computed once on (K, 32) tiles, a
+values (softplus(dt + bias), dt u, -inf where a document starts) are computed once on (K, 32) tiles, a
 channel's K steps in its thread, and read back per step; y is assembled in registers and leaves
 as one 16-byte store a thread. (A Gluon forward with two threads a channel, sixteenth session,
 issued more instructions a channel than the Triton one and was no faster: its per-step work was
@@ -149,8 +149,8 @@ if gluon is not None:
                 dtp = softplus(dtp)
             sm_dt.store(dtp)
             sm_dtu.store(dtp * u_k)
-            if HAS_DOCS:
-                sm_keep.store(gl.where(cur[4] != 0, 0.0, 1.0))
+            if HAS_DOCS:  # log2 of the decay's factor: -inf where a document starts
+                sm_keep.store(gl.where(cur[4] != 0, float("-inf"), 0.0))
             sm_bc.store(cur[3].to(gl.float32))
             y_k = gl.zeros([8, 32], gl.float32, LT)
             for j in gl.static_range(K):
@@ -158,9 +158,11 @@ if gluon is not None:
                 row = sm_bc.slice(j, 1, dim=0)
                 Bj = row.slice(0, 16, dim=1).permute([1, 0]).load(L2)       # (16, 1)
                 Cj = row.slice(16, 16, dim=1).permute([1, 0]).load(L2)
-                a = gl.exp2(dtj * A2)
-                if HAS_DOCS:   # a document starts: forget the state
-                    a = a * sm_keep.slice(j, 1, dim=0).load(L2)
+                if HAS_DOCS:   # a document starts: exp2(-inf) = 0 forgets the state, in the
+                    # decay's FMA rather than a multiply a state
+                    a = gl.exp2(dtj * A2 + sm_keep.slice(j, 1, dim=0).load(L2))
+                else:
+                    a = gl.exp2(dtj * A2)
                 h = a * h + sm_dtu.slice(j, 1, dim=0).load(L2) * Bj
                 yj = gl.convert_layout(gl.sum(Cj * h, axis=0, keep_dims=True), LT)  # (1, 32)
                 y_k = gl.where(kk == j, yj, y_k)   # register j of the thread's K: a move
