@@ -33,7 +33,7 @@ if [ "$1" = fwd ]; then
   stamp "rc=$?"; grep -E "passed|failed|^E |Error" $LOGS/tests_gluon_fwd.log | head -12
   stamp "forward variants"
   timeout -k 10 180 python3 scripts/lanes_fwd_check.py --out $OUT --variants \
-    "pipe=1;gluon=1;gluon=1 segments=1;pipe=2;maxnreg=168" > $LOGS/fwd_variants.log 2>&1
+    "pipe=1;gluon=1;gluon=1 segments=1;gluon=1 segments=4;pipe=2;maxnreg=168" > $LOGS/fwd_variants.log 2>&1
   stamp "rc=$?"; cat $LOGS/fwd_variants.log
   stamp "GPU tests: the Gluon backward, default configuration"
   timeout -k 10 $(( $(left) - 10 )) python3 -m pytest -m gpu -q -p no:cacheprovider \
