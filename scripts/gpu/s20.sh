@@ -9,11 +9,15 @@
 #   bash scripts/gpu/s20.sh train   # training with each forward (8 and 32 x 2048, ops at B=8);
 #     Nsight Compute source counters (per-instruction stall samples, SASS) of the Gluon forward
 #     and backward at B=32, as time allows; CSVs and JSON to $OUT
+#   LIMIT=420 bash scripts/gpu/s20.sh final   # both Gluon kernels' loads ahead as cp.async
+#     copies (CONFIG "async"): the Gluon forward's GPU tests, forward variants, the backward
+#     against the Triton one and timed with and without, training with each choice
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-left() { echo $(( 585 - ($(date +%s) - T0) )); }
+LIMIT=${LIMIT:-585}
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 src() {  # $1: batch; the scan kernels as MAMBALAB_SCAN_CONFIG picks them
   timeout -k 10 120 python3 scripts/ncu_kernels.py --parts scan --batch $1 > $LOGS/src_warm_b$1.log 2>&1
   stamp "ncu source counters B=$1"
@@ -54,5 +58,30 @@ if [ "$1" = train ]; then
   if [ $(left) -gt 120 ]; then
     MAMBALAB_SCAN_CONFIG='{"lanes_fwd_gluon": true}' src 32
   else stamp "no time left for the source counters ($(left)s)"; fi
+  stamp done
+fi
+if [ "$1" = final ]; then
+  stamp "GPU tests: the Gluon forward (cp.async loads and register loads)"
+  timeout -k 10 120 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_gluon_scan_fwd.py \
+    > $LOGS/tests_gluon_fwd2.log 2>&1
+  stamp "rc=$?"; grep -E "passed|failed|^E |Error" $LOGS/tests_gluon_fwd2.log | head -12
+  stamp "forward variants"
+  timeout -k 10 100 python3 scripts/lanes_fwd_check.py --out $OUT --variants \
+    "pipe=1;maxnreg=168;gluon=1" > $LOGS/fwd_variants2.log 2>&1
+  stamp "rc=$?"; grep -E "check|time" $LOGS/fwd_variants2.log
+  stamp "Gluon backward: cp.async loads against register loads, against the Triton backward"
+  timeout -k 10 $(( $(left) - 110 )) python3 scripts/gluon_bwd_check.py --out $OUT \
+    --variants "default,no async" > $LOGS/gluon_bwd2.log 2>&1
+  stamp "rc=$?"; grep -E "check|time" $LOGS/gluon_bwd2.log
+  for pair in 'new|{"lanes_fwd_gluon": true}|{}' 'r168|{"lanes_fwd_maxnreg": 168}|{}' \
+              'old|{}|{"async": false}'; do
+    IFS='|' read -r n scfg gcfg <<< "$pair"
+    [ $(left) -lt 40 ] && { stamp "no time left for training $n"; break; }
+    stamp "training 8 and 32 x 2048, $n: scan $scfg, Gluon backward $gcfg ($(left)s)"
+    MAMBALAB_SCAN_CONFIG="$scfg" MAMBALAB_GLUON_BWD_CONFIG="$gcfg" timeout -k 5 $(( $(left) - 5 )) \
+      python3 -m mambalab.bench 'bench.implementations=[mambalab]' 'bench.kernels=[triton]' \
+      'bench.batch_sizes=[8,32]' bench.steps=20 bench.out=$OUT/train2_$n.json > $LOGS/train2_$n.log 2>&1
+    stamp "rc=$?"; grep -E "mambalab\[" $LOGS/train2_$n.log | grep -v INFO | head -3
+  done
   stamp done
 fi

@@ -62,11 +62,12 @@ def test_cpu_forward_ignores_the_switch(monkeypatch):
 
 
 @pytest.mark.skipif(not gf.available(), reason="this Triton has no Gluon")
-@pytest.mark.parametrize("pipe", [True, False])
-def test_launch_passes_its_config_to_the_kernel(pipe, monkeypatch):
+@pytest.mark.parametrize("pipe,async_", [(True, True), (True, False), (False, False)])
+def test_launch_passes_its_config_to_the_kernel(pipe, async_, monkeypatch):
     """On the CPU the kernel cannot run, but its launcher can: the grid (a warp a 32 channels,
     a program a segment) and every constexpr it derives from its arguments and CONFIG."""
     monkeypatch.setitem(gf.CONFIG, "pipe", pipe)
+    monkeypatch.setitem(gf.CONFIG, "async", async_)
     seen = {}
 
     class Kernel:
@@ -86,7 +87,8 @@ def test_launch_passes_its_config_to_the_kernel(pipe, monkeypatch):
               has_bias=False, delta_softplus=True, n_chunks=4, seg_chunks=2, segments=2,
               seg_blocks=1, n_blocks=4)
     assert seen["grid"] == (dim // 32, batch, 2) and seen["num_warps"] == 1
-    assert seen["PIPE"] is pipe and seen["SEG"] and seen["WATCH"] and seen["SAVE_STATES"]
+    assert seen["PIPE"] is pipe and seen["ASYNC"] is async_
+    assert seen["SEG"] and seen["WATCH"] and seen["SAVE_STATES"]
     assert not seen["HAS_Z"] and not seen["HAS_BIAS"] and not seen["STORE_LAST"]
 
 
@@ -122,10 +124,13 @@ def _rel(a, b):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("batch,dim,seqlen,docs,segments,save", [
-    (2, 64, 256, True, 1, True), (2, 64, 512, True, 3, True), (3, 1536, 512, False, 1, True),
-    (2, 96, 128, False, 2, False)])
-def test_gluon_matches_triton_forward(batch, dim, seqlen, docs, segments, save, monkeypatch):
+@pytest.mark.parametrize("batch,dim,seqlen,docs,segments,save,async_", [
+    (2, 64, 256, True, 1, True, True), (2, 64, 512, True, 3, True, True),
+    (3, 1536, 512, False, 1, True, True), (2, 96, 128, False, 2, False, True),
+    (2, 64, 256, True, 1, True, False)])
+def test_gluon_matches_triton_forward(batch, dim, seqlen, docs, segments, save, async_,
+                                      monkeypatch):
+    monkeypatch.setitem(gf.CONFIG, "async", async_)
     gen = torch.Generator().manual_seed(seqlen + batch)
     x, d, h0 = _inputs(batch, dim, seqlen, gen, docs)
     calls = []

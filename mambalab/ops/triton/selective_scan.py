@@ -111,6 +111,7 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # lanes_fwd_gluon: the forward in Gluon (selective_scan_gluon_fwd.py: one thread a channel as the
 # Triton forward, B and C read per step from shared memory instead of 32 shuffles; offline 1,019
 # instructions a chunk against 1,173), where its contract holds on a CUDA device.
+# lanes_fwd_maxnreg: ptxas's register cap for the Triton forward (None: its own choice, 128).
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
@@ -121,7 +122,7 @@ CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline":
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
           "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
-          "lanes_bwd_gluon": True, "lanes_fwd_gluon": False,
+          "lanes_bwd_gluon": True, "lanes_fwd_gluon": False, "lanes_fwd_maxnreg": None,
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -238,7 +239,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
             states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"],
-            use_gluon=bool(CONFIG["lanes_fwd_gluon"]))
+            use_gluon=bool(CONFIG["lanes_fwd_gluon"]), maxnreg=CONFIG["lanes_fwd_maxnreg"])
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

@@ -33,12 +33,18 @@ from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 try:  # Triton >= 3.5; the package still imports without it (CPU runs use the Triton kernels)
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.ampere import async_copy
 except ImportError:  # pragma: no cover - depends on the installed Triton
     gluon = None
     gl = None
 
-# pipe: issue the next chunk's loads before this chunk's work
-CONFIG = {"pipe": True}
+# pipe: issue the next chunk's loads before this chunk's work. async: those loads as cp.async
+# copies into shared memory (two stages), waited on by their group count, instead of loads
+# into registers: ptxas gives a register load one of a warp's six scoreboards and lets later
+# exponentials and shared-memory loads share it, so the chunk's first steps wait for the next
+# chunk's loads (Nsight Compute, twentieth session: 25% of the forward's stall samples at
+# B=32 on two such instructions)
+CONFIG = {"pipe": True, "async": True}
 # MAMBALAB_GLUON_FWD_CONFIG='{"pipe": false}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_FWD_CONFIG")
 
@@ -58,6 +64,19 @@ if gluon is not None:
         return (gl.load(u_t + t), gl.load(dt_t + t), z, gl.load(bc_t + t), doc)
 
     @gluon.jit
+    def _fwd_copies(s_u, s_dt, s_z, s_bc, s_doc, u_t, dt_t, z_t, bc_t, doc_t, t,
+                    HAS_Z: gl.constexpr, HAS_DOCS: gl.constexpr):
+        """_fwd_loads as cp.async copies into one stage of the raw buffers, one group."""
+        async_copy.async_copy_global_to_shared(s_u, u_t + t)
+        async_copy.async_copy_global_to_shared(s_dt, dt_t + t)
+        if HAS_Z:
+            async_copy.async_copy_global_to_shared(s_z, z_t + t)
+        async_copy.async_copy_global_to_shared(s_bc, bc_t + t)
+        if HAS_DOCS:
+            async_copy.async_copy_global_to_shared(s_doc, doc_t + t)
+        async_copy.commit_group()
+
+    @gluon.jit
     def _gluon_fwd_kernel(
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, pc_ptr, z_ptr, h0_ptr, doc_ptr,
         y_ptr, states_ptr, last_ptr, flag_ptr, segH_ptr, segP_ptr,
@@ -66,7 +85,7 @@ if gluon is not None:
         HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
         SOFTPLUS: gl.constexpr, HAS_H0: gl.constexpr, HAS_DOCS: gl.constexpr,
         SAVE_STATES: gl.constexpr, STORE_LAST: gl.constexpr, WATCH: gl.constexpr,
-        SEG: gl.constexpr, PIPE: gl.constexpr,
+        SEG: gl.constexpr, PIPE: gl.constexpr, ASYNC: gl.constexpr,
     ):
         K: gl.constexpr = 8
         N: gl.constexpr = 16
@@ -75,6 +94,9 @@ if gluon is not None:
         # (K steps, 32 channels) tiles: lane c holds channel c's K steps
         LT: gl.constexpr = gl.BlockedLayout([8, 1], [1, 32], [1, 1], [0, 1])
         SM2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
+        # ASYNC's raw chunks ((K, 32) a stage, 2 stages): a channel's K steps contiguous,
+        # as in global memory, so that each thread's copy is one 16-byte cp.async
+        SMR: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1])
 
         pid_d = gl.program_id(0)
         b = gl.program_id(1).to(gl.int64)
@@ -125,11 +147,35 @@ if gluon is not None:
         if SEG:
             c_lo = s * seg_chunks
             c_hi = gl.minimum(c_lo + seg_chunks, n_chunks)
-        if PIPE:
+        if ASYNC:
+            raw_u = gl.allocate_shared_memory(u_ptr.dtype.element_ty, [2, K, 32], SMR)
+            raw_dt = gl.allocate_shared_memory(dt_ptr.dtype.element_ty, [2, K, 32], SMR)
+            raw_z = gl.allocate_shared_memory(z_ptr.dtype.element_ty, [2, K, 32], SMR)
+            raw_bc = gl.allocate_shared_memory(B_ptr.dtype.element_ty, [2, K, 32], SMR)
+            raw_doc = gl.allocate_shared_memory(doc_ptr.dtype.element_ty, [2, K, 32], SMR)
+            _fwd_copies(raw_u.index(0), raw_dt.index(0), raw_z.index(0), raw_bc.index(0),
+                        raw_doc.index(0), u_t, dt_t, z_t, bc_t, doc_t, c_lo * K, HAS_Z,
+                        HAS_DOCS)
+        elif PIPE:
             nxt = _fwd_loads(u_t, dt_t, z_t, bc_t, doc_t, c_lo * K, HAS_Z, HAS_DOCS)
         for c in range(c_lo, c_hi):
             t = c * K
-            if PIPE:
+            if ASYNC:  # the next chunk's copies (the last chunk copies itself again, unused),
+                # then wait for this chunk's
+                st = (c - c_lo) % 2
+                _fwd_copies(raw_u.index(1 - st), raw_dt.index(1 - st), raw_z.index(1 - st),
+                            raw_bc.index(1 - st), raw_doc.index(1 - st), u_t, dt_t, z_t, bc_t,
+                            doc_t, gl.minimum(t + K, seqlen - K), HAS_Z, HAS_DOCS)
+                async_copy.wait_group(1)
+                zr = raw_u.index(st).load(LT)
+                if HAS_Z:
+                    zr = raw_z.index(st).load(LT)
+                docr = raw_u.index(st).load(LT)
+                if HAS_DOCS:
+                    docr = raw_doc.index(st).load(LT)
+                cur = (raw_u.index(st).load(LT), raw_dt.index(st).load(LT), zr,
+                       raw_bc.index(st).load(LT), docr)
+            elif PIPE:
                 cur = nxt
                 # the last chunk loads itself again (in bounds, unused)
                 nxt = _fwd_loads(u_t, dt_t, z_t, bc_t, doc_t, gl.minimum(t + K, seqlen - K),
@@ -211,5 +257,6 @@ def launch(*, u, delta, A, B, C, pc, z, initial_state, doc_starts, y, states, la
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_H0=initial_state is not None, HAS_DOCS=doc_starts is not None,
         SAVE_STATES=states is not None, STORE_LAST=last is not None, WATCH=flag is not None,
-        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), num_warps=1,
+        SEG=segments > 1, PIPE=bool(CONFIG["pipe"]),
+        ASYNC=bool(CONFIG["pipe"] and CONFIG["async"]), num_warps=1,
     )
