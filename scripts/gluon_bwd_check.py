@@ -85,22 +85,13 @@ VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: 
     # docs/kernels/selective_scan.md (sixteenth session): terms summed 4 steps at a time, the
     # decays kept in shared memory, batch parts; (seventeenth session) the deferred terms summed
     # every 4 steps, alone and with 168 registers, with and without the loads ahead;
-    # (nineteenth session) one or both exponentials by a polynomial on the FMA pipe. "no async":
-    # the next chunk's loads into registers (the default before the twentieth session).
-    "default": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None,
-                    **{"async": True}),
-    "no async": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None,
-                     **{"async": False}),
-    "s16": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=False, wave=None,
-                **{"async": False}),
-    "defer only": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=False, wave=None,
-                       **{"async": True}),
-    "split only": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=True, wave=None,
-                       **{"async": True}),
-    "no loads ahead": dict(pipe=False, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None,
-                           **{"async": False}),
-    "maxnreg 168": dict(pipe=True, maxnreg=168, defer_dbc=True, split_chunk=True, wave=None,
-                        **{"async": True}),
+    # (nineteenth session) one or both exponentials by a polynomial on the FMA pipe.
+    "default": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
+    "s16": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=False, wave=None),
+    "defer only": dict(pipe=True, maxnreg=None, defer_dbc=True, split_chunk=False, wave=None),
+    "split only": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=True, wave=None),
+    "no loads ahead": dict(pipe=False, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
+    "maxnreg 168": dict(pipe=True, maxnreg=168, defer_dbc=True, split_chunk=True, wave=None),
 }
 
 

@@ -2,12 +2,12 @@
 variant (y and the saved states) and times.
 
     PYTHONPATH=.:$PYTHONPATH python3 scripts/lanes_fwd_check.py [--out DIR] [--batches 8,32] \
-        [--variants "pipe=1;pipe=2;pipe=2 maxnreg=168;segments=1"]
+        [--variants "maxnreg=0;maxnreg=auto;maxnreg=168 segments=1;pipe=0"]
 
-A variant sets lanes_fwd_launch's ``pipe`` (chunks its loads run ahead: 0, 1 or 2; CONFIG's by
-default), ``segments`` (time segments: an int or auto, CONFIG's by default) and ``maxnreg``
-(ptxas's register cap; 0: none), ``gluon`` (1: the Gluon kernel, selective_scan_gluon_fwd.py).
-For each B
+A variant sets lanes_fwd_launch's ``pipe`` (1: each chunk's loads a chunk ahead, 0: none;
+CONFIG's by default), ``segments`` (time segments: an int or auto, CONFIG's by default) and
+``maxnreg`` (ptxas's register cap: an int, 0 for ptxas's own choice, or auto; CONFIG's by
+default). For each B
 in --batches: the forward saving fp16 states, timed with triton.testing.do_bench (median, ms),
 and y's and the states' largest difference over the first variant's largest magnitude, with and
 without document starts. Writes lanes_fwd.json; exits 1 if a variant disagrees by 1e-2 or more.
@@ -33,12 +33,11 @@ DIM, N, L = 1536, 16, 2048
 
 def parse(variant: str) -> dict:
     out = {"pipe": int(ss.CONFIG["lanes_pipeline"]), "segments": ss.CONFIG["lanes_fwd_segments"],
-           "maxnreg": 0, "gluon": int(ss.CONFIG["lanes_fwd_gluon"])}
+           "maxnreg": ss.CONFIG["lanes_fwd_maxnreg"]}
     for item in variant.split():
         key, value = item.split("=")
         if key not in out:
-            raise SystemExit(f"unknown variant key {key!r} in {variant!r}: pipe, segments, maxnreg, "
-                             "gluon")
+            raise SystemExit(f"unknown variant key {key!r} in {variant!r}: pipe, segments, maxnreg")
         out[key] = value if value == "auto" else int(value)
     return out
 
@@ -48,8 +47,8 @@ def forward(x, v: dict, docs=None):
         u=x["u"], delta=x["delta"], A=x["A"], B=x["B"], C=x["C"], D=x["D"], z=x["z"],
         delta_bias=x["delta_bias"], delta_softplus=True, initial_state=None, doc_starts=docs,
         save_states=True, return_last_state=False, chunk=8, num_warps=1,
-        states_dtype=torch.float16, segments=v["segments"], pipeline=v["pipe"],
-        maxnreg=v["maxnreg"] or None, use_gluon=bool(v["gluon"]))
+        states_dtype=torch.float16, segments=v["segments"], pipeline=bool(v["pipe"]),
+        maxnreg=v["maxnreg"] or None)
     return y, states
 
 
@@ -63,7 +62,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=".")
-    ap.add_argument("--variants", default="pipe=1;pipe=2")
+    ap.add_argument("--variants", default="maxnreg=0;maxnreg=auto")
     ap.add_argument("--batches", default="8,32")
     args = ap.parse_args()
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)

@@ -72,13 +72,7 @@ elif which == "ce_rows":  # the loss's row kernel (cross_entropy.py), bf16 logit
 elif which == "gluon_bwd":  # the Gluon lanes backward (selective_scan_gluon_bwd.py)
     from mambalab.ops.triton.selective_scan_gluon_bwd import _gluon_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, SEG=False, PIPE=True, DEFER=True, SPLIT=True, ASYNC=True)
-    warps = 1
-elif which == "gluon_fwd":  # the Gluon lanes forward (selective_scan_gluon_fwd.py)
-    from mambalab.ops.triton.selective_scan_gluon_fwd import _gluon_fwd_kernel as fn
-    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
-                 HAS_DOCS=False, SAVE_STATES=True, STORE_LAST=False, WATCH=True, SEG=False,
-                 PIPE=True, ASYNC=True)
+                 HAS_DLAST=False, SEG=False, PIPE=True, DEFER=True, SPLIT=True)
     warps = 1
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn
@@ -135,8 +129,6 @@ if which.startswith("gluon"):  # Gluon kernels compile from their own AST source
     source_cls = GluonASTSource
     sig.update({names[i[0]]: "constexpr" for i in constexprs})
     ptr16 = {"states_ptr", "dbc_ptr"}  # fp16 saved states and dB/dC partials
-    if which == "gluon_fwd":
-        sig["flag_ptr"] = "*i32"
     sig.update({n: "*fp16" for n in ptr16 if n in sig and n not in ptr_types})
 else:
     source_cls = ASTSource

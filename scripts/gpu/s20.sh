@@ -2,7 +2,10 @@
 # Twentieth session (2026-12-03): the scan forward in Gluon (one thread a channel, B and C from
 # shared memory: selective_scan_gluon_fwd.py), the Triton forward's loads two chunks ahead
 # (ptxas places the one-chunk-ahead loads at 78% of the loop, offline SASS), and which
-# instructions the scan kernels wait at. One H200.
+# instructions the scan kernels wait at. One H200. Run: fwd and train (code at commit b4cde98),
+# final (code at d54fd42); log docs/bench/h200-2026-12-03-s20-calls.log. What they measured and
+# was slower was removed after: the Gluon forward, its test file and the loads two chunks ahead
+# (at b4cde98), both Gluon kernels' cp.async loads (at d54fd42); check those out to rerun.
 #   bash scripts/gpu/s20.sh fwd     # the Gluon forward's GPU tests; forward variants
 #     (scripts/lanes_fwd_check.py) at B=8 and 32; the Gluon backward's GPU tests (its document
 #     starts now enter the decay's exponent)

@@ -46,7 +46,7 @@ def test_dispatch_takes_only_its_contract():
 
 @pytest.mark.skipif(not gb.available(), reason="this Triton has no Gluon")
 @pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False, "pipe": False},
-                                    {"maxnreg": 168}, {"async": False}])
+                                    {"maxnreg": 168}])
 def test_launch_passes_its_config_to_the_kernel(config, monkeypatch):
     """On the CPU the kernel cannot run, but its launcher can: every CONFIG key reaches the
     kernel as its constexpr (a key the launcher reads and CONFIG lacks fails here, not on a
@@ -75,8 +75,8 @@ def test_launch_passes_its_config_to_the_kernel(config, monkeypatch):
               segments=1, seg_blocks=1, n_blocks=1)
     cfg = gb.CONFIG
     assert seen["grid"] == (dim // 16, batch, 1) and seen["num_warps"] == 1
-    assert (seen["PIPE"], seen["DEFER"], seen["SPLIT"], seen["ASYNC"]) == (
-        cfg["pipe"], cfg["defer_dbc"], cfg["split_chunk"], cfg["pipe"] and cfg["async"])
+    assert (seen["PIPE"], seen["DEFER"], seen["SPLIT"]) == (
+        cfg["pipe"], cfg["defer_dbc"], cfg["split_chunk"])
     assert seen.get("maxnreg") == cfg["maxnreg"]
 
 
@@ -110,10 +110,8 @@ def _backward(x, states, dy, docs, dlast, *, gluon, segments):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False},
-                                    {"async": False}],
-                         ids=["default", "per-step sums, duplicated chunk work",
-                              "loads ahead into registers"])
+@pytest.mark.parametrize("config", [{}, {"defer_dbc": False, "split_chunk": False}],
+                         ids=["default", "per-step sums, duplicated chunk work"])
 @pytest.mark.parametrize("batch,dim,seqlen,docs,segments", [
     (2, 64, 256, True, 1), (2, 64, 512, True, 3), (3, 1536, 512, False, 1)])
 def test_gluon_matches_triton_backward(batch, dim, seqlen, docs, segments, config, monkeypatch):

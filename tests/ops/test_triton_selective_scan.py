@@ -143,13 +143,11 @@ def test_matches_reference_cpu(case, impl, monkeypatch, nan_empty):
 
 LANES_CASES = [
     # (seqlen, dim, dstate, dtype, z, D, bias, softplus, h0, docs, last, chunk, warps, keep,
-    #  pipeline (0, 1 or 2: the forward loads that many chunks ahead, the backward as its CONFIG says)
+    #  pipeline (backward: 0, 1 or 2; forward: on unless 0))
     (32, 64, 16, torch.float32, True, True, True, True, True, True, True, 8, 1, False, 1),
     (24, 64, 5, torch.float32, False, False, False, True, False, False, False, 4, 2, True, 0),
     (16, 32, 16, torch.bfloat16, True, True, True, False, False, True, True, 8, 1, False, 2),
     (24, 32, 16, torch.bfloat16, True, True, True, True, True, True, True, 8, 1, False, 0),
-    # four chunks: the forward's loads two chunks ahead rotate through the loop
-    (32, 32, 16, torch.bfloat16, True, True, True, True, False, True, True, 8, 1, False, 2),
 ]
 
 
@@ -164,7 +162,7 @@ def test_lanes_matches_reference_cpu(case, monkeypatch, nan_empty):
     monkeypatch.setitem(ss.CONFIG, "lanes_chunk", chunk)
     monkeypatch.setitem(ss.CONFIG, "lanes_warps", warps)
     monkeypatch.setitem(ss.CONFIG, "keep_states", keep)
-    monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", pipe)  # forward: 0, 1 or 2 chunks ahead
+    monkeypatch.setitem(ss.CONFIG, "lanes_pipeline", bool(pipe))
     monkeypatch.setitem(ss.CONFIG, "lanes_bwd_pipeline", pipe)  # 0, 1 or 2
     # fp32 states: fp32 cases at 1e-4, and cases without softplus, whose negative deltas make
     # the states grow past fp16's range (fp16 states and their fallback: their own tests)
@@ -229,6 +227,24 @@ def test_lanes_fp16_states_overflow_falls_back_to_fp32(monkeypatch, nan_empty):
         _, _, saved = ss.selective_scan_fwd(**inputs)
     assert saved.dtype == torch.float32
     check_against_reference(inputs, None, True, 1e-4, True, gen)
+
+
+def test_forward_register_cap():
+    """lanes_fwd_maxnreg: "auto" caps ptxas at 168 registers where that adds no wave of one-warp
+    programs (12 an SM fit at 168, 16 at 128), never off CUDA; an int or None passes; anything
+    else is an error naming the key."""
+    from mambalab.ops.triton.selective_scan_lanes_fwd import FWD_MAXNREG, fwd_maxnreg
+
+    assert fwd_maxnreg("auto", 1536, None) is None           # CPU / interpreter
+    assert fwd_maxnreg("auto", 768, 132) == FWD_MAXNREG      # B=8 in 2 segments, D=1536
+    assert fwd_maxnreg("auto", 1536, 132) == FWD_MAXNREG     # B=32: one wave either way
+    assert fwd_maxnreg("auto", 2000, 132) is None            # 1 wave at 128, 2 at 168
+    assert fwd_maxnreg("auto", 3072, 132) == FWD_MAXNREG     # 2 waves either way
+    assert fwd_maxnreg(None, 1536, 132) is None
+    assert fwd_maxnreg(200, 1536, 132) == 200
+    for bad in ("168", 300, True, 1.5):
+        with pytest.raises(ValueError, match="lanes_fwd_maxnreg"):
+            fwd_maxnreg(bad, 1536, 132)
 
 
 def test_lanes_states_dtype_is_checked(monkeypatch):

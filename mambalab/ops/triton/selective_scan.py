@@ -108,10 +108,12 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # lanes_bwd_gluon: the backward in Gluon (selective_scan_gluon_bwd.py: two threads a channel, the
 # chunk's per-channel values, outputs and dB/dC sums in shared memory) where its contract holds
 # on a CUDA device; elsewhere, and under TRITON_INTERPRET=1, the Triton kernel.
-# lanes_fwd_gluon: the forward in Gluon (selective_scan_gluon_fwd.py: one thread a channel as the
-# Triton forward, B and C read per step from shared memory instead of 32 shuffles; offline 1,019
-# instructions a chunk against 1,173), where its contract holds on a CUDA device.
-# lanes_fwd_maxnreg: ptxas's register cap for the Triton forward (None: its own choice, 128).
+# lanes_fwd_maxnreg: ptxas's register cap for the forward: "auto" (168 where the launch needs no
+# more waves than at ptxas's own 128: 13% faster at B=32 on an H200, 2% at B=8), None, or an int
+# (selective_scan_lanes_fwd.fwd_maxnreg). Measured and removed (twentieth session): the forward
+# in Gluon, one thread a channel with B and C from shared memory (1,019 instructions a chunk
+# against 1,173, but 0.390-0.397 against 0.373 ms at B=8, 0.885 against 0.882 at B=32); its
+# loads two chunks ahead (0.435 / 0.934 ms).
 # lanes_fp32: whether fp32 inputs take the lanes kernels too (off: on the H200 the tile kernels
 # were faster for them, 2.78 against 4.43 ms at B=8 with the first lanes version; the bf16
 # inputs of mixed-precision training are what the lanes kernels are for).
@@ -122,7 +124,7 @@ CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline":
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
           "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
-          "lanes_bwd_gluon": True, "lanes_fwd_gluon": False, "lanes_fwd_maxnreg": None,
+          "lanes_bwd_gluon": True, "lanes_fwd_maxnreg": "auto",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -239,7 +241,7 @@ def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
             chunk=CONFIG["lanes_chunk"], num_warps=CONFIG["lanes_warps"],
             pipeline=CONFIG["lanes_pipeline"], y_out=y_out,
             states_dtype=lanes_states_dtype(u.device), segments=CONFIG["lanes_fwd_segments"],
-            use_gluon=bool(CONFIG["lanes_fwd_gluon"]), maxnreg=CONFIG["lanes_fwd_maxnreg"])
+            maxnreg=CONFIG["lanes_fwd_maxnreg"])
     if CONFIG["impl"] == "step":  # reads any layout one step at a time: channel-last is best
         return step_fwd_launch(
             u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,

@@ -41,7 +41,6 @@ from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 try:  # Triton >= 3.5; the package still imports without it (CPU runs use the Triton kernels)
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.ampere import async_copy
 except ImportError:  # pragma: no cover - depends on the installed Triton
     gluon = None
     gl = None
@@ -56,12 +55,7 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
 # (Either exponential of a step by a polynomial's FFMAs instead of MUFU ex2 was slower on
 # the H200: 1.056 / 1.237 ms against 0.894 at B=8 for one / both, nineteenth session; removed.)
-# async (with pipe): those loads as cp.async copies into shared memory (two stages), waited on
-# by their group count, instead of loads into registers: ptxas gives a register load one of a
-# warp's six scoreboards and lets later exponentials and shared-memory loads share it, so the
-# chunk's first steps waited for the next chunk's loads (Nsight Compute, twentieth session: 22%
-# of the backward's stall samples at B=32 on two such instructions)
-CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True, "async": True}
+CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
 # MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
@@ -92,23 +86,6 @@ if gluon is not None:
                 gl.load(st_t + c * dim * 16), doc)
 
     @gluon.jit
-    def _chunk_copies(raw, u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c, dim, S: gl.constexpr,
-                      HAS_Z: gl.constexpr, HAS_DOCS: gl.constexpr):
-        """_chunk_loads as cp.async copies into stage S of the raw buffers (a tuple: u, delta,
-        dy, z, B/C, the saved state, document starts; each (2, ...) stages), one group."""
-        t = c * 8
-        async_copy.async_copy_global_to_shared(raw[0].index(S), u_t + t)
-        async_copy.async_copy_global_to_shared(raw[1].index(S), dt_t + t)
-        async_copy.async_copy_global_to_shared(raw[2].index(S), dy_t + t)
-        if HAS_Z:
-            async_copy.async_copy_global_to_shared(raw[3].index(S), z_t + t)
-        async_copy.async_copy_global_to_shared(raw[4].index(S), bc_t + t)
-        async_copy.async_copy_global_to_shared(raw[5].index(S), st_t + c * dim * 16)
-        if HAS_DOCS:
-            async_copy.async_copy_global_to_shared(raw[6].index(S), doc_t + t)
-        async_copy.commit_group()
-
-    @gluon.jit
     def _step(sm, J: gl.constexpr, L3: gl.constexpr):
         """Step J's per-channel values, (1, 1, 16), from a (K, 1, 16) shared tile."""
         return sm.slice(J, 1, dim=0).load(L3)
@@ -124,7 +101,6 @@ if gluon is not None:
         HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
         SOFTPLUS: gl.constexpr, HAS_DOCS: gl.constexpr, HAS_DLAST: gl.constexpr,
         SEG: gl.constexpr, PIPE: gl.constexpr, DEFER: gl.constexpr, SPLIT: gl.constexpr,
-        ASYNC: gl.constexpr,
     ):
         K: gl.constexpr = 8    # steps a chunk, and states a thread
         N: gl.constexpr = 16
@@ -268,44 +244,13 @@ if gluon is not None:
             c_hi = gl.minimum(c_lo + seg_chunks, n_chunks)
         # PIPE: each chunk issues the next chunk's loads (the one before it in time) before its
         # own work, so that their latency hides behind it
-        if ASYNC:  # the raw chunks in two stages, each thread's copies contiguous as in
-            # global memory (one cp.async each)
-            RAWL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1, 2])
-            raw = (gl.allocate_shared_memory(u_ptr.dtype.element_ty, [2, K, 1, 16], RAWL),
-                   gl.allocate_shared_memory(dt_ptr.dtype.element_ty, [2, K, 1, 16], RAWL),
-                   gl.allocate_shared_memory(dy_ptr.dtype.element_ty, [2, K, 1, 16], RAWL),
-                   gl.allocate_shared_memory(z_ptr.dtype.element_ty, [2, K, 1, 16], RAWL),
-                   gl.allocate_shared_memory(B_ptr.dtype.element_ty, [2, K, 2, 16], RAWL),
-                   gl.allocate_shared_memory(states_ptr.dtype.element_ty, [2, 8, 2, 16], RAWL),
-                   gl.allocate_shared_memory(doc_ptr.dtype.element_ty, [2, K, 1, 16], RAWL))
-            _chunk_copies(raw, u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c_hi - 1, dim, 0,
-                          HAS_Z, HAS_DOCS)
-        elif PIPE:
+        if PIPE:
             nxt = _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t, c_hi - 1, dim, HAS_Z,
                                HAS_DOCS)
         for i in range(c_hi - c_lo):
             c = c_hi - 1 - i
             t = c * K
-            if ASYNC:  # the next chunk's copies (the first chunk copies itself again,
-                # unused), then wait for this chunk's
-                st = i % 2
-                if st == 0:
-                    _chunk_copies(raw, u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t,
-                                  gl.maximum(c - 1, c_lo), dim, 1, HAS_Z, HAS_DOCS)
-                else:
-                    _chunk_copies(raw, u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t,
-                                  gl.maximum(c - 1, c_lo), dim, 0, HAS_Z, HAS_DOCS)
-                async_copy.wait_group(1)
-                zr = raw[0].index(st).load(LT)
-                if HAS_Z:
-                    zr = raw[3].index(st).load(LT)
-                docr = raw[0].index(st).load(LT)
-                if HAS_DOCS:
-                    docr = raw[6].index(st).load(LT)
-                cur = (raw[0].index(st).load(LT), raw[1].index(st).load(LT),
-                       raw[2].index(st).load(LT), zr, raw[4].index(st).load(L3),
-                       raw[5].index(st).load(L3), docr)
-            elif PIPE:
+            if PIPE:
                 cur = nxt
                 nxt = _chunk_loads(u_t, dt_t, dy_t, z_t, bc_t, st_t, doc_t,
                                    gl.maximum(c - 1, c_lo), dim, HAS_Z, HAS_DOCS)
@@ -475,7 +420,6 @@ def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du,
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
         SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=bool(CONFIG["defer_dbc"]),
-        SPLIT=bool(CONFIG["split_chunk"]), ASYNC=bool(CONFIG["pipe"] and CONFIG["async"]),
-        num_warps=1,
+        SPLIT=bool(CONFIG["split_chunk"]), num_warps=1,
         **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
     )

@@ -18,16 +18,43 @@ import triton
 import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
-from mambalab.ops.triton import selective_scan_gluon_fwd as gluon_fwd
 from mambalab.ops.triton.lanes import (load_raw, load_raw_masked, raw_steps, shfl_idx, store_steps,
                                       store_vec, take)
 from mambalab.ops.triton.selective_scan_fwd import sigmoid, softplus
 from mambalab.ops.triton.selective_scan_lanes_carry import (lanes_fwd_carry_launch,
-                                                          resolve_segments, segment_chunks)
+                                                          resolve_segments, segment_chunks,
+                                                          sm_count)
 
 LOG2E = 1.4426950408889634
-# the forward's warps an SM that "auto" segments aim at (it runs at most 128 registers: 16 fit)
+# the forward's warps an SM that "auto" segments aim at (at 128 registers 16 fit, at 168 12)
 FWD_WARPS_PER_SM = 8
+# the register cap maxnreg="auto" gives ptxas where it costs no extra wave: ptxas's own choice
+# is 128, and it then places each chunk's loads (issued a chunk ahead in the source) at 78% of
+# the loop (offline SASS); at 168 it schedules them earlier and the forward took 0.882 / 0.889
+# against 1.015 / 1.027 ms at B=32 and 0.373 / 0.373 against 0.381 / 0.382 at B=8 (H200, two
+# calls, the same outputs bit for bit; docs/kernels/selective_scan.md, twentieth session)
+FWD_MAXNREG = 168
+REGISTERS_PER_SM = 65536
+
+
+def fwd_maxnreg(maxnreg: int | str | None, warps: int, sms: int | None) -> int | None:
+    """ptxas's register cap for a forward launch of ``warps`` one-warp programs on ``sms`` SMs
+    (None off CUDA): ``maxnreg`` itself (an int, or None for ptxas's choice), or for "auto"
+    FWD_MAXNREG where the launch needs no more waves at FWD_MAXNREG registers a thread than at
+    128 (on an H200 up to 1,584 warps: B=32 at D=1536), else None."""
+    if maxnreg != "auto":
+        if maxnreg is not None and (isinstance(maxnreg, bool) or not isinstance(maxnreg, int)
+                                    or not 24 <= maxnreg <= 255):
+            raise ValueError(f"selective_scan CONFIG['lanes_fwd_maxnreg'] must be \"auto\", None "
+                             f"or a register count in [24, 255], got {maxnreg!r}")
+        return maxnreg
+    if sms is None:
+        return None
+
+    def waves(regs: int) -> int:
+        return -(-warps // (sms * (REGISTERS_PER_SM // (32 * regs))))
+
+    return FWD_MAXNREG if waves(FWD_MAXNREG) <= waves(128) else None
 
 
 @triton.jit
@@ -135,21 +162,12 @@ def _lanes_fwd_kernel(
     if SEG:
         c_lo = s * seg_chunks
         c_hi = tl.minimum(c_lo + seg_chunks, n_chunks)
-    if PIPE > 0:  # the first chunks' loads; each chunk then asks for the one PIPE ahead
+    if PIPE:  # the first chunk's loads; each chunk then asks for the next one's before its work
         nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane, c_lo * K, HAS_Z,
                            HAS_DOCS, N, K)
-    if PIPE > 1:
-        nxt2 = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane,
-                            tl.minimum(c_lo * K + K, seqlen - K), HAS_Z, HAS_DOCS, N, K)
     for c in range(c_lo, c_hi):
         t = c * K
-        if PIPE > 1:
-            cur = nxt
-            nxt = nxt2
-            # the last chunks load the last one again (in bounds, unused)
-            nxt2 = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane,
-                                tl.minimum(t + 2 * K, seqlen - K), HAS_Z, HAS_DOCS, N, K)
-        elif PIPE > 0:
+        if PIPE:
             cur = nxt
             # the last chunk loads itself again (in bounds, unused)
             nxt = chunk_inputs(u_row, dt_row, z_row, bc_row, doc_row, lane,
@@ -210,18 +228,17 @@ def lanes_fwd_launch(
     D: torch.Tensor | None, z: torch.Tensor | None, delta_bias: torch.Tensor | None,
     delta_softplus: bool, initial_state: torch.Tensor | None, doc_starts: torch.Tensor | None,
     save_states: bool, return_last_state: bool, chunk: int, num_warps: int,
-    pipeline: int = 1, y_out: torch.Tensor | None = None,
+    pipeline: bool = True, y_out: torch.Tensor | None = None,
     states_dtype: torch.dtype = torch.float32, segments: int | str = 1,
-    maxnreg: int | None = None, use_gluon: bool = False,
+    maxnreg: int | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Launch the forward: (y (B, D, L), last_state (B, D, N) fp32 | None, states | None: h at
     every chunk start in ``states_dtype``, fp32 or fp16, laid out as lanes_states.py says).
     Inputs validated, contract above checked. Saving fp16 states raises lanes_states' overflow
     flag where one exceeds fp16's range. A batch too small to fill the device runs in
     ``segments`` time segments (an int, or "auto": time_segments at FWD_WARPS_PER_SM), each
-    starting from the state lanes_fwd_carry_launch's blocks give it. ``use_gluon``: where its
-    contract holds, the Gluon kernel (selective_scan_gluon_fwd.py) runs instead of the Triton
-    one (``pipeline`` and ``maxnreg`` are the Triton kernel's)."""
+    starting from the state lanes_fwd_carry_launch's blocks give it. ``maxnreg``: ptxas's
+    register cap (fwd_maxnreg: an int, None, or "auto")."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -234,6 +251,7 @@ def lanes_fwd_launch(
     pc = per_channel(D, delta_bias, dim, u.device)
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
+    bd = 32 * num_warps
     segments = resolve_segments(segments, batch, dim // 32, n_chunks, u.device,
                                 FWD_WARPS_PER_SM, "lanes_fwd_segments")
     seg_chunks, blk_chunks = segment_chunks(n_chunks, segments)
@@ -245,53 +263,26 @@ def lanes_fwd_launch(
             delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
             blk_chunks=blk_chunks, n_needed=(segments - 1) * (seg_chunks // blk_chunks),
             num_warps=num_warps)
-    states_dn = save_states and lanes_states.layout_dn(dstate, states_dtype)
-    if use_gluon and gluon_fwd.supported(dstate=dstate, chunk=chunk, dim=dim,
-                                         save_states=save_states, states_dtype=states_dtype,
-                                         states_dn=states_dn, device=u.device):
-        gluon_fwd.launch(
-            u=u, delta=delta, A=A, B=B, C=C, pc=pc, z=z, initial_state=initial_state,
-            doc_starts=doc_starts, y=y, states=states, last=last,
-            flag=lanes_states.overflow_flag(u.device) if watch else None, segH=segH, segP=segP,
-            has_d=D is not None, has_bias=delta_bias is not None, delta_softplus=delta_softplus,
-            n_chunks=n_chunks, seg_chunks=seg_chunks, segments=segments,
-            seg_blocks=seg_chunks // blk_chunks, n_blocks=n_blocks)
-    else:
-        _lanes_fwd_launch_triton(
-            u=u, delta=delta, A=A, B=B, C=C, pc=pc, zz=zz, initial_state=initial_state,
-            docs=docs, y=y, states=states, last=last, watch=watch, segH=segH, segP=segP,
-            n_chunks=n_chunks, seg_chunks=seg_chunks, segments=segments,
-            seg_blocks=seg_chunks // blk_chunks, n_blocks=n_blocks,
-            has_d=D is not None, has_z=z is not None, has_bias=delta_bias is not None,
-            delta_softplus=delta_softplus, has_docs=doc_starts is not None, chunk=chunk,
-            num_warps=num_warps, pipeline=pipeline, states_dn=states_dn, maxnreg=maxnreg)
-    if watch:
-        lanes_states.watch(u.device)
-    return y, last, states
-
-
-def _lanes_fwd_launch_triton(*, u, delta, A, B, C, pc, zz, initial_state, docs, y, states, last,
-                             watch: bool, segH, segP, n_chunks: int, seg_chunks: int,
-                             segments: int, seg_blocks: int, n_blocks: int, has_d: bool,
-                             has_z: bool, has_bias: bool, delta_softplus: bool, has_docs: bool,
-                             chunk: int, num_warps: int, pipeline: int, states_dn: bool,
-                             maxnreg: int | None) -> None:
-    """The Triton kernel's launch (lanes_fwd_launch has made the outputs and the carries)."""
-    batch, dim, _ = u.shape
-    _lanes_fwd_kernel[(dim // (32 * num_warps), batch, segments)](
+    cap = fwd_maxnreg(maxnreg, dim // bd * batch * segments,
+                      sm_count(u.device) if u.device.type == "cuda" else None)
+    _lanes_fwd_kernel[(dim // bd, batch, segments)](
         u, delta, A, B, C, pc, zz, initial_state if initial_state is not None else A, docs,
         y, states if states is not None else y, last if last is not None else y,
         lanes_states.overflow_flag(u.device) if watch else y, segH, segP,
-        dim, n_chunks, seg_chunks, segments, seg_blocks, n_blocks,
+        dim, n_chunks, seg_chunks, segments, seg_chunks // blk_chunks, n_blocks,
         u.stride(0), u.stride(1), delta.stride(0), delta.stride(1), zz.stride(0), zz.stride(1),
         B.stride(0), B.stride(1), C.stride(0), C.stride(1),
-        docs.stride(0) if has_docs else 0, y.stride(0), y.stride(1),
-        HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
-        HAS_H0=initial_state is not None, HAS_DOCS=has_docs, SAVE_STATES=states is not None,
-        STORE_LAST=last is not None, N=A.shape[1], BD=32 * num_warps, K=chunk,
-        PIPE=int(pipeline), ST_DN=states_dn, WATCH=watch, SEG=segments > 1,
-        num_warps=num_warps, **({"maxnreg": int(maxnreg)} if maxnreg else {}),
+        docs.stride(0) if doc_starts is not None else 0, y.stride(0), y.stride(1),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=delta_softplus, HAS_H0=initial_state is not None,
+        HAS_DOCS=doc_starts is not None, SAVE_STATES=save_states, STORE_LAST=return_last_state,
+        N=dstate, BD=bd, K=chunk, PIPE=pipeline,
+        ST_DN=save_states and lanes_states.layout_dn(dstate, states_dtype), WATCH=watch,
+        SEG=segments > 1, num_warps=num_warps, **({"maxnreg": cap} if cap else {}),
     )
+    if watch:
+        lanes_states.watch(u.device)
+    return y, last, states
 
 
 def per_channel(D: torch.Tensor | None, delta_bias: torch.Tensor | None, dim: int,
