@@ -25,7 +25,8 @@ def main() -> int:
     try:
         from elftools.elf.elffile import ELFFile
     except ImportError as e:
-        raise SystemExit("sass_ctrl.py reads the cubin with pyelftools: pip install pyelftools") from e
+        raise SystemExit("sass_ctrl.py reads the cubin with pyelftools: "
+                         "pip install pyelftools") from e
     with open("/tmp/k.cubin", "rb") as f:
         text = [s for s in ELFFile(f).iter_sections() if s.name.startswith(".text.")][0].data()
     sass = {}
