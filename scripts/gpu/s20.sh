@@ -15,6 +15,8 @@
 #   LIMIT=420 bash scripts/gpu/s20.sh final   # both Gluon kernels' loads ahead as cp.async
 #     copies (CONFIG "async"): the Gluon forward's GPU tests, forward variants, the backward
 #     against the Triton one and timed with and without, training with each choice
+#   LIMIT=200 bash scripts/gpu/s20.sh check   # the final defaults: the forward with ptxas's own
+#     registers against "auto", and the benchmark at 32 x 2048 with the ops table
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -86,5 +88,17 @@ if [ "$1" = final ]; then
       'bench.batch_sizes=[8,32]' bench.steps=20 bench.out=$OUT/train2_$n.json > $LOGS/train2_$n.log 2>&1
     stamp "rc=$?"; grep -E "mambalab\[" $LOGS/train2_$n.log | grep -v INFO | head -3
   done
+  stamp done
+fi
+if [ "$1" = check ]; then  # LIMIT=200: the final defaults (the forward's "auto" register cap)
+  stamp "forward: ptxas's own registers against auto"
+  timeout -k 5 100 python3 scripts/lanes_fwd_check.py --out $OUT --variants "maxnreg=0;maxnreg=auto" \
+    > $LOGS/fwd_auto.log 2>&1
+  stamp "rc=$?"; grep -E "check|time" $LOGS/fwd_auto.log
+  stamp "benchmark 32 x 2048 with the ops table, defaults ($(left)s)"
+  timeout -k 5 $(( $(left) - 5 )) python3 -m mambalab.bench 'bench.implementations=[mambalab]' \
+    'bench.kernels=[triton]' 'bench.batch_sizes=[32]' bench.ops=true bench.out=$OUT/bench_final.json \
+    > $LOGS/bench_final.log 2>&1
+  stamp "rc=$?"; grep -E "mambalab\[|selective_scan .*triton|mamba_inner.*triton" $LOGS/bench_final.log | grep -v INFO | head -4
   stamp done
 fi
