@@ -40,6 +40,8 @@ def test_bench_tiny_writes_report(tmp_path):
     assert ours["status"] == "ok", ours
     assert ours["tokens_per_s"] > 0 and ours["step_ms"] > 0 and len(ours["step_ms_all"]) == 2
     assert ours["tokens_per_step"] == 32 and ours["best"] is True
+    # on a CPU host and device are one: no separate issue time, no host-bound verdict
+    assert ours["host_ms"] is None and ours["host_bound"] is None
     assert ours["mfu"] == pytest.approx(6 * ours["params"] * ours["tokens_per_s"] / 989.4e12)
     assert 4.0 < ours["first_loss"] < 7.0  # ln(256) = 5.5 for a fresh model on random tokens
     if rows["mamba_ssm"]["status"] == "skipped":  # not installed here: the row says why
@@ -108,6 +110,8 @@ def test_bench_gpu_smoke(tmp_path):
     assert ours["peak_mem_gib"] > 0 and ours["kernels"]["mamba_inner"] == "triton"
     for row in rows.values():
         assert row["status"] in ("ok", "skipped"), row  # nothing may fail at this size
+    # a step's host issue time is measured beside its device time, and the row gets a verdict
+    assert 0 < ours["host_ms"] and isinstance(ours["host_bound"], bool), ours
     ops = {(r["op"], r["implementation"]): r for r in report["ops"]}
     for op in ("selective_scan", "causal_conv1d", "rms_norm+residual", "mamba_inner (mixer)"):
         assert ops[(op, "triton")]["status"] == "ok", ops[(op, "triton")]
@@ -124,6 +128,40 @@ def test_time_device_on_cpu_is_the_wall_time():
 
     dev, host = time_device(lambda: time.sleep(0.002), torch.device("cpu"), 1, 3)
     assert dev == host and 2.0 <= dev < 100.0
+
+
+def test_host_issue_time_is_one_call_with_the_device_idle():
+    from mambalab.benchmarks.timing import host_issue_ms
+
+    calls = []
+    ms = host_issue_ms(lambda: (calls.append(1), time.sleep(0.003)), torch.device("cpu"), reps=3)
+    assert len(calls) == 3 and 3.0 <= ms < 100.0
+
+
+def test_host_bound_rows_are_marked_in_both_tables():
+    """A row whose steps take the host about as long to issue as the device to run is marked
+    host-bound on the console and in the Markdown; one with the device the bound is not."""
+    from mambalab.benchmarks.markdown import training_markdown
+    from mambalab.benchmarks.report import training_note
+    from mambalab.benchmarks.train_bench import is_host_bound
+
+    assert is_host_bound(None, 60.0) is None
+    assert is_host_bound(58.0, 61.4) is True       # 8 x 2048 eager on an H200: the host's pace
+    assert is_host_bound(60.0, 203.6) is False     # 32 x 2048: the device's
+    base = {"status": "ok", "seq_len": 2048, "tokens_per_s": 1.0, "mfu": 0.1,
+            "mfu_measured_peak": 0.1, "peak_mem_gib": 11.9}
+    host = dict(base, implementation="mambalab[triton]", batch_size=8, step_ms=61.4,
+                host_ms=58.0, host_bound=True, best=False)
+    device = dict(base, implementation="mambalab[triton]", batch_size=32, step_ms=203.6,
+                  host_ms=60.0, host_bound=False, best=True)
+    assert training_note(host) == "host-bound" and training_note(device) == "best"
+    assert training_note(dict(host, best=True)) == "best, host-bound"
+    text = training_markdown({"config": {"peak_tflops": 989.4, "measured_peak_tflops": 790.0},
+                              "training": [host, device]})
+    lines = text.splitlines()
+    assert "| step ms | host ms |" in lines[0] and lines[0].count("|") == lines[1].count("|")
+    assert lines[2].endswith("| 61.4 | 58.0 | 11.9 | - | host-bound |")
+    assert lines[3].endswith("| 203.6 | 60.0 | 11.9 | - |  |")
 
 
 def test_graph_rows_on_a_cpu_say_why_they_are_skipped(tmp_path):

@@ -15,19 +15,22 @@ def _num(value, spec: str) -> str:
 def training_markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [f"| implementation | batch | tokens/s | MFU (of {cfg['peak_tflops']:g}) | "
-             f"MFU (of {cfg['measured_peak_tflops']:g}) | step ms | peak GiB | vs mamba_ssm |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"MFU (of {cfg['measured_peak_tflops']:g}) | step ms | host ms | peak GiB | "
+             "vs mamba_ssm | note |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in report["training"]:
         batch = f"{r['batch_size']}x{r['seq_len']}"
         name = r["implementation"] + (" (best)" if r.get("best") else "")
         if r["status"] != "ok":
-            lines.append(f"| {name} | {batch} | {r['status']}: {r.get('reason', '')} | | | | | |")
+            lines.append(f"| {name} | {batch} | {r['status']}: {r.get('reason', '')} "
+                         "| | | | | | | |")
             continue
         ratio = r.get("ratio_to_mamba_ssm")
         lines.append(f"| {name} | {batch} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | "
                      f"{r['mfu_measured_peak']:.1%} | {r['step_ms']:.1f} | "
-                     f"{_num(r.get('peak_mem_gib'), '.1f')} | "
-                     f"{'-' if ratio is None else format(ratio, '.2f') + 'x'} |")
+                     f"{_num(r.get('host_ms'), '.1f')} | {_num(r.get('peak_mem_gib'), '.1f')} | "
+                     f"{'-' if ratio is None else format(ratio, '.2f') + 'x'} | "
+                     f"{'host-bound' if r.get('host_bound') else ''} |")
     return "\n".join(lines)
 
 

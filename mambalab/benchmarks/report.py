@@ -14,20 +14,29 @@ def _fmt(value, spec: str, empty: str = "-") -> str:
     return empty if value is None else format(value, spec)
 
 
+def training_note(row: dict) -> str:
+    """A trained row's note: "best" (the implementation's fastest batch) and "host-bound" (the
+    host took about as long to issue a step as the device to run it: tokens/s then measures the
+    host; a CUDA graph, "+graphs" rows and trainer.cuda_graphs, removes that cost)."""
+    flags = (("best", row.get("best")), ("host-bound", row.get("host_bound")))
+    return ", ".join(name for name, on in flags if on)
+
+
 def training_table(rows: list[dict], peak_tflops: float, measured_peak_tflops: float) -> Table:
     table = Table(title="Training throughput (median step after warm-up)")
     for col in ("implementation", "batch", "tokens/s", f"MFU@{peak_tflops:g}",
-                f"MFU@{measured_peak_tflops:g}", "step ms", "peak GiB", "vs mamba_ssm", "note"):
+                f"MFU@{measured_peak_tflops:g}", "step ms", "host ms", "peak GiB", "vs mamba_ssm",
+                "note"):
         table.add_column(col, justify="left" if col in ("implementation", "note") else "right")
     for r in rows:
         ok = r.get("status") == "ok"
-        note = ("best" if r.get("best") else "") if ok else f"{r['status']} (see below)"
+        note = training_note(r) if ok else f"{r['status']} (see below)"
         batch = f"{r.get('batch_size', '-')}x{r.get('seq_len', '-')}"
         ratio = r.get("ratio_to_mamba_ssm")
         table.add_row(escape(r["implementation"]), batch,
                       _fmt(r.get("tokens_per_s"), ",.0f"), _fmt(r.get("mfu"), ".1%"),
                       _fmt(r.get("mfu_measured_peak"), ".1%"), _fmt(r.get("step_ms"), ".1f"),
-                      _fmt(r.get("peak_mem_gib"), ".1f"),
+                      _fmt(r.get("host_ms"), ".1f"), _fmt(r.get("peak_mem_gib"), ".1f"),
                       "-" if ratio is None else f"{ratio:.2f}x", note)
     return table
 

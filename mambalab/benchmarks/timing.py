@@ -76,6 +76,20 @@ def autocast(device: torch.device, mixed_precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16")
 
 
+def host_issue_ms(fn: Callable[[], object], device: torch.device, reps: int = 3) -> float:
+    """The host's time for one call of ``fn`` started with the device idle (median of ``reps``):
+    what issuing its work costs the host, plus any wait for the device inside the call. A call
+    whose device time is about this long is bound by the host, not the device."""
+    times = []
+    for _ in range(reps):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    synchronize(device)
+    return median(times)
+
+
 def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
                 reps: int) -> tuple[float, float]:
     """(device ms, host ms) per call of ``fn``.
@@ -101,13 +115,7 @@ def time_device(fn: Callable[[], object], device: torch.device, warmup: int,
     # table: liger-kernel 0.8.5 reads a value back in every forward (target_mask.sum().item()),
     # so it waited for the sleep; mambalab's chunked loss reads nothing back (a full launch
     # queue is the likely reason there, not confirmed).
-    host = []
-    for _ in range(3):
-        torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        host.append((time.perf_counter() - t0) * 1e3)
-    host_ms = median(host)
+    host_ms = host_issue_ms(fn, device)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize(device)
     # sleep through twice the host's issue time of all reps (cycles at up to 2 GHz)
