@@ -42,10 +42,14 @@ def _interrupted_exit_code(reason: str | None) -> int:
 
 def _more_time(summary: dict[str, Any], trainer_cfg: TrainerConfig) -> bool:
     """A run that its time budget ended, short of its step limit, continues when given more time
-    (a larger trainer.max_time_s, or none)."""
+    (a larger trainer.max_time_s than the one that ended it and than the time it trained, or
+    none). The budget that ended it counts, not only the time: with several processes the
+    summary holds rank 0's clock, and the rank whose clock spent the budget may have been
+    another, so rank 0's time can be a little under the budget that stopped the run."""
     if summary.get("stopped_by") != "max_time_s" or summary.get("step", 0) >= (summary.get("total_steps") or 0):
         return False
-    return trainer_cfg.max_time_s is None or trainer_cfg.max_time_s > (summary.get("train_time_s") or 0.0)
+    spent = max(summary.get("train_time_s") or 0.0, summary.get("max_time_s") or 0.0)
+    return trainer_cfg.max_time_s is None or trainer_cfg.max_time_s > spent
 
 
 def _is_multirun() -> bool:

@@ -64,3 +64,20 @@ def test_step_limit_still_ends_a_run_with_a_budget(tmp_path):
 def test_budget_must_be_positive(bad):
     with pytest.raises(ConfigError, match=r"trainer.max_time_s=.*must be > 0"):
         TrainerConfig(max_steps=10, max_time_s=bad)
+
+
+def test_the_budget_that_ended_a_run_counts_as_spent():
+    """With several processes the summary holds rank 0's clock, which can be under the budget
+    another rank's clock spent: the same budget again must not resume the run (a sweep run twice
+    would add steps to it each time); a larger one must; summaries without max_time_s compare
+    the time."""
+    from mambalab.training.job import _more_time
+
+    ended = {"stopped_by": "max_time_s", "step": 18, "total_steps": 400, "train_time_s": 0.47,
+             "max_time_s": 0.5}
+    assert not _more_time(ended, TrainerConfig(max_steps=400, max_time_s=0.5))
+    assert _more_time(ended, TrainerConfig(max_steps=400, max_time_s=0.6))
+    assert _more_time(ended, TrainerConfig(max_steps=400))  # no budget: train on to the step limit
+    legacy = {k: v for k, v in ended.items() if k != "max_time_s"}
+    assert _more_time(legacy, TrainerConfig(max_steps=400, max_time_s=0.5))
+    assert not _more_time(dict(ended, stopped_by="total_steps"), TrainerConfig(max_steps=400))
