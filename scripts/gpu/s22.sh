@@ -2,7 +2,11 @@
 # Twenty-second session (2026-12-03). Log: docs/bench/h200-2026-12-03-s22-calls.log.
 #   LIMIT=585 bash scripts/gpu/s22.sh cuda  # one call: mamba-ssm and causal-conv1d built (about
 #     390 s), then the GPU tests on their kernel paths (not run since the tenth session) and the
-#     benchmark's GPU tests (the host-bound marker of the twenty-first session, not yet run on a GPU)
+#     benchmark's GPU tests (the host-bound marker of the twenty-first session, not yet run on a GPU);
+#     the built wheels copied to $OUT/kw
+#   LIMIT=585 bash scripts/gpu/s22.sh full  # with the wheels carried back as .kw/: the full
+#     benchmark in one run (every implementation and kernels choice, HF with and without
+#     activation checkpointing, batches 8/16/32, the ops table, the profile)
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -17,6 +21,9 @@ if [ "$1" = cuda ]; then
   stamp "rc=$?"; grep -E " (PASSED|FAILED|ERROR|SKIPPED)|passed|failed|^E  " $LOGS/tests_bench.log | head -30
   while [ ! -f /tmp/kernels_done ] && [ $(left) -gt 60 ]; do sleep 5; done
   stamp "build: $(cat /tmp/kernels_done 2>/dev/null || { echo 'not done'; tail -n 3 /tmp/build.log /tmp/build-*.log; })"
+  # the wheels come back if the device tool returns files their size: carried as .kw/, a later
+  # call installs them in seconds instead of building (build_kernels.sh)
+  mkdir -p $OUT/kw && cp /root/kernel-wheels/*.whl $OUT/kw/ 2>/dev/null; ls -la $OUT/kw
   stamp "GPU tests on mamba_ssm's kernels ($(left)s)"
   timeout -k 5 $(( $(left) - 8 )) python3 -m pytest -m gpu -v -rs -p no:cacheprovider --durations=8 \
     tests/ops/test_ops_cuda_gpu.py tests/models/test_mamba_lm_gpu.py tests/test_bench.py \
@@ -24,5 +31,15 @@ if [ "$1" = cuda ]; then
     tests/ops/test_triton_mamba_inner.py > $LOGS/tests_cuda.log 2>&1
   stamp "rc=$?"; grep -E " (PASSED|FAILED|ERROR|SKIPPED)|passed|failed|^E  " $LOGS/tests_cuda.log | head -60
   grep -A10 "slowest" $LOGS/tests_cuda.log
+  stamp done
+fi
+if [ "$1" = full ]; then
+  bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
+  stamp "kernels: $(cat /tmp/kernels_done 2>/dev/null || { echo 'failed'; tail -n 3 /tmp/build.log; })"
+  stamp "full benchmark, ops, profile ($(left)s)"
+  timeout -k 5 $(( $(left) - 10 )) python3 -m mambalab.bench bench.ops=true bench.profile=true \
+    bench.out=$OUT/bench.json > $LOGS/bench.log 2>&1
+  stamp "rc=$?"; grep -vE "INFO|^\s*$|^  -|Fix:" $LOGS/bench.log | head -90
+  python3 -m mambalab.benchmarks.markdown $OUT/bench.json > $OUT/bench.md 2> $LOGS/md.log
   stamp done
 fi
