@@ -34,7 +34,7 @@ if [ "$1" = cuda ]; then
   stamp done
 fi
 if [ "$1" = full ]; then
-  bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
+  MAX_JOBS=16 bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
   stamp "kernels: $(cat /tmp/kernels_done 2>/dev/null || { echo 'failed'; tail -n 3 /tmp/build.log; })"
   stamp "full benchmark, ops, profile ($(left)s)"
   timeout -k 5 $(( $(left) - 10 )) python3 -m mambalab.bench bench.ops=true bench.profile=true \
