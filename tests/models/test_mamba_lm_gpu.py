@@ -100,7 +100,11 @@ def test_matches_mamba_ssm_lm_head_model():
         assert rel_err(p.grad, theirs_params[name].grad) < 0.1, name
 
 
-def test_carried_state_on_cuda_matches_one_forward_and_doc_starts_error():
+def test_carried_state_and_doc_starts_on_cuda():
+    """kernels=auto on the GPU: a state carried over three chunks gives one forward's logits;
+    document starts run on the kernels that reset there (with mamba-ssm installed, auto's mixer is
+    its kernel, which cannot: the forward takes the Triton one) and match the reference, the
+    second document as if run alone; explicit kernels=cuda refuses them with a clear error."""
     torch.manual_seed(0)
     model = build_mamba_lm(**KW).cuda().eval()
     ids = torch.randint(0, 1000, (2, 96), device="cuda")
@@ -109,11 +113,26 @@ def test_carried_state_on_cuda_matches_one_forward_and_doc_starts_error():
         state = model.allocate_state(2)
         chunks = [model(ids[:, i:i + 32], state=state).logits for i in range(0, 96, 32)]
     assert rel_err(torch.cat(chunks, 1), full) < 2e-3
-    report = model.kernel_report()
-    print("kernel_report on", torch.cuda.get_device_name(), report)
-    if report["mamba_inner"] == "cuda":
-        with pytest.raises(ValueError, match="doc_starts"):
-            model(ids, doc_starts=torch.zeros_like(ids, dtype=torch.bool))
+    print("kernel_report on", torch.cuda.get_device_name(), model.kernel_report())
+
+    docs = torch.zeros_like(ids, dtype=torch.bool)
+    docs[:, 40] = True
+    docs[1, 70] = True
+    ref = build_mamba_lm(**KW, kernels="reference").cuda().eval()
+    ref.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        got = model(ids, doc_starts=docs).logits
+        want = ref(ids, doc_starts=docs).logits
+        alone = model(ids[:, 40:]).logits
+    assert rel_err(got, want) < 2e-3
+    assert rel_err(got[0, 40:], alone[0]) < 2e-3          # row 0: one start, at 40
+    assert rel_err(got[0, 40:], full[0, 40:]) > 1e-2      # the start changed what follows it
+
+    if unavailable_reason("mamba_inner", "cuda", "cuda") is None:
+        explicit = build_mamba_lm(**KW, kernels="cuda").cuda().eval()
+        explicit.load_state_dict(model.state_dict())
+        with pytest.raises(ValueError, match="doc_starts"), torch.no_grad():
+            explicit(ids, doc_starts=docs)
 
 
 @pytest.mark.parametrize("impl", ["triton", "liger"])
