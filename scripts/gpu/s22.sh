@@ -6,7 +6,7 @@
 #     the built wheels copied to $OUT/kw
 #   LIMIT=540 bash scripts/gpu/s22.sh fix  # call 1 found test_mamba_lm_gpu.py's doc-starts test
 #     stale (auto now routes document starts to the Triton mixer): the build again, then that
-#     file (the rewritten test first) and the cuda ops' tests
+#     file and the cuda ops' tests
 #   LIMIT=585 bash scripts/gpu/s22.sh full  # with the wheels carried back as .kw/: the full
 #     benchmark in one run (every implementation and kernels choice, HF with and without
 #     activation checkpointing, batches 8/16/32, the ops table, the profile)
@@ -49,9 +49,8 @@ fi
 if [ "$1" = fix ]; then
   MAX_JOBS=16 bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1
   stamp "kernels: $(cat /tmp/kernels_done 2>/dev/null || { echo 'failed'; tail -n 3 /tmp/build.log; })"
-  stamp "the rewritten test, then the rest of the cuda-path tests ($(left)s)"
+  stamp "the cuda-path tests ($(left)s)"
   timeout -k 5 $(( $(left) - 5 )) python3 -m pytest -m gpu -v -rs -p no:cacheprovider -s \
-    tests/models/test_mamba_lm_gpu.py::test_carried_state_and_doc_starts_on_cuda \
     tests/models/test_mamba_lm_gpu.py tests/ops/test_ops_cuda_gpu.py > $LOGS/tests_fix.log 2>&1
   stamp "rc=$?"; grep -E " (PASSED|FAILED|ERROR|SKIPPED)|passed|failed|^E  |kernel_report" $LOGS/tests_fix.log | head -40
   stamp done
