@@ -16,3 +16,11 @@ TOK=.gpu/token_cache/$C/tokenizer
 LM="name=wiki130m ~experiment model=mamba_130m model.kernels=triton data=cached data.path=$C data.seq_len=2048 data.batch_size=16 tokenizer=gpt_neox tokenizer.path=$TOK optimizer.lr=1e-3 scheduler.warmup_steps=30 trainer.max_steps=400 trainer.eval_every=50 trainer.eval_max_batches=null trainer.checkpoint_every=100 trainer.progress_bar=false trainer.log_every=10"
 stamp() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*"; }
 T0=$(date +%s)
+# The call's own limit (LIMIT, seconds from T0) and what is left of it; the card and versions,
+# which every call's log starts with (s22.sh on; earlier scripts define their own).
+LIMIT=${LIMIT:-585}
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+card() {
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+}

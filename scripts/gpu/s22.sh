@@ -9,10 +9,7 @@
 #     file and the cuda ops' tests
 source scripts/gpu/common.sh
 LOGS=$OUT/logs; mkdir -p $LOGS
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-LIMIT=${LIMIT:-585}
-left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+card
 if [ "$1" = cuda ]; then
   stamp "the benchmark's GPU tests, while the kernels build"
   MAX_JOBS=14 setsid nohup bash scripts/gpu/build_kernels.sh .whl > /tmp/build.log 2>&1 < /dev/null &
