@@ -333,7 +333,8 @@ if gluon is not None:
                     part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
                 ypre = _pair_sum(Cj * hj)
                 gB = _pair_sum(gv * Bj)
-                # again: kept from the recomputation it was slower
+                # the step's decay computed again (kept from the recomputation above, in
+                # registers or shared memory, it was slower: sixteenth session)
                 if HAS_DOCS:
                     a = gl.exp2(dtj * A2 + _step(sm_keep, K - 1 - jj, L3))
                 else:
