@@ -1,0 +1,34 @@
+#!/bin/bash
+# Twenty-third session (2026-12-03). Log: docs/bench/h200-2026-12-03-s23-calls.log.
+#   LIMIT=400 bash scripts/gpu/s23.sh mma  # the backward with its sums on the tensor cores
+#     (selective_scan_mma_bwd.py): agreement with the Triton and Gluon backwards, then times
+source scripts/gpu/common.sh
+LOGS=$OUT/logs; mkdir -p $LOGS
+card
+if [ "$1" = mma ]; then
+  stamp "mma backward: checks and times"
+  timeout -k 5 $(( $(left) - 5 )) python3 scripts/mma_bwd_check.py --out $OUT ${VARIANTS:+--variants "$VARIANTS"} 2>&1 | tee $LOGS/mma.log | grep -v "^\s*$" | tail -40
+  stamp "rc=${PIPESTATUS[0]}"
+fi
+#   LIMIT=420 bash scripts/gpu/s23.sh ncu  # Nsight Compute's per-instruction stall samples of the
+#     mma backward and the Gluon one at B=32 (and B=8), digested (scripts/ncu_source_digest.py)
+if [ "$1" = ncu ]; then
+  for b in ${BATCHES:-32 8}; do
+    for k in mma gluon; do
+      [ $k = mma ] && export MAMBALAB_SCAN_CONFIG='{"lanes_bwd_mma": true}' || unset MAMBALAB_SCAN_CONFIG
+      timeout -k 10 120 python3 scripts/ncu_kernels.py --parts scan --batch $b > $LOGS/src_warm_${k}_b$b.log 2>&1
+      stamp "ncu source counters $k B=$b ($(left)s)"
+      timeout -k 10 $(( $(left) - 40 )) ncu --clock-control none --section SourceCounters \
+        --section WarpStateStats -k "regex:_${k}_bwd" -o $OUT/src_${k}_b$b \
+        python3 scripts/ncu_kernels.py --parts scan --batch $b > $LOGS/src_${k}_b$b.log 2>&1
+      stamp "rc=$?"; tail -n 2 $LOGS/src_${k}_b$b.log
+      timeout -k 10 30 ncu -i $OUT/src_${k}_b$b.ncu-rep --page source --print-source sass --csv \
+        > $OUT/src_${k}_b$b.csv 2> $LOGS/src_csv_${k}_b$b.log
+      timeout -k 10 30 ncu -i $OUT/src_${k}_b$b.ncu-rep --page details > $LOGS/details_${k}_b$b.txt 2>&1
+      rm -f $OUT/src_${k}_b$b.ncu-rep
+      python3 scripts/ncu_source_digest.py $OUT/src_${k}_b$b.csv 12 | head -40
+      [ $(left) -lt 60 ] && break 2
+    done
+  done
+  stamp done
+fi
