@@ -74,11 +74,6 @@ elif which == "gluon_bwd":  # the Gluon lanes backward (selective_scan_gluon_bwd
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
                  HAS_DLAST=False, SEG=False, PIPE=True, DEFER=True, SPLIT=True)
     warps = 1
-elif which == "mma_bwd":  # the backward with its sums on the tensor cores
-    from mambalab.ops.triton.selective_scan_mma_bwd import _mma_bwd_kernel as fn
-    const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, SEG=False, PIPE=True, AGAIN=False)
-    warps = 1
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_H0=False,
@@ -129,7 +124,7 @@ for i, n in enumerate(names):
         if n not in ("lane_zero", "n_chunks", "n_cols", "ignore_index", "n_tb", "seg_chunks", "n_segs", "seg_blocks", "batch",
                      "n_blocks", "blk_chunks", "blk0"):
             attrs[(i,)] = [["tt.divisibility", 16]]
-if which.startswith("gluon") or which == "mma_bwd":  # Gluon kernels: their own AST source
+if which.startswith("gluon"):  # Gluon kernels compile from their own AST source
     from triton.experimental.gluon._runtime import GluonASTSource
     source_cls = GluonASTSource
     sig.update({names[i[0]]: "constexpr" for i in constexprs})

@@ -108,9 +108,6 @@ from mambalab.ops.triton.selective_scan_step_fwd import step_fwd_launch
 # lanes_bwd_gluon: the backward in Gluon (selective_scan_gluon_bwd.py: two threads a channel, the
 # chunk's per-channel values, outputs and dB/dC sums in shared memory) where its contract holds
 # on a CUDA device; elsewhere, and under TRITON_INTERPRET=1, the Triton kernel.
-# lanes_bwd_mma: with lanes_bwd_gluon, the Gluon backward with its sums over states and channels
-# on the tensor cores (selective_scan_mma_bwd.py; an experiment, off: docs/kernels/selective_scan.md,
-# twenty-third session).
 # lanes_fwd_maxnreg: ptxas's register cap for the forward: "auto" (168 where the launch needs no
 # more waves than at ptxas's own 128: 13% faster at B=32 on an H200, 2% at B=8), None, or an int
 # (selective_scan_lanes_fwd.fwd_maxnreg). Measured and removed (twentieth session): the forward
@@ -127,7 +124,7 @@ CONFIG = {"impl": "lanes", "lanes_chunk": 8, "lanes_warps": 1, "lanes_pipeline":
           "lanes_bwd_pipeline": 1, "lanes_bwd_wave_warps_per_sm": 8, "lanes_bwd_segments": "auto",
           "lanes_fwd_segments": "auto",
           "lanes_fp32": False, "lanes_states": "float16", "lanes_dbc_16bit": True,
-          "lanes_bwd_gluon": True, "lanes_bwd_mma": False, "lanes_fwd_maxnreg": "auto",
+          "lanes_bwd_gluon": True, "lanes_fwd_maxnreg": "auto",
           "block_t": 4, "fwd_n_in": 8, "fwd_block_d": 16, "fwd_warps": 1,
           "bwd_n_in": 4, "bwd_block_d": 8, "bwd_warps": 1, "keep_states": False,
           "step_state_every": 16, "step_fwd_block_t": 4, "step_fwd_n_in": 16,
@@ -300,8 +297,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D=None, z=None, delta_bias=None,
             pipeline=CONFIG["lanes_bwd_pipeline"], y_out=y_out,
             wave_warps_per_sm=CONFIG["lanes_bwd_wave_warps_per_sm"],
             partials_16bit=bool(CONFIG["lanes_dbc_16bit"]), dB_out=dB_out, dC_out=dC_out,
-            segments=CONFIG["lanes_bwd_segments"], use_gluon=bool(CONFIG["lanes_bwd_gluon"]),
-            use_mma=bool(CONFIG["lanes_bwd_mma"]))
+            segments=CONFIG["lanes_bwd_segments"], use_gluon=bool(CONFIG["lanes_bwd_gluon"]))
     elif CONFIG["impl"] == "step":
         grads = step_bwd_launch(
             dy=dy, u=u, delta=delta, A=A32, B=B, C=C, D=D32, z=z, delta_bias=bias32,

@@ -24,7 +24,6 @@ import triton.language as tl
 
 from mambalab.ops.triton import lanes_states
 from mambalab.ops.triton import selective_scan_gluon_bwd as gluon_bwd
-from mambalab.ops.triton import selective_scan_mma_bwd as mma_bwd
 from mambalab.ops.triton.dbc_sum import dbc_sum
 from mambalab.ops.triton.lanes import (first_level_pair, load_raw, raw_steps, reduce_scatter_rest,
                                       shfl_idx, store_steps, take)
@@ -354,10 +353,9 @@ def batch_parts(batch: int, warps_per_row: int, sms: int | None,
 def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du, ddelta, dz,
             dbc, dA, dpc, dh0, y_out, has_d: bool, has_bias: bool, delta_softplus: bool,
             chunk: int, bd: int, num_warps: int, pipeline: int, states_dn: bool,
-            segments: int, use_gluon: bool = False, use_mma: bool = False) -> None:
+            segments: int, use_gluon: bool = False) -> None:
     """One launch of the kernel over the batch rows of its (already sliced) tensors, in
-    ``segments`` time segments (dA and dpc: (B, segments, ...)); ``use_mma`` (with
-    ``use_gluon``): the Gluon kernel with its sums on the tensor cores."""
+    ``segments`` time segments (dA and dpc: (B, segments, ...))."""
     batch, dim, seqlen = u.shape
     zz = z if z is not None else u
     docs = doc_starts if doc_starts is not None else u
@@ -372,7 +370,7 @@ def _launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du
             delta_softplus=delta_softplus, doc_starts=doc_starts, chunk=chunk,
             blk_chunks=blk_chunks, blk0=seg_chunks // blk_chunks, num_warps=num_warps)
     if use_gluon:  # selective_scan_gluon_bwd.py: the same gradients, two threads a channel
-        (mma_bwd if use_mma else gluon_bwd).launch(
+        gluon_bwd.launch(
             dy=dy, u=u, delta=delta, A=A, B=B, C=C, pc=pc, z=z, doc_starts=doc_starts,
             states=states, dlast_state=dlast_state, du=du, ddelta=ddelta, dz=dz, dbc=dbc, dA=dA,
             dpc=dpc, dh0=dh0, segG=segG, segP=segP, has_d=has_d, has_bias=has_bias,
@@ -405,7 +403,6 @@ def lanes_bwd_launch(
     y_out: torch.Tensor | None = None, wave_warps_per_sm: int | None = 8,
     partials_16bit: bool = False, dB_out: torch.Tensor | None = None,
     dC_out: torch.Tensor | None = None, segments: int | str = 1, use_gluon: bool = False,
-    use_mma: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Launch the backward into du, ddelta, dz (one layout, unit stride along L); returns the
     gradients by name, partials reduced. dB, dC (B, N, L) in B's and C's dtypes, written into
@@ -415,8 +412,7 @@ def lanes_bwd_launch(
     forward's y there (recomputed here anyway). A batch beyond one wave of the device runs in
     several launches (batch_parts); a batch too small to fill it, in ``segments`` time segments
     (an int, or "auto": time_segments at BWD_WARPS_PER_SM). ``use_gluon``: the Gluon kernel
-    (selective_scan_gluon_bwd.py) where its contract holds, else this module's; with
-    ``use_mma`` too, selective_scan_mma_bwd.py's (same contract)."""
+    (selective_scan_gluon_bwd.py) where its contract holds, else this module's."""
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     n_chunks = seqlen // chunk
@@ -454,8 +450,7 @@ def lanes_bwd_launch(
                 dbc=rows(dbc), dA=rows(dA), dpc=rows(dpc), dh0=rows(dh0), y_out=rows(y_out),
                 has_d=D is not None, has_bias=delta_bias is not None,
                 delta_softplus=delta_softplus, chunk=chunk, bd=bd, num_warps=num_warps,
-                pipeline=pipeline, states_dn=states_dn, segments=segments, use_gluon=use_gluon,
-                use_mma=use_mma and mma_bwd.available())
+                pipeline=pipeline, states_dn=states_dn, segments=segments, use_gluon=use_gluon)
     if dB_out is None:
         dB_out = torch.empty((batch, dstate, seqlen), device=u.device, dtype=B.dtype)
     if dC_out is None:
