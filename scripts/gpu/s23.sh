@@ -35,3 +35,10 @@ if [ "$1" = ncu ]; then
   done
   stamp done
 fi
+#   LIMIT=300 bash scripts/gpu/s23.sh ablate  # the Gluon backward with parts of its work left out
+#     (scripts/gluon_ablate.py): which parts its time follows
+if [ "$1" = ablate ]; then
+  stamp "Gluon backward ablations"
+  timeout -k 5 $(( $(left) - 5 )) python3 scripts/gluon_ablate.py --out $OUT 2>&1 | tee $LOGS/ablate.log | tail -30
+  stamp "rc=${PIPESTATUS[0]}"
+fi
