@@ -72,7 +72,7 @@ elif which == "ce_rows":  # the loss's row kernel (cross_entropy.py), bf16 logit
 elif which == "gluon_bwd":  # the Gluon lanes backward (selective_scan_gluon_bwd.py)
     from mambalab.ops.triton.selective_scan_gluon_bwd import _gluon_bwd_kernel as fn
     const = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, HAS_DOCS=False,
-                 HAS_DLAST=False, SEG=False, PIPE=True, DEFER=True, SPLIT=True, ABL=0)
+                 HAS_DLAST=False, SEG=False, PIPE=True, DEFER=True, SPLIT=True)
     warps = 1
 elif which == "tile_fwd":
     from mambalab.ops.triton.selective_scan_fwd import _scan_fwd_kernel as fn

@@ -36,7 +36,8 @@ if [ "$1" = ncu ]; then
   stamp done
 fi
 #   LIMIT=300 bash scripts/gpu/s23.sh ablate  # the Gluon backward with parts of its work left out
-#     (scripts/gluon_ablate.py): which parts its time follows
+#     (scripts/gluon_ablate.py): which parts its time follows. Run from commit 8af544b (the
+#     switch and the script were removed after it)
 if [ "$1" = ablate ]; then
   stamp "Gluon backward ablations"
   timeout -k 5 $(( $(left) - 5 )) python3 scripts/gluon_ablate.py --out $OUT 2>&1 | tee $LOGS/ablate.log | tail -30

@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover - depends on the installed Triton
 # split_chunk: the two threads of a channel share its per-chunk work (4 steps each)
 # (Either exponential of a step by a polynomial's FFMAs instead of MUFU ex2 was slower on
 # the H200: 1.056 / 1.237 ms against 0.894 at B=8 for one / both, nineteenth session; removed.)
-CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True, "ablate": 0}
+CONFIG = {"pipe": True, "maxnreg": None, "defer_dbc": True, "split_chunk": True}
 # MAMBALAB_GLUON_BWD_CONFIG='{"defer_dbc": false}' (JSON) overrides CONFIG keys for a process.
 config_from_env(CONFIG, "MAMBALAB_GLUON_BWD_CONFIG")
 
@@ -101,7 +101,6 @@ if gluon is not None:
         HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
         SOFTPLUS: gl.constexpr, HAS_DOCS: gl.constexpr, HAS_DLAST: gl.constexpr,
         SEG: gl.constexpr, PIPE: gl.constexpr, DEFER: gl.constexpr, SPLIT: gl.constexpr,
-        ABL: gl.constexpr,
     ):
         K: gl.constexpr = 8    # steps a chunk, and states a thread
         N: gl.constexpr = 16
@@ -290,10 +289,7 @@ if gluon is not None:
             # h over the chunk from the saved state, all K steps live (64 registers a thread)
             hs = ()
             hp = h0c
-            if ABL & 1:  # timing only: no recomputation (every step's state the chunk's first)
-                for j in gl.static_range(K):
-                    hs = hs + (h0c,)
-            for j in gl.static_range(K if (ABL & 1) == 0 else 0):
+            for j in gl.static_range(K):
                 dtj = _step(sm_dt, j, L3)
                 uj = _step(sm_u, j, L3)
                 Bj = sm_bc.slice(j, 1, dim=0).slice(0, 8, dim=2).permute([2, 1, 0]).load(L3)
@@ -320,9 +316,7 @@ if gluon is not None:
                 dtu = dtj * uj
                 gv = g + Cj * doutj
                 # the terms of dB (g dt u) and dC (h dout), summed over the channels below
-                if ABL & 2:  # timing only: no dB/dC terms
-                    pass
-                elif DEFER:  # this step's rows, seen as (s, h, c, dB or dC)
+                if DEFER:  # this step's rows, seen as (s, h, c, dB or dC)
                     terms = gl.permute(gl.join(gv * dtu, hj * doutj), [3, 0, 1, 2])
                     sm_q.slice(2 * (K - 1 - jj), 2, dim=0).permute([0, 3, 1, 2]).store(
                         gl.convert_layout(terms, LJ))
@@ -337,27 +331,18 @@ if gluon is not None:
                     sm_red.slice(2, 2, dim=1).store(hj * doutj)
                     v = gl.sum(sm_red.load(LR), axis=2, keep_dims=True)
                     part = gl.where(pkk == K - 1 - jj, gl.convert_layout(v, LP), part)
-                if ABL & 8:  # timing only: no sums over the states
-                    ypre = doutj
-                    gB = doutj
-                else:
-                    ypre = _pair_sum(Cj * hj)
-                    gB = _pair_sum(gv * Bj)
+                ypre = _pair_sum(Cj * hj)
+                gB = _pair_sum(gv * Bj)
                 # the step's decay computed again (kept from the recomputation above, in
                 # registers or shared memory, it was slower: sixteenth session)
-                if ABL & 4:  # timing only: the decay without its exponential
-                    a = dtj * A2
-                elif HAS_DOCS:
+                if HAS_DOCS:
                     a = gl.exp2(dtj * A2 + _step(sm_keep, K - 1 - jj, L3))
                 else:
                     a = gl.exp2(dtj * A2)
                 g = a * gv
                 gah = g * hprev    # g_t a_t h_(t-1): one FMUL, with the gradient passed on
                 dA_acc += gah * dtj
-                if ABL & 8:
-                    gAah = doutj
-                else:
-                    gAah = _pair_sum(gah * A2)
+                gAah = _pair_sum(gah * A2)
                 ddt = gAah * 0.6931471805599453 + uj * gB
                 if SOFTPLUS:
                     ddt = ddt * _step(sm_sdt, K - 1 - jj, L3)
@@ -436,6 +421,6 @@ def launch(*, dy, u, delta, A, B, C, pc, z, doc_starts, states, dlast_state, du,
         HAS_D=has_d, HAS_Z=z is not None, HAS_BIAS=has_bias, SOFTPLUS=delta_softplus,
         HAS_DOCS=doc_starts is not None, HAS_DLAST=dlast_state is not None,
         SEG=segments > 1, PIPE=bool(CONFIG["pipe"]), DEFER=bool(CONFIG["defer_dbc"]),
-        SPLIT=bool(CONFIG["split_chunk"]), ABL=int(CONFIG["ablate"]), num_warps=1,
+        SPLIT=bool(CONFIG["split_chunk"]), num_warps=1,
         **({"maxnreg": int(CONFIG["maxnreg"])} if CONFIG["maxnreg"] else {}),
     )
