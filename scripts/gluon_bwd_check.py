@@ -92,6 +92,10 @@ VARIANTS = {  # name: gluon_bwd.CONFIG (and "wave", passed to lanes_bwd_launch: 
     "split only": dict(pipe=True, maxnreg=None, defer_dbc=False, split_chunk=True, wave=None),
     "no loads ahead": dict(pipe=False, maxnreg=None, defer_dbc=True, split_chunk=True, wave=None),
     "maxnreg 168": dict(pipe=True, maxnreg=168, defer_dbc=True, split_chunk=True, wave=None),
+    # (twenty-third session) caps where the 22 KB of shared memory a program still lets the
+    # extra warps in: 200 registers, 10 warps an SM (10 spill instructions offline); 184, 11
+    "maxnreg 200": dict(pipe=True, maxnreg=200, defer_dbc=True, split_chunk=True, wave=None),
+    "maxnreg 184": dict(pipe=True, maxnreg=184, defer_dbc=True, split_chunk=True, wave=None),
 }
 
 

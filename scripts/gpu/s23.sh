@@ -43,3 +43,22 @@ if [ "$1" = ablate ]; then
   timeout -k 5 $(( $(left) - 5 )) python3 scripts/gluon_ablate.py --out $OUT 2>&1 | tee $LOGS/ablate.log | tail -30
   stamp "rc=${PIPESTATUS[0]}"
 fi
+#   LIMIT=400 bash scripts/gpu/s23.sh cap  # the Gluon backward under register caps that let 10-11
+#     warps an SM in (the ablations freed registers and gained most at B=32): checks and times
+#     (scripts/gluon_bwd_check.py), then training at 32 x 2048 with the default and the 200 cap
+if [ "$1" = cap ]; then
+  stamp "Gluon backward under register caps"
+  timeout -k 5 190 python3 scripts/gluon_bwd_check.py --out $OUT \
+    --variants "default,maxnreg 200,maxnreg 184,maxnreg 168" --batches 8,32 > $LOGS/cap.log 2>&1
+  stamp "rc=$?"; grep -E "^check|^time|Error" $LOGS/cap.log | cut -c1-160
+  for cfg in '{}' '{"maxnreg": 200}'; do
+    [ $(left) -lt 60 ] && { stamp "no time left for training with $cfg"; break; }
+    n=$(echo "$cfg" | tr -dc 'a-z0-9'); n=${n:-default}
+    stamp "training 32 x 2048, Gluon backward $cfg ($(left)s)"
+    MAMBALAB_GLUON_BWD_CONFIG="$cfg" timeout -k 5 $(( $(left) - 5 )) python3 -m mambalab.bench \
+      'bench.implementations=[mambalab]' 'bench.kernels=[triton]' 'bench.batch_sizes=[32]' \
+      bench.steps=20 bench.out=$OUT/train_$n.json > $LOGS/train_$n.log 2>&1
+    stamp "rc=$?"; grep -E "mambalab\[" $LOGS/train_$n.log | grep -v INFO | head -3
+  done
+  stamp done
+fi
