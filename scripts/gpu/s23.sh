@@ -48,8 +48,8 @@ fi
 #     (scripts/gluon_bwd_check.py), then training at 32 x 2048 with the default and the 200 cap
 if [ "$1" = cap ]; then
   stamp "Gluon backward under register caps"
-  timeout -k 5 190 python3 scripts/gluon_bwd_check.py --out $OUT \
-    --variants "default,maxnreg 200,maxnreg 184,maxnreg 168" --batches 8,32 > $LOGS/cap.log 2>&1
+  timeout -k 5 $(( $(left) - 110 )) python3 scripts/gluon_bwd_check.py --out $OUT \
+    --variants "${CAPS:-default,maxnreg 200,maxnreg 184,maxnreg 168}" --batches 8,32 > $LOGS/cap.log 2>&1
   stamp "rc=$?"; grep -E "^check|^time|Error" $LOGS/cap.log | cut -c1-160
   for cfg in '{}' '{"maxnreg": 200}'; do
     [ $(left) -lt 60 ] && { stamp "no time left for training with $cfg"; break; }
