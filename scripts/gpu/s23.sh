@@ -51,14 +51,16 @@ if [ "$1" = cap ]; then
   timeout -k 5 $(( $(left) - 110 )) python3 scripts/gluon_bwd_check.py --out $OUT \
     --variants "${CAPS:-default,maxnreg 200,maxnreg 184,maxnreg 168}" --batches 8,32 > $LOGS/cap.log 2>&1
   stamp "rc=$?"; grep -E "^check|^time|Error" $LOGS/cap.log | cut -c1-160
+  k=2
   for cfg in '{}' '{"maxnreg": 200}'; do
     [ $(left) -lt 60 ] && { stamp "no time left for training with $cfg"; break; }
     n=$(echo "$cfg" | tr -dc 'a-z0-9'); n=${n:-default}
     stamp "training 32 x 2048, Gluon backward $cfg ($(left)s)"
-    MAMBALAB_GLUON_BWD_CONFIG="$cfg" timeout -k 5 $(( $(left) - 5 )) python3 -m mambalab.bench \
+    MAMBALAB_GLUON_BWD_CONFIG="$cfg" timeout -k 5 $(( ($(left) - 5) / k )) python3 -m mambalab.bench \
       'bench.implementations=[mambalab]' 'bench.kernels=[triton]' 'bench.batch_sizes=[32]' \
       bench.steps=20 bench.out=$OUT/train_$n.json > $LOGS/train_$n.log 2>&1
     stamp "rc=$?"; grep -E "mambalab\[" $LOGS/train_$n.log | grep -v INFO | head -3
+    k=1
   done
   stamp done
 fi
