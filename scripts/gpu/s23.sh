@@ -43,13 +43,14 @@ if [ "$1" = ablate ]; then
   timeout -k 5 $(( $(left) - 5 )) python3 scripts/gluon_ablate.py --out $OUT 2>&1 | tee $LOGS/ablate.log | tail -30
   stamp "rc=${PIPESTATUS[0]}"
 fi
-#   LIMIT=400 bash scripts/gpu/s23.sh cap  # the Gluon backward under register caps that let 10-11
-#     warps an SM in (the ablations freed registers and gained most at B=32): checks and times
-#     (scripts/gluon_bwd_check.py), then training at 32 x 2048 with the default and the 200 cap
+#   CAPS="default,maxnreg 200" LIMIT=260 bash scripts/gpu/s23.sh cap  # the Gluon backward under a
+#     register cap that lets 10 warps an SM in (the ablations freed registers and gained most at
+#     B=32): checks and times (scripts/gluon_bwd_check.py), then training at 32 x 2048 with the
+#     default and the 200 cap
 if [ "$1" = cap ]; then
   stamp "Gluon backward under register caps"
   timeout -k 5 $(( $(left) - 110 )) python3 scripts/gluon_bwd_check.py --out $OUT \
-    --variants "${CAPS:-default,maxnreg 200,maxnreg 184,maxnreg 168}" --batches 8,32 > $LOGS/cap.log 2>&1
+    --variants "${CAPS:-default,maxnreg 200,maxnreg 168}" --batches 8,32 > $LOGS/cap.log 2>&1
   stamp "rc=$?"; grep -E "^check|^time|Error" $LOGS/cap.log | cut -c1-160
   k=2
   for cfg in '{}' '{"maxnreg": 200}'; do
