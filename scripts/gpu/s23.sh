@@ -1,8 +1,9 @@
 #!/bin/bash
 # Twenty-third session (2026-12-03). Log: docs/bench/h200-2026-12-03-s23-calls.log.
-# The backward it measures (selective_scan_mma_bwd.py, scripts/mma_bwd_check.py, the scan CONFIG's
-# lanes_bwd_mma) is at commit 4f39c6f and was removed after it (docs/kernels/selective_scan.md,
-# twenty-third session): run these modes from that commit.
+# The modes mma and ncu measure a backward (selective_scan_mma_bwd.py, scripts/mma_bwd_check.py,
+# the scan CONFIG's lanes_bwd_mma) that is at commit 4f39c6f and was removed after it
+# (docs/kernels/selective_scan.md, twenty-third session): run them from that commit; ablate from
+# 8af544b (below); cap runs from here.
 #   LIMIT=400 bash scripts/gpu/s23.sh mma  # the backward with its sums on the tensor cores
 #     (selective_scan_mma_bwd.py): agreement with the Triton and Gluon backwards, then times
 source scripts/gpu/common.sh
