@@ -72,6 +72,34 @@ def test_unknown_implementation_names_the_choices(tmp_path):
         instantiate(cfg.bench)
 
 
+def test_bad_sizes_are_named_before_anything_runs(tmp_path):
+    out = tmp_path / "b.json"
+    cfg = _compose(TINY + ["bench.seq_len=1", "bench.n_layer=0", f"bench.out={out}"])
+    with pytest.raises(Exception, match=r"bench.seq_len=1 \(at least 2\), bench.n_layer=0"):
+        instantiate(cfg.bench)
+    assert not out.exists()   # nothing was measured, so no report
+
+
+def test_unwritable_report_names_the_path_and_leaves_no_temporary(tmp_path, monkeypatch):
+    from mambalab.benchmarks import report
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")   # a file where the report's folder should be
+    where = r"cannot write the benchmark report .*file/b.json.*bench.out"
+    with pytest.raises(OSError, match=where):
+        report.write_json({"a": 1}, str(blocker / "b.json"))
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setattr(report.json, "dump", no_space)
+    with pytest.raises(OSError, match="No space left on device; point bench.out"):
+        report.write_json({"a": 1}, str(full / "b.json"))
+    assert list(full.iterdir()) == []   # the temporary file was removed
+
+
 def test_kernel_groups():
     from mambalab.benchmarks.profile import kernel_group
 

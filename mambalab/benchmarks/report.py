@@ -111,11 +111,20 @@ def print_report(result: dict, console: Console | None = None) -> None:
 
 
 def write_json(result: dict, path: str) -> str:
-    """Atomic write (a half-written report never replaces a good one); returns the path."""
+    """Atomic write (a half-written report never replaces a good one); returns the path. An
+    unwritable place or a full disk raises an OSError that names the path and the fix, and
+    leaves no temporary file behind."""
     path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2, default=str)
-    os.replace(tmp, path)
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        raise OSError(e.errno, f"cannot write the benchmark report {path}: {e.strerror or e}; "
+                      "point bench.out at a writable file with free space") from e
     return path

@@ -142,9 +142,19 @@ def run_benchmark(
     if not batch_sizes or min(batch_sizes) < 1 or steps < 1 or warmup_steps < 0:
         raise ValueError("bench.batch_sizes must be a non-empty list of positive sizes, "
                          "bench.steps >= 1 and bench.warmup_steps >= 0")
+    sizes = {"d_model": d_model, "n_layer": n_layer, "vocab_size": vocab_size,
+             "d_state": d_state, "ops_batch": ops_batch, "ops_seq_len": ops_seq_len,
+             "ops_d_inner": ops_d_inner, "ops_dt_rank": ops_dt_rank, "ce_tokens": ce_tokens,
+             "ops_reps": ops_reps, "profile_steps": profile_steps}
+    bad = [f"bench.{k}={v}" for k, v in sizes.items() if v < 1]
+    if seq_len < 2:  # a step predicts tokens 2..L from 1..L-1
+        bad.insert(0, f"bench.seq_len={seq_len} (at least 2)")
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: these sizes must be positive; the defaults in "
+                         "conf/bench.yaml are Mamba-130M's")
     dev = _resolve_device(device)
     size = ModelSize(d_model=d_model, n_layer=n_layer, vocab_size=vocab_size, d_state=d_state)
-    config = {k: v for k, v in locals().items() if k not in ("dev", "size")}
+    config = {k: v for k, v in locals().items() if k not in ("dev", "size", "sizes", "bad")}
     config["batch_sizes"], config["implementations"] = list(batch_sizes), list(implementations)
     config["kernels"], config["model"] = list(kernels), model_name
     config["optimizer"] = "AdamW (fused on CUDA), lr %g, weight decay 0.1" % lr
