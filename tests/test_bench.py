@@ -100,6 +100,21 @@ def test_unwritable_report_names_the_path_and_leaves_no_temporary(tmp_path, monk
     assert list(full.iterdir()) == []   # the temporary file was removed
 
 
+def test_markdown_names_a_missing_or_broken_report(tmp_path):
+    from mambalab.benchmarks.markdown import main
+
+    with pytest.raises(SystemExit, match="cannot read .*nope.json.*bench.out"):
+        main([str(tmp_path / "nope.json")])
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"config": {')
+    with pytest.raises(SystemExit, match="cut.json is not a benchmark report"):
+        main([str(cut)])
+    other = tmp_path / "other.json"
+    other.write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="other.json is JSON but not a benchmark report"):
+        main([str(other)])
+
+
 def test_kernel_groups():
     from mambalab.benchmarks.profile import kernel_group
 

@@ -86,8 +86,19 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python -m mambalab.benchmarks.markdown <bench.json>")
-    with open(argv[0]) as f:
-        sys.stdout.write(report_markdown(json.load(f)))
+    try:
+        with open(argv[0]) as f:
+            report = json.load(f)
+    except OSError as e:
+        raise SystemExit(f"cannot read {argv[0]}: {e.strerror or e}; give the path of the JSON "
+                         "that python -m mambalab.bench wrote (bench.out)") from e
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{argv[0]} is not a benchmark report ({e}); a report is the JSON that "
+                         "python -m mambalab.bench writes (bench.out)") from e
+    if not isinstance(report, dict) or "config" not in report:
+        raise SystemExit(f"{argv[0]} is JSON but not a benchmark report (no \"config\"); a "
+                         "report is what python -m mambalab.bench writes (bench.out)")
+    sys.stdout.write(report_markdown(report))
 
 
 if __name__ == "__main__":
