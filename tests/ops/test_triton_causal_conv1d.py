@@ -301,3 +301,6 @@ def test_conv_config_from_env(monkeypatch):
     monkeypatch.setenv("MAMBALAB_CONV_CONFIG", '{"seg_len": 128}')
     with pytest.raises(ValueError, match=r"MAMBALAB_CONV_CONFIG: unknown keys \['seg_len'\]"):
         config_from_env(config, "MAMBALAB_CONV_CONFIG")
+    monkeypatch.setenv("MAMBALAB_CONV_CONFIG", '["rows"]')
+    with pytest.raises(ValueError, match="MAMBALAB_CONV_CONFIG must be a JSON object"):
+        config_from_env(config, "MAMBALAB_CONV_CONFIG")

@@ -47,6 +47,9 @@ def config_from_env(config: dict, var: str) -> None:
         overrides = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{var} is not JSON ({e}): {text!r}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{var} must be a JSON object of CONFIG keys, e.g. "
+                         f"'{{\"{next(iter(config))}\": ...}}'; got {text!r}")
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise ValueError(f"{var}: unknown keys {unknown}; known: {sorted(config)}")
