@@ -137,6 +137,7 @@ def run_benchmark(
     print_tables: bool = True,
 ) -> dict:
     """Run the benchmark; returns the report (also written to ``out`` as JSON)."""
+    config = dict(locals())   # the arguments as given, for the report
     if mixed_precision not in MIXED_PRECISION:
         raise ValueError(f"bench.mixed_precision={mixed_precision!r}: choose {MIXED_PRECISION}")
     if not batch_sizes or min(batch_sizes) < 1 or steps < 1 or warmup_steps < 0:
@@ -154,7 +155,6 @@ def run_benchmark(
                          "conf/bench.yaml are Mamba-130M's")
     dev = _resolve_device(device)
     size = ModelSize(d_model=d_model, n_layer=n_layer, vocab_size=vocab_size, d_state=d_state)
-    config = {k: v for k, v in locals().items() if k not in ("dev", "size", "sizes", "bad")}
     config["batch_sizes"], config["implementations"] = list(batch_sizes), list(implementations)
     config["kernels"], config["model"] = list(kernels), model_name
     config["optimizer"] = "AdamW (fused on CUDA), lr %g, weight decay 0.1" % lr
