@@ -82,6 +82,7 @@ def test_bad_sizes_are_named_before_anything_runs(tmp_path):
 
 def test_unwritable_report_names_the_path_and_leaves_no_temporary(tmp_path, monkeypatch):
     from mambalab.benchmarks import report
+    from mambalab.training import run_dir
 
     blocker = tmp_path / "file"
     blocker.write_text("")   # a file where the report's folder should be
@@ -94,7 +95,7 @@ def test_unwritable_report_names_the_path_and_leaves_no_temporary(tmp_path, monk
 
     full = tmp_path / "full"
     full.mkdir()
-    monkeypatch.setattr(report.json, "dump", no_space)
+    monkeypatch.setattr(run_dir.os, "fsync", no_space)   # the disk fills as the file is written
     with pytest.raises(OSError, match="No space left on device; point bench.out"):
         report.write_json({"a": 1}, str(full / "b.json"))
     assert list(full.iterdir()) == []   # the temporary file was removed

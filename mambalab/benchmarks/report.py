@@ -1,13 +1,14 @@
 """The benchmark's report: rich tables on the console, one JSON file for docs/performance.md."""
 from __future__ import annotations
 
-import json
 import os
-import tempfile
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from mambalab.training.run_dir import write_json_atomic
 
 
 def _fmt(value, spec: str, empty: str = "-") -> str:
@@ -115,16 +116,10 @@ def write_json(result: dict, path: str) -> str:
     unwritable place or a full disk raises an OSError that names the path and the fix, and
     leaves no temporary file behind."""
     path = os.path.abspath(path)
-    tmp = None
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2, default=str)
-        os.replace(tmp, path)
+        write_json_atomic(Path(path), result)
     except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
         raise OSError(e.errno, f"cannot write the benchmark report {path}: {e.strerror or e}; "
                       "point bench.out at a writable file with free space") from e
     return path

@@ -18,23 +18,24 @@ class RunLockedError(RuntimeError):
     """Another live process holds the run directory."""
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that a reader never sees half a file (tmp + fsync + rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write text so that a reader never sees half a file (tmp + fsync + rename); a write that
+    fails (a full disk) removes its temporary file and raises."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """write_text_atomic of ``obj`` as indented JSON."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 class RunDir:
